@@ -1,0 +1,45 @@
+# The two commands: `make run` and `make test`. Both create .venv, install the pinned
+# requirements, and use DATABASE_URL / REDIS_URL when set, else a private PostgreSQL and Redis.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEVSTACK := $(PY) scripts/devstack.py
+
+.PHONY: run test lint format bench bench-claims bench-generate bench-api clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(DEVSTACK) run
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: bench-claims bench-generate bench-api
+
+bench-claims: $(STAMP)
+	$(DEVSTACK) exec -- $(PY) bench/claims.py
+
+bench-generate: $(STAMP)
+	$(DEVSTACK) exec -- $(PY) bench/generate.py
+
+bench-api: $(STAMP)
+	$(DEVSTACK) exec -- $(PY) bench/api.py
+
+clean:
+	rm -rf $(VENV) .devstack .pytest_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""Shared fixtures. Tests use the real PostgreSQL and Redis of DATABASE_URL / REDIS_URL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from django.utils import timezone
+
+
+@pytest.fixture
+def redis_client():
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+@pytest.fixture(autouse=True)
+def redis_prefix(settings, redis_client) -> Iterator[str]:
+    """Each test gets its own Redis key prefix, deleted afterwards (never FLUSHALL a shared server)."""
+    prefix = f"tgtest:{uuid.uuid4().hex[:12]}"
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "KEY_PREFIX": prefix}
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return timezone.now().replace(microsecond=0)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from telegram_tasks.conf import app_settings
+from telegram_tasks.links import InvalidTelegramLink, normalize_link
+
+
+class Order(models.Model):
+    """A customer's order: deliver ``quantity`` units of ``action`` on a Telegram target."""
+
+    class Status(models.TextChoices):
+        AWAITING = "awaiting", "Awaiting"
+        PENDING = "pending", "Pending"
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        PARTIAL = "partial", "Partial"
+        CANCELED = "canceled", "Canceled"
+
+    ACTIVE = (Status.AWAITING, Status.PENDING, Status.IN_PROGRESS)
+
+    action = models.CharField(max_length=50, db_index=True)
+    link = models.CharField(max_length=255, help_text="Stored normalized (https://t.me/…).")
+    post_id = models.PositiveBigIntegerField(null=True, blank=True)
+    link_hash = models.CharField(max_length=64, editable=False, db_index=True)
+    quantity = models.PositiveIntegerField()
+    remains = models.PositiveIntegerField(blank=True)
+    per_call = models.PositiveIntegerField(default=1)
+    interval_seconds = models.PositiveIntegerField(default=0)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AWAITING)
+    execution_meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "orders"
+        ordering = ["-id"]
+        indexes = [
+            # Generation reads due orders: active ones, by next_run_at.
+            models.Index(
+                fields=["next_run_at", "id"],
+                condition=Q(status__in=["awaiting", "pending", "in_progress"]),
+                name="order_due",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="order_quantity_gte_1"),
+            models.CheckConstraint(condition=Q(per_call__gte=1), name="order_per_call_gte_1"),
+            models.CheckConstraint(condition=Q(remains__gte=0), name="order_remains_gte_0"),
+            models.CheckConstraint(
+                condition=Q(remains__lte=models.F("quantity")), name="order_remains_lte_quantity"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} {self.link} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.remains is None:
+            self.remains = self.quantity
+        self.normalize_target()
+        super().save(*args, **kwargs)
+
+    def normalize_target(self) -> None:
+        """Canonical link, post id and link_hash; ValidationError on a non-Telegram link."""
+        try:
+            target = normalize_link(self.link)
+        except InvalidTelegramLink as exc:
+            raise ValidationError({"link": str(exc)}) from exc
+        if target.post_id is not None:
+            if self.post_id is not None and self.post_id != target.post_id:
+                raise ValidationError(
+                    {
+                        "post_id": f"post_id {self.post_id} contradicts the link's post {target.post_id}"
+                    }
+                )
+            self.post_id = target.post_id
+        self.link = target.link
+        self.link_hash = target.link_hash
+
+    def clean(self) -> None:
+        if self.action not in app_settings.ACTIONS:
+            raise ValidationError(
+                {
+                    "action": f"unknown action {self.action!r}; configured: {', '.join(app_settings.ACTIONS)}"
+                }
+            )
+        self.normalize_target()

