@@ -150,17 +150,24 @@ def _ensure_database(url: str) -> None:
 
 
 @contextlib.contextmanager
-def stack() -> Iterator[dict[str, str]]:
-    """Yield the environment for the stack, starting private servers where none is configured."""
+def stack(*, ephemeral: bool = False) -> Iterator[dict[str, str]]:
+    """Yield the environment for the stack, starting private servers where none is configured.
+
+    ``ephemeral`` servers (test runs) live in a folder of their own, removed afterwards, so two
+    runs in one checkout never share a data directory; ``make run`` keeps its data.
+    """
     env: dict[str, str] = {}
+    base = STATE / f"ephemeral-{os.getpid()}" if ephemeral else STATE
     with contextlib.ExitStack() as stack:
+        if ephemeral:
+            stack.callback(shutil.rmtree, base, ignore_errors=True)
         if not os.environ.get("DATABASE_URL"):
-            url = stack.enter_context(private_postgres(STATE / "postgres"))
+            url = stack.enter_context(private_postgres(base / "postgres"))
             _ensure_database(url)
             env["DATABASE_URL"] = url
             print(f"devstack: private PostgreSQL at {url}", file=sys.stderr)
         if not os.environ.get("REDIS_URL"):
-            url = stack.enter_context(private_redis(STATE / "redis"))
+            url = stack.enter_context(private_redis(base / "redis"))
             env["REDIS_URL"] = url
             print(f"devstack: private Redis at {url}", file=sys.stderr)
         yield env
@@ -177,7 +184,7 @@ def _dev_secret(name: str) -> str:
 
 
 def cmd_exec(args: list[str]) -> int:
-    with stack() as env:
+    with stack(ephemeral=True) as env:
         child_env = {**os.environ, **env}
         child_env.setdefault("SECRET_KEY", _dev_secret("secret_key"))
         return subprocess.call(args, env=child_env, cwd=ROOT)
@@ -185,8 +192,12 @@ def cmd_exec(args: list[str]) -> int:
 
 def cmd_run() -> int:
     py = sys.executable
+    # The Procfile names bare commands (gunicorn, celery): find them in this interpreter's venv
+    # even when the venv is not activated, as under `make run`.
+    bindir = str(Path(py).parent)
     with stack() as env:
         child_env = {**os.environ, **env}
+        child_env["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", os.defpath)])
         child_env.setdefault("DEBUG", "1")
         child_env.setdefault("SECRET_KEY", _dev_secret("secret_key"))
         child_env.setdefault("PROVIDER_TOKEN", _dev_secret("provider_token"))
@@ -195,7 +206,7 @@ def cmd_run() -> int:
         manage = [py, str(ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput"], env=child_env, cwd=ROOT, check=True)
         subprocess.run(
-            [*manage, "shell", "-c", _ENSURE_ADMIN],
+            [*manage, "shell", "--no-imports", "-c", _ENSURE_ADMIN],
             env={**child_env, "DEV_ADMIN_PASSWORD": admin_password},
             cwd=ROOT,
             check=True,
@@ -215,7 +226,7 @@ def cmd_run() -> int:
             ),
             flush=True,
         )
-        honcho = shutil.which("honcho", path=str(Path(py).parent)) or "honcho"
+        honcho = shutil.which("honcho", path=bindir) or "honcho"
         proc = subprocess.Popen([honcho, "start", "-f", str(ROOT / "Procfile")], env=child_env)
         try:
             return proc.wait()

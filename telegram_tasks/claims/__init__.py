@@ -1,0 +1,71 @@
+"""Two-phase claims on Telegram accounts, kept in Redis and changed only by atomic Lua scripts.
+
+RESERVE (at generation) takes the (action, account) lock for a task and consumes nothing;
+COMMIT (on success) consumes cooldown and today's cap, sets link state or the one-shot dedupe key
+and releases the lock, once per task; ROLLBACK (on failure or expiry) releases the lock only.
+EXTEND re-arms the lock of a task that is still alive; HOLD keeps an account off every action.
+
+Key scheme (``P`` = ``TELEGRAM_TASKS["KEY_PREFIX"]``, default ``tg``; ``{aID}`` is the Redis
+Cluster hash tag, so every key of one account lives in one slot and each script touches one
+slot):
+
+    P:{aID}:lock:ACTION                  hash {token, until}  the RESERVE lock of one live task
+    P:{aID}:cd:ACTION                    cooldown deadline (ms since epoch)
+    P:{aID}:cap:ACTION:YYYYMMDD          successes on that local day (TIME_ZONE); expires an hour
+                                         after the next local midnight
+    P:{aID}:state:LINKHASH               "subscribed" | "unsubscribed" (gated actions, 90 days)
+    P:{aID}:dedupe:ACTION:LINKHASH:POST  one-shot success marker (90 days)
+    P:{aID}:hold                         account-wide hold deadline (flood wait)
+    P:{aID}:done:TASKID                  COMMIT marker that makes COMMIT idempotent (7 days)
+    P:cursor:ACTION                      round-robin cursor of account selection (not per account)
+
+Deadlines are stored as values and compared with the caller's ``now``, so time is a parameter;
+key TTLs only collect garbage. Python callers never see keys or Lua: they use the functions
+below.
+"""
+
+from telegram_tasks.claims.operations import (
+    Claim,
+    ExtendResult,
+    Refusal,
+    Target,
+    commit,
+    commit_many,
+    extend,
+    extend_many,
+    hold,
+    next_local_midnight,
+    reserve,
+    reserve_many,
+    rollback,
+    rollback_many,
+)
+from telegram_tasks.claims.selection import (
+    AccountRef,
+    Demand,
+    Selection,
+    select_account,
+    select_accounts,
+)
+
+__all__ = [
+    "AccountRef",
+    "Claim",
+    "Demand",
+    "ExtendResult",
+    "Refusal",
+    "Selection",
+    "Target",
+    "commit",
+    "commit_many",
+    "extend",
+    "extend_many",
+    "hold",
+    "next_local_midnight",
+    "reserve",
+    "reserve_many",
+    "rollback",
+    "rollback_many",
+    "select_account",
+    "select_accounts",
+]

@@ -1,0 +1,54 @@
+"""The one place that builds Redis keys. See the key scheme in ``telegram_tasks.claims``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from telegram_tasks.conf import app_settings
+
+
+def _prefix() -> str:
+    return app_settings.KEY_PREFIX
+
+
+def account_tag(account_id: int) -> str:
+    # The part in braces is the Redis Cluster hash tag: all of one account's keys share a slot.
+    return f"{_prefix()}:{{a{account_id}}}"
+
+
+def lock(account_id: int, action: str) -> str:
+    return f"{account_tag(account_id)}:lock:{action}"
+
+
+def cooldown(account_id: int, action: str) -> str:
+    return f"{account_tag(account_id)}:cd:{action}"
+
+
+def cap(account_id: int, action: str, local_day: datetime) -> str:
+    return f"{account_tag(account_id)}:cap:{action}:{local_day:%Y%m%d}"
+
+
+def state(account_id: int, link_hash: str) -> str:
+    return f"{account_tag(account_id)}:state:{link_hash}"
+
+
+def dedupe(account_id: int, action: str, link_hash: str, post_id: int | None) -> str:
+    post = "-" if post_id is None else str(post_id)
+    return f"{account_tag(account_id)}:dedupe:{action}:{link_hash}:{post}"
+
+
+def hold(account_id: int) -> str:
+    return f"{account_tag(account_id)}:hold"
+
+
+def done(account_id: int, token: str) -> str:
+    return f"{account_tag(account_id)}:done:{token}"
+
+
+def cursor(action: str) -> str:
+    return f"{_prefix()}:cursor:{action}"
+
+
+def pattern() -> str:
+    """Every key of this prefix (tests, rebuild)."""
+    return f"{_prefix()}:*"

@@ -1,0 +1,49 @@
+--[[ commit.lua — COMMIT: a task succeeded; consume what its success costs. Idempotent per token.
+
+KEYS (one account, one hash tag):
+  1 lock    P:{aID}:lock:ACTION
+  2 cd      P:{aID}:cd:ACTION
+  3 cap     P:{aID}:cap:ACTION:YYYYMMDD      (the local day of now_ms)
+  4 state   P:{aID}:state:LINKHASH
+  5 dedupe  P:{aID}:dedupe:ACTION:LINKHASH:POST
+  6 done    P:{aID}:done:TOKEN               marks this token committed
+ARGV:
+  1 token, 2 now_ms, 3 cooldown_ms, 4 cap_ttl_ms (past the next local midnight),
+  5 gate ("" | "subscribe" | "unsubscribe"), 6 one_shot ("1" | "0"),
+  7 state_ttl_ms, 8 dedupe_ttl_ms, 9 done_ttl_ms
+Returns: 0 committed now, 1 already committed (nothing changed but a lock this token still holds
+is released).
+]]
+local token = ARGV[1]
+local now = tonumber(ARGV[2])
+
+local function release()
+  if redis.call('HGET', KEYS[1], 'token') == token then
+    redis.call('DEL', KEYS[1])
+  end
+end
+
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  release()
+  return 1
+end
+redis.call('SET', KEYS[6], '1', 'PX', tonumber(ARGV[9]))
+
+local cooldown = tonumber(ARGV[3])
+if cooldown > 0 then
+  redis.call('SET', KEYS[2], now + cooldown, 'PX', cooldown)
+end
+redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]))
+
+local gate = ARGV[5]
+if gate == 'subscribe' then
+  redis.call('SET', KEYS[4], 'subscribed', 'PX', tonumber(ARGV[7]))
+elseif gate == 'unsubscribe' then
+  redis.call('SET', KEYS[4], 'unsubscribed', 'PX', tonumber(ARGV[7]))
+end
+if ARGV[6] == '1' then
+  redis.call('SET', KEYS[5], '1', 'PX', tonumber(ARGV[8]))
+end
+release()
+return 0

@@ -1,0 +1,202 @@
+"""RESERVE, COMMIT, ROLLBACK, EXTEND and HOLD over the Lua scripts, singly or batched."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from telegram_tasks.claims import keys
+from telegram_tasks.claims.scripts import Call, run, run_many
+from telegram_tasks.conf import Policy, app_settings
+
+# Commit markers outlive any report retry; the ledger (task status) guards beyond that.
+DONE_TTL_MS = 7 * 86400 * 1000
+# Cap counters live a little past the local midnight that ends their day.
+CAP_TTL_MARGIN_MS = 3600 * 1000
+
+
+class Refusal(enum.StrEnum):
+    """Why RESERVE refused an account. Account-wide reasons rule it out for every target."""
+
+    LOCKED = "locked"
+    COOLDOWN = "cooldown"
+    CAP = "cap"
+    GATE = "gate"
+    DEDUPE = "dedupe"
+    HOLD = "hold"
+
+    @property
+    def account_wide(self) -> bool:
+        return self not in (Refusal.GATE, Refusal.DEDUPE)
+
+
+_RESERVE_CODES = {
+    1: Refusal.LOCKED,
+    2: Refusal.COOLDOWN,
+    3: Refusal.CAP,
+    4: Refusal.GATE,
+    5: Refusal.DEDUPE,
+    6: Refusal.HOLD,
+}
+
+
+class ExtendResult(enum.StrEnum):
+    REARMED = "rearmed"
+    LOST = "lost"  # the lock lapsed: nobody holds it
+    TAKEN = "taken"  # another task holds it
+
+
+_EXTEND_CODES = {0: ExtendResult.REARMED, 1: ExtendResult.LOST, 2: ExtendResult.TAKEN}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an action is aimed at: link state is per link, one-shot dedupe per link and post."""
+
+    link_hash: str
+    post_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One task's claim on one account: the token is the task id."""
+
+    account_id: int
+    action: str
+    target: Target
+    token: str
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def local_day(now: datetime) -> datetime:
+    return now.astimezone(ZoneInfo(settings.TIME_ZONE))
+
+
+def next_local_midnight(now: datetime) -> datetime:
+    """The next midnight in TIME_ZONE; wall-clock arithmetic, so a 23- or 25-hour day is right."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    tomorrow = now.astimezone(zone).date() + timedelta(days=1)
+    return datetime.combine(tomorrow, time(0), tzinfo=zone)
+
+
+def _reserve_call(claim: Claim, policy: Policy, now: datetime, until: datetime) -> Call:
+    account, action, target = claim.account_id, claim.action, claim.target
+    return (
+        "reserve",
+        [
+            keys.lock(account, action),
+            keys.cooldown(account, action),
+            keys.cap(account, action, local_day(now)),
+            keys.state(account, target.link_hash),
+            keys.dedupe(account, action, target.link_hash, target.post_id),
+            keys.hold(account),
+        ],
+        [
+            claim.token,
+            ms(now),
+            ms(until),
+            -1 if policy.daily_cap is None else policy.daily_cap,
+            policy.gate or "",
+            "1" if policy.one_shot else "0",
+        ],
+    )
+
+
+def reserve_many(
+    claims: Sequence[Claim], *, now: datetime, until: Sequence[datetime] | datetime | None = None
+) -> list[Refusal | None]:
+    """RESERVE each claim (one round trip); ``None`` where the lock was taken, else the refusal.
+
+    ``until`` is when each lock lapses unless re-armed: one moment for all, one per claim, or
+    by default ``now + RESERVE_LOCK_SECONDS``.
+    """
+    if until is None:
+        until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+    untils = [until] * len(claims) if isinstance(until, datetime) else list(until)
+    calls = [
+        _reserve_call(c, app_settings.policy(c.action), now, u)
+        for c, u in zip(claims, untils, strict=True)
+    ]
+    return [_RESERVE_CODES.get(int(code)) for code in run_many(calls)]
+
+
+def reserve(claim: Claim, *, now: datetime, until: datetime | None = None) -> Refusal | None:
+    return reserve_many([claim], now=now, until=until)[0]
+
+
+def _commit_call(claim: Claim, now: datetime) -> Call:
+    policy = app_settings.policy(claim.action)
+    account, action, target = claim.account_id, claim.action, claim.target
+    cap_ttl = ms(next_local_midnight(now)) - ms(now) + CAP_TTL_MARGIN_MS
+    return (
+        "commit",
+        [
+            keys.lock(account, action),
+            keys.cooldown(account, action),
+            keys.cap(account, action, local_day(now)),
+            keys.state(account, target.link_hash),
+            keys.dedupe(account, action, target.link_hash, target.post_id),
+            keys.done(account, claim.token),
+        ],
+        [
+            claim.token,
+            ms(now),
+            policy.cooldown * 1000,
+            cap_ttl,
+            policy.gate or "",
+            "1" if policy.one_shot else "0",
+            app_settings.STATE_TTL_SECONDS * 1000,
+            app_settings.DEDUPE_TTL_SECONDS * 1000,
+            DONE_TTL_MS,
+        ],
+    )
+
+
+def commit_many(claims: Sequence[Claim], *, now: datetime) -> list[bool]:
+    """COMMIT each claim; True where it was committed now, False where it already had been."""
+    return [int(code) == 0 for code in run_many([_commit_call(c, now) for c in claims])]
+
+
+def commit(claim: Claim, *, now: datetime) -> bool:
+    return commit_many([claim], now=now)[0]
+
+
+def rollback_many(claims: Sequence[Claim]) -> list[bool]:
+    """ROLLBACK: release each lock the claim's token holds. True where one was released."""
+    calls = [("rollback", [keys.lock(c.account_id, c.action)], [c.token]) for c in claims]
+    return [bool(int(r)) for r in run_many(calls)]
+
+
+def rollback(claim: Claim) -> bool:
+    return rollback_many([claim])[0]
+
+
+def extend_many(
+    claims: Sequence[Claim], *, now: datetime, until: Sequence[datetime] | datetime
+) -> list[ExtendResult]:
+    """Re-arm the locks of live tasks until ``until`` (never lowering a deadline)."""
+    untils = [until] * len(claims) if isinstance(until, datetime) else list(until)
+    calls = [
+        ("extend", [keys.lock(c.account_id, c.action)], [c.token, ms(now), ms(u)])
+        for c, u in zip(claims, untils, strict=True)
+    ]
+    return [_EXTEND_CODES[int(r)] for r in run_many(calls)]
+
+
+def extend(claim: Claim, *, now: datetime, until: datetime) -> ExtendResult:
+    return extend_many([claim], now=now, until=until)[0]
+
+
+def hold(account_id: int, *, now: datetime, seconds: float) -> datetime:
+    """Hold an account off every action for ``seconds`` (a flood wait); returns the deadline."""
+    until = now + timedelta(seconds=seconds)
+    deadline = int(run("hold", [keys.hold(account_id)], [ms(now), ms(until)]))
+    return datetime.fromtimestamp(deadline / 1000, tz=now.tzinfo) if deadline else now

@@ -1,0 +1,161 @@
+"""Account selection: round-robin from a per-action cursor, many tasks at a time.
+
+Candidates are read from PostgreSQL in pages of active accounts ordered by id, starting after the
+action's cursor (kept in Redis) and wrapping around once. Each round pairs every unserved demand
+with the next free candidate and sends all those RESERVEs in one pipeline, so the round trips
+grow with the rounds and pages, not with the candidates tried. A candidate refused for an
+account-wide reason (locked, cooldown, cap, hold) is dropped for every demand; one refused for a
+target (gate, dedupe) stays available to the other demands. A RESERVE only succeeds for the one
+demand it was sent for, so no reservation is ever left that no demand holds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from telegram_tasks.claims import keys
+from telegram_tasks.claims.operations import Claim, Target, reserve_many
+from telegram_tasks.claims.scripts import connection
+from telegram_tasks.conf import app_settings
+from telegram_tasks.models import TelegramAccount
+
+MIN_PAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    id: int
+    provider_account_id: str | None
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """One task that needs an account: its target, its token (task id), its lock deadline."""
+
+    target: Target
+    token: str
+    until: datetime | None = None
+
+
+@dataclass(slots=True)
+class Selection:
+    account: AccountRef | None = None
+    tally: Counter[str] = field(default_factory=Counter)
+    tried: int = 0
+
+    @property
+    def starved(self) -> bool:
+        return self.account is None
+
+
+def _pages(after: int, size: int) -> Iterator[list[AccountRef]]:
+    """Active accounts with id > after, then from the start up to after: each once."""
+    active = TelegramAccount.objects.filter(is_active=True).order_by("id")
+    for lower, upper in ((after, None), (0, after)):
+        last = lower
+        while True:
+            qs = active.filter(id__gt=last)
+            if upper is not None:
+                qs = qs.filter(id__lte=upper)
+            rows = list(qs.values_list("id", "provider_account_id", "phone")[:size])
+            if not rows:
+                break
+            yield [AccountRef(*row) for row in rows]
+            last = rows[-1][0]
+            if len(rows) < size:
+                break
+
+
+def select_accounts(
+    *, action: str, demands: Sequence[Demand], now: datetime, budget: int | None = None
+) -> list[Selection]:
+    """RESERVE one account per demand; a demand no account takes comes back starved, with the
+    tally of refusals. ``budget`` (default ACCOUNT_SCAN_BUDGET) caps RESERVEs tried per demand."""
+    budget = budget or app_settings.ACCOUNT_SCAN_BUDGET
+    default_until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+    results = [Selection() for _ in demands]
+    if not demands:
+        return results
+    redis = connection()
+    cursor_key = keys.cursor(action)
+    cursor = int(redis.get(cursor_key) or 0)
+
+    candidates: list[AccountRef] = []
+    usable: list[bool] = []  # False once taken by a demand or refused account-wide
+    refused_for: list[set[int]] = [set() for _ in demands]  # target refusals, per demand
+    first_usable = 0
+    last_taken: int | None = None
+    waiting = list(range(len(demands)))
+    pages = _pages(cursor, max(MIN_PAGE, 2 * len(demands)))
+    exhausted = False
+
+    while waiting:
+        # Pair each waiting demand with the next usable candidate no other demand has this round.
+        while first_usable < len(candidates) and not usable[first_usable]:
+            first_usable += 1
+        picked: set[int] = set()
+        pairs: list[tuple[int, int]] = []
+        short: list[int] = []
+        scan = first_usable
+        for d in waiting:
+            i = scan
+            while i < len(candidates) and (
+                not usable[i] or i in picked or candidates[i].id in refused_for[d]
+            ):
+                i += 1
+            if i >= len(candidates):
+                short.append(d)
+                continue
+            pairs.append((d, i))
+            picked.add(i)
+            if i == scan:
+                scan += 1
+        if short and not exhausted:
+            page = next(pages, None)
+            if page is None:
+                exhausted = True
+            else:
+                candidates.extend(page)
+                usable.extend([True] * len(page))
+        if not pairs:
+            if exhausted:
+                break
+            continue
+
+        claims = [
+            Claim(candidates[i].id, action, demands[d].target, demands[d].token) for d, i in pairs
+        ]
+        untils = [demands[d].until or default_until for d, _ in pairs]
+        outcomes = reserve_many(claims, now=now, until=untils)
+        served: set[int] = set()
+        for (d, i), refusal in zip(pairs, outcomes, strict=True):
+            result = results[d]
+            result.tried += 1
+            if refusal is None:
+                result.account = candidates[i]
+                usable[i] = False
+                served.add(d)
+                last_taken = i if last_taken is None else max(last_taken, i)
+                continue
+            result.tally[refusal.value] += 1
+            if refusal.account_wide:
+                usable[i] = False
+            else:
+                refused_for[d].add(candidates[i].id)
+        waiting = [d for d in waiting if d not in served and results[d].tried < budget]
+
+    if last_taken is not None:
+        # Round-robin: the next selection for this action starts after the last account taken.
+        redis.set(cursor_key, candidates[last_taken].id)
+    return results
+
+
+def select_account(
+    *, action: str, target: Target, token: str, now: datetime, until: datetime | None = None
+) -> Selection:
+    """RESERVE one account for one task (see ``select_accounts``)."""
+    return select_accounts(action=action, demands=[Demand(target, token, until)], now=now)[0]
