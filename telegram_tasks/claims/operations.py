@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 
 from telegram_tasks.claims import keys
-from telegram_tasks.claims.scripts import Call, run, run_many
+from telegram_tasks.claims.scripts import Call, connection, run, run_many
 from telegram_tasks.conf import Policy, app_settings
 
 # Commit markers outlive any report retry; the ledger (task status) guards beyond that.
@@ -70,6 +70,11 @@ class Claim:
     action: str
     target: Target
     token: str
+
+
+def ping() -> None:
+    """Raise a RedisError unless Redis answers (a pass checks this before it starts)."""
+    connection().ping()
 
 
 def ms(moment: datetime) -> int:

@@ -1,0 +1,247 @@
+"""The generation pass: due orders become tasks, each with an account RESERVEd for it.
+
+Everything that generates tasks (Celery beat, ``manage.py generate_telegram_tasks``, tests, the
+benchmark) calls ``tasks_generate``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+
+from telegram_tasks import claims
+from telegram_tasks.claims import Claim, Demand, Target
+from telegram_tasks.conf import app_settings, get_order_model
+from telegram_tasks.models import TelegramTask, new_ulid
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 200
+# interval 0 orders are due again right after this pass, never within it.
+EPSILON = timedelta(microseconds=1)
+
+
+@dataclass
+class GenerationSummary:
+    examined: int = 0
+    created: int = 0
+    starved_orders: int = 0
+    starved_slots: int = 0
+    seconds: float = 0.0
+    refusals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def line(self) -> str:
+        refusals = ",".join(f"{k}:{v}" for k, v in sorted(self.refusals.items())) or "-"
+        return (
+            f"examined={self.examined} created={self.created} starved={self.starved_orders} "
+            f"starved_slots={self.starved_slots} refusals={refusals} seconds={self.seconds:.3f}"
+        )
+
+
+@dataclass
+class _Slot:
+    order: Any
+    at: datetime
+    token: str = field(default_factory=new_ulid)
+
+
+def order_slots(
+    *, next_run_at: datetime | None, interval: int, open_units: int, per_call: int, now: datetime
+) -> list[datetime]:
+    """When this pass schedules an order's tasks: one per interval slot within the coming tick.
+
+    No burst after downtime: a slot already in the past is moved to ``now`` and the cadence goes
+    on from there, so however long the scheduler was away an order catches up by one slot only.
+    """
+    wanted = math.ceil(open_units / per_call)
+    most = min(wanted, app_settings.MAX_TASKS_PER_ORDER_PER_PASS)
+    if interval <= 0:
+        return [now] * most
+    start = max(next_run_at or now, now)
+    horizon = now + timedelta(seconds=app_settings.GENERATION_TICK_SECONDS)
+    step = timedelta(seconds=interval)
+    slots = []
+    at = start
+    while len(slots) < most and (at < horizon or not slots):
+        slots.append(at)
+        at += step
+    return slots
+
+
+def _due_orders(now: datetime, exclude: set[int], size: int) -> list[Any]:
+    """Lock a page of due orders; orders another pass holds are skipped, not waited for."""
+    Order = get_order_model()
+    units_in_flight = (
+        TelegramTask.objects.filter(order=OuterRef("pk"), status__in=TelegramTask.IN_FLIGHT)
+        .values("order")
+        .annotate(units=Sum("per_call"))
+        .values("units")
+    )
+    qs = (
+        Order.objects.filter(status__in=[s.value for s in Order.ACTIVE])
+        .filter(Q(next_run_at__isnull=True) | Q(next_run_at__lte=now))
+        .filter(remains__gt=Coalesce(Subquery(units_in_flight), 0))
+        .exclude(pk__in=exclude)
+        .order_by(F("next_run_at").asc(nulls_first=True), "pk")
+        .select_for_update(skip_locked=True, of=("self",))
+        .only("pk", "action", "link", "post_id", "link_hash", "remains", "per_call",
+              "interval_seconds", "next_run_at", "status")
+    )  # fmt: skip
+    return list(qs[:size])
+
+
+def tasks_generate(*, limit: int, now: datetime) -> GenerationSummary:
+    """One generation pass: at most ``limit`` tasks over the orders due at ``now``."""
+    started = time.perf_counter()
+    claims.ping()
+    summary = GenerationSummary()
+    examined: set[int] = set()
+    exhausted_actions: set[str] = set()
+    while summary.created < limit:
+        with transaction.atomic():
+            page = _due_orders(now, examined, PAGE_SIZE)
+            if not page:
+                break
+            examined.update(o.pk for o in page)
+            summary.examined += len(page)
+            _generate_page(page, limit - summary.created, now, summary, exhausted_actions)
+        if len(page) < PAGE_SIZE:
+            break
+    summary.seconds = time.perf_counter() - started
+    logger.info("generation pass: %s", summary.line())
+    return summary
+
+
+def _generate_page(
+    page: list[Any],
+    budget: int,
+    now: datetime,
+    summary: GenerationSummary,
+    exhausted_actions: set[str],
+) -> None:
+    Order = get_order_model()
+    # Counted after the rows are locked, in a statement of its own: every task of an order is
+    # created under its row lock, so this count cannot miss a concurrent pass's tasks.
+    in_flight = dict(
+        TelegramTask.objects.filter(
+            order_id__in=[o.pk for o in page], status__in=TelegramTask.IN_FLIGHT
+        )
+        .values("order_id")
+        .annotate(units=Sum("per_call"))
+        .values_list("order_id", "units")
+    )
+    slots_by_action: dict[str, list[_Slot]] = defaultdict(list)
+    for order in page:
+        open_units = order.remains - in_flight.get(order.pk, 0)
+        if open_units <= 0 or order.action not in app_settings.ACTIONS:
+            continue
+        times = order_slots(
+            next_run_at=order.next_run_at,
+            interval=order.interval_seconds,
+            open_units=open_units,
+            per_call=order.per_call,
+            now=now,
+        )
+        times = times[: max(0, budget)]
+        budget -= len(times)
+        slots_by_action[order.action].extend(_Slot(order, at) for at in times)
+
+    lock_for = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+    served: list[tuple[_Slot, claims.AccountRef]] = []
+    starved_orders: set[int] = set()
+    served_orders: set[int] = set()
+    try:
+        for action, slots in slots_by_action.items():
+            if action in exhausted_actions:
+                starved_orders.update(s.order.pk for s in slots)
+                summary.starved_slots += len(slots)
+                continue
+            demands = [
+                Demand(Target(s.order.link_hash, s.order.post_id), s.token, s.at + lock_for)
+                for s in slots
+            ]
+            results = claims.select_accounts(action=action, demands=demands, now=now)
+            for slot, result in zip(slots, results, strict=True):
+                for reason, count in result.tally.items():
+                    summary.refusals[reason] += count
+                if result.account is None:
+                    summary.starved_slots += 1
+                    starved_orders.add(slot.order.pk)
+                else:
+                    served.append((slot, result.account))
+                    served_orders.add(slot.order.pk)
+            if all(r.account is None for r in results) and all(
+                set(r.tally) <= {"locked", "cooldown", "cap", "hold"} for r in results
+            ):
+                # Every account is out for this action whatever the target: later pages of
+                # this pass would only scan them again.
+                exhausted_actions.add(action)
+        _store(served, now, Order)
+    except BaseException:
+        # The tasks were not stored: give their reservations back before the error goes on.
+        # (A crash of the process itself leaves them to lapse at slot + RESERVE_LOCK_SECONDS.)
+        claims.rollback_many(
+            [
+                Claim(acc.id, s.order.action, Target(s.order.link_hash, s.order.post_id), s.token)
+                for s, acc in served
+            ]
+        )
+        raise
+    summary.created += len(served)
+    summary.starved_orders += len(starved_orders - served_orders)
+
+
+def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime, Order: Any) -> None:
+    if not served:
+        return
+    lock_for = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+    tasks = []
+    last_slot: dict[int, datetime] = {}
+    orders: dict[int, Any] = {}
+    for slot, account in served:
+        order = slot.order
+        orders[order.pk] = order
+        last_slot[order.pk] = max(last_slot.get(order.pk, slot.at), slot.at)
+        tasks.append(
+            TelegramTask(
+                id=slot.token,
+                order_id=order.pk,
+                action=order.action,
+                link_hash=order.link_hash,
+                telegram_account_id=account.id,
+                provider_account_id=account.provider_account_id,
+                per_call=order.per_call,
+                available_at=slot.at,
+                reserved_until=slot.at + lock_for,
+                payload={
+                    "order_id": order.pk,
+                    "action": order.action,
+                    "link": order.link,
+                    "post_id": order.post_id,
+                    "link_hash": order.link_hash,
+                    "per_call": order.per_call,
+                    "account": {
+                        "id": account.id,
+                        "provider_account_id": account.provider_account_id,
+                        "phone": account.phone,
+                    },
+                },
+            )
+        )
+    TelegramTask.objects.bulk_create(tasks)
+    for pk, order in orders.items():
+        interval = timedelta(seconds=order.interval_seconds)
+        order.next_run_at = last_slot[pk] + interval if interval else now + EPSILON
+        if order.status == Order.Status.AWAITING:
+            order.status = Order.Status.IN_PROGRESS
+        order.updated_at = now
+    Order.objects.bulk_update(list(orders.values()), ["next_run_at", "status", "updated_at"])

@@ -1,0 +1,37 @@
+"""Celery tasks: thin interfaces over the services, scheduled by django-celery-beat."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from telegram_tasks.claims.scripts import connection
+from telegram_tasks.conf import app_settings
+from telegram_tasks.generation import tasks_generate
+
+logger = logging.getLogger(__name__)
+
+# Longer than any sane pass; if a worker dies holding it, the next tick after this runs again.
+PASS_LOCK_SECONDS = 300
+
+
+def _no_overlap(name: str):
+    """A Redis lock with a TTL, released at the end: a run never overlaps the previous one
+    (like Laravel's withoutOverlapping)."""
+    return connection().lock(
+        f"{app_settings.KEY_PREFIX}:celery-lock:{name}", timeout=PASS_LOCK_SECONDS, blocking=False
+    )
+
+
+@shared_task(name="telegram_tasks.generate", ignore_result=True, time_limit=PASS_LOCK_SECONDS)
+def generate_telegram_tasks(limit: int = 1000) -> str | None:
+    lock = _no_overlap("generate")
+    if not lock.acquire():
+        logger.info("generation pass skipped: the previous one is still running")
+        return None
+    try:
+        return tasks_generate(limit=limit, now=timezone.now()).line()
+    finally:
+        lock.release()

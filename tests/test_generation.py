@@ -1,0 +1,286 @@
+"""The generation pass over real PostgreSQL and Redis."""
+
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection as db_connection
+from django.db import connections
+
+from orders.models import Order
+from telegram_tasks import generation
+from telegram_tasks.claims import keys
+from telegram_tasks.generation import order_slots, tasks_generate
+from telegram_tasks.models import TelegramTask
+from tests.factories import make_account, make_accounts, make_order, make_task
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def lock_tokens(redis_client, prefix):
+    found = {}
+    for key in redis_client.scan_iter(match=f"{prefix}:*:lock:*"):
+        found[key.decode()] = redis_client.hget(key, "token").decode()
+    return found
+
+
+def test_due_order_gets_a_task_with_a_reserved_account(redis_client, redis_prefix):
+    account = make_account()
+    order = make_order(action="view", link="t.me/durov/42", quantity=1)
+    summary = tasks_generate(limit=100, now=NOW)
+    assert (summary.examined, summary.created, summary.starved_orders) == (1, 1, 0)
+    task = TelegramTask.objects.get()
+    assert task.telegram_account_id == account.id
+    assert task.provider_account_id == account.provider_account_id
+    assert (task.status, task.available_at, task.attempt) == ("queued", NOW, 0)
+    assert task.reserved_until == NOW + timedelta(seconds=120)
+    assert task.payload == {
+        "order_id": order.pk, "action": "view", "link": "https://t.me/durov", "post_id": 42,
+        "link_hash": order.link_hash, "per_call": 1,
+        "account": {"id": account.id, "provider_account_id": account.provider_account_id,
+                    "phone": account.phone},
+    }  # fmt: skip
+    order.refresh_from_db()
+    assert order.status == Order.Status.IN_PROGRESS
+    assert order.next_run_at > NOW
+    assert lock_tokens(redis_client, redis_prefix) == {keys.lock(account.id, "view"): task.id}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"next_run_at": NOW + timedelta(seconds=1)},
+        {"status": Order.Status.COMPLETED},
+        {"status": Order.Status.CANCELED},
+        {"status": Order.Status.PARTIAL},
+        {"remains": 0},
+    ],
+)
+def test_orders_that_are_not_due_get_nothing(fields):
+    make_account()
+    make_order(action="view", quantity=1, **fields)
+    assert tasks_generate(limit=100, now=NOW).created == 0
+    assert not TelegramTask.objects.exists()
+
+
+@pytest.mark.parametrize("status", [Order.Status.PENDING, Order.Status.IN_PROGRESS])
+def test_pending_and_in_progress_orders_are_due(status):
+    make_account()
+    make_order(action="view", quantity=1, status=status, next_run_at=NOW)
+    assert tasks_generate(limit=100, now=NOW).created == 1
+
+
+def test_in_flight_units_count_against_remains():
+    account = make_account()
+    make_account()
+    order = make_order(action="view", quantity=1)
+    make_task(order, account)
+    assert tasks_generate(limit=100, now=NOW).created == 0
+    order2 = make_order(action="view", quantity=3, per_call=1)
+    make_task(order2, account, status="leased")
+    make_task(order2, account, status="pending")
+    assert tasks_generate(limit=100, now=NOW).created == 1
+
+
+def test_drip_feed_makes_one_task_per_slot_of_the_tick():
+    make_accounts(10)
+    order = make_order(action="view", quantity=100, interval_seconds=10)
+    assert tasks_generate(limit=100, now=NOW).created == 6
+    slots = sorted(TelegramTask.objects.values_list("available_at", flat=True))
+    assert slots == [NOW + timedelta(seconds=10 * i) for i in range(6)]
+    reserved = sorted(TelegramTask.objects.values_list("reserved_until", flat=True))
+    assert reserved == [s + timedelta(seconds=120) for s in slots]
+    order.refresh_from_db()
+    assert order.next_run_at == NOW + timedelta(seconds=60)
+    # The next pass, a tick later, continues the cadence.
+    assert tasks_generate(limit=100, now=NOW + timedelta(seconds=30)).created == 0
+    assert tasks_generate(limit=100, now=NOW + timedelta(seconds=60)).created >= 1
+
+
+def test_no_burst_after_downtime():
+    make_accounts(20)
+    order = make_order(
+        action="view", quantity=1000, interval_seconds=10, next_run_at=NOW - timedelta(hours=3)
+    )
+    assert tasks_generate(limit=1000, now=NOW).created == 6
+    first = TelegramTask.objects.order_by("available_at").first()
+    assert first.available_at == NOW
+    order.refresh_from_db()
+    assert order.next_run_at == NOW + timedelta(seconds=60)
+
+
+def test_interval_zero_gets_up_to_the_per_pass_maximum(settings):
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "MAX_TASKS_PER_ORDER_PER_PASS": 4}
+    make_accounts(10)
+    make_order(action="view", quantity=100)
+    assert tasks_generate(limit=100, now=NOW).created == 4
+    small = make_order(action="reaction", quantity=5, per_call=2)
+    assert tasks_generate(limit=100, now=NOW).created == 3 + 0  # ceil(5 / 2) tasks
+    assert TelegramTask.objects.filter(order=small).count() == 3
+
+
+def test_one_live_task_per_account_and_action_spreads_work():
+    accounts = make_accounts(3)
+    make_order(action="view", quantity=10)
+    assert tasks_generate(limit=100, now=NOW).created == 3
+    used = TelegramTask.objects.values_list("telegram_account_id", flat=True)
+    assert sorted(used) == [a.id for a in accounts]
+
+
+def test_order_without_an_eligible_account_is_starved_and_left_due():
+    make_account(is_active=False)
+    order = make_order(action="view", quantity=1)
+    summary = tasks_generate(limit=100, now=NOW)
+    assert (summary.created, summary.starved_orders, summary.starved_slots) == (0, 1, 1)
+    order.refresh_from_db()
+    assert order.status == Order.Status.AWAITING and order.next_run_at is None
+    make_account()
+    assert tasks_generate(limit=100, now=NOW).created == 1
+
+
+def test_limit_caps_the_pass():
+    make_accounts(20)
+    for _ in range(10):
+        make_order(action="view", quantity=1)
+    summary = tasks_generate(limit=3, now=NOW)
+    assert summary.created == 3 == TelegramTask.objects.count()
+    assert tasks_generate(limit=100, now=NOW).created == 7
+
+
+def test_order_slots_rules():
+    kwargs = {"open_units": 100, "per_call": 1}
+    assert order_slots(next_run_at=None, interval=20, now=NOW, **kwargs) == [
+        NOW,
+        NOW + timedelta(seconds=20),
+        NOW + timedelta(seconds=40),
+    ]
+    # An interval longer than the tick still gets its one due slot.
+    assert order_slots(next_run_at=NOW, interval=3600, now=NOW, **kwargs) == [NOW]
+    # Few units left: no more tasks than they need.
+    assert len(order_slots(next_run_at=None, interval=1, now=NOW, open_units=3, per_call=1)) == 3
+
+
+def test_reservations_are_rolled_back_when_the_insert_fails(
+    monkeypatch, redis_client, redis_prefix
+):
+    make_accounts(5)
+    order = make_order(action="view", quantity=3)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(TelegramTask.objects, "bulk_create", broken)
+    with pytest.raises(RuntimeError):
+        tasks_generate(limit=100, now=NOW)
+    assert lock_tokens(redis_client, redis_prefix) == {}
+    assert not TelegramTask.objects.exists()
+    order.refresh_from_db()
+    assert order.next_run_at is None and order.status == Order.Status.AWAITING
+
+
+def test_command_prints_one_summary_line():
+    make_account()
+    make_order(action="view", quantity=1)
+    from io import StringIO
+
+    out = StringIO()
+    call_command("generate_telegram_tasks", "--limit=5", stdout=out)
+    line = out.getvalue().strip()
+    assert "\n" not in line
+    assert line.startswith("examined=1 created=1 starved=0") and "seconds=" in line
+
+
+def test_beat_task_and_command_call_the_one_pass_function(monkeypatch):
+    from telegram_tasks import tasks
+    from telegram_tasks.management.commands import generate_telegram_tasks as command
+
+    assert tasks.tasks_generate is generation.tasks_generate is command.tasks_generate
+    make_account()
+    make_order(action="view", quantity=2)
+    assert (
+        tasks.generate_telegram_tasks.apply(kwargs={"limit": 1})
+        .get()
+        .startswith("examined=1 created=1")
+    )
+
+
+def test_beat_task_never_overlaps_itself():
+    from telegram_tasks import tasks
+
+    held = tasks._no_overlap("generate")
+    assert held.acquire()
+    try:
+        make_account()
+        make_order(action="view", quantity=1)
+        assert tasks.generate_telegram_tasks.apply().get() is None
+        assert not TelegramTask.objects.exists()
+    finally:
+        held.release()
+
+
+def test_beat_schedule_is_created_by_a_migration():
+    from django_celery_beat.models import PeriodicTask
+
+    periodic = PeriodicTask.objects.get(task="telegram_tasks.generate")
+    assert (
+        periodic.enabled and periodic.interval.every == 60 and periodic.interval.period == "seconds"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "postgres://postgres@127.0.0.1:1/nope"}, "PostgreSQL is unavailable"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "Redis is unavailable"),
+    ],
+)
+def test_command_fails_clearly_when_a_server_is_down(env, message):
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "generate_telegram_tasks", "--limit=1"],
+        env={**os.environ, "DEBUG": "1", **env, **_test_db_env(env)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def _test_db_env(env):
+    if "DATABASE_URL" in env:
+        return {}
+    settings_db = db_connection.settings_dict
+    url = f"postgres://{settings_db['USER']}@{settings_db['HOST']}:{settings_db['PORT']}/{settings_db['NAME']}"
+    return {"DATABASE_URL": url}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_passes_create_each_task_once():
+    make_accounts(250)
+    orders = [make_order(action="view", link=f"t.me/chan{i:05d}/1", quantity=1) for i in range(200)]
+    barrier = threading.Barrier(2)
+    summaries = []
+
+    def run_pass():
+        try:
+            barrier.wait()
+            summaries.append(tasks_generate(limit=1000, now=NOW))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run_pass) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(summaries) == 2
+    assert sum(s.created for s in summaries) == 200
+    per_order = TelegramTask.objects.values_list("order_id", flat=True)
+    assert sorted(per_order) == sorted(o.pk for o in orders)
+    accounts = list(TelegramTask.objects.values_list("telegram_account_id", flat=True))
+    assert len(accounts) == len(set(accounts))  # one live view task per account
