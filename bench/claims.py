@@ -17,7 +17,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
-from _setup import clear_redis, django_for_bench
+from _setup import clear_redis, django_for_bench, truncate
 
 
 def main() -> None:
@@ -30,13 +30,12 @@ def main() -> None:
 
     from telegram_tasks import claims
     from telegram_tasks.claims import Claim, Demand, Target, keys, selection
-    from telegram_tasks.claims.operations import _reserve_call
+    from telegram_tasks.claims.operations import reserve_calls
     from telegram_tasks.claims.scripts import connection, script
     from telegram_tasks.conf import app_settings
     from telegram_tasks.models import TelegramAccount, TelegramTask
 
-    TelegramTask.objects.all().delete()
-    TelegramAccount.objects.all().delete()
+    truncate(TelegramTask, TelegramAccount)
     TelegramAccount.objects.bulk_create(
         TelegramAccount(provider_account_id=f"bench_{i}", phone=f"+1{i:09d}")
         for i in range(opts.accounts)
@@ -84,16 +83,13 @@ def main() -> None:
     # sizes, on accounts that accept (fresh prefix space: "base" accounts).
     conn = connection()
     reserve_sha = script("reserve").sha
-    policy = app_settings.policy("view")
     prepared = []
     n = 0
     for size in sizes:
         batch = []
         for _ in range(size):
-            _, k, a = _reserve_call(
-                Claim(10_000_000 + n, "view", Target("d" * 64, n), f"base{n}"), policy, now,
-                now + timedelta(seconds=120),
-            )  # fmt: skip
+            claim = Claim(10_000_000 + n, "view", Target("d" * 64, n), f"base{n}")
+            [(_, k, a)] = reserve_calls([claim], now, [now + timedelta(seconds=120)])
             batch.append((k, a))
             n += 1
         prepared.append(batch)

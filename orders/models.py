@@ -23,10 +23,10 @@ class Order(models.Model):
 
     ACTIVE = (Status.AWAITING, Status.PENDING, Status.IN_PROGRESS)
 
-    action = models.CharField(max_length=50, db_index=True)
+    action = models.CharField(max_length=50)
     link = models.CharField(max_length=255, help_text="Stored normalized (https://t.me/…).")
     post_id = models.PositiveBigIntegerField(null=True, blank=True)
-    link_hash = models.CharField(max_length=64, editable=False, db_index=True)
+    link_hash = models.CharField(max_length=64, editable=False)
     quantity = models.PositiveIntegerField()
     remains = models.PositiveIntegerField(blank=True)
     per_call = models.PositiveIntegerField(default=1)

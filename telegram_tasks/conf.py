@@ -60,7 +60,8 @@ class Policy:
 
 class TelegramTasksSettings:
     def __init__(self) -> None:
-        self._cached: dict[str, Any] = {}
+        self._cached_attrs: set[str] = set()
+        self._policies: dict[str, Policy] = {}
 
     @property
     def user_settings(self) -> dict[str, Any]:
@@ -69,12 +70,14 @@ class TelegramTasksSettings:
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_") or attr not in DEFAULTS:
             raise AttributeError(f"Invalid TELEGRAM_TASKS setting: {attr!r}")
-        if attr not in self._cached:
-            if attr == "ACTIONS":
-                self._cached[attr] = self._merged_actions()
-            else:
-                self._cached[attr] = self.user_settings.get(attr, DEFAULTS[attr])
-        return self._cached[attr]
+        if attr == "ACTIONS":
+            value = self._merged_actions()
+        else:
+            value = self.user_settings.get(attr, DEFAULTS[attr])
+        # Cached as a plain attribute (as DRF does): hot paths read settings per task.
+        self._cached_attrs.add(attr)
+        setattr(self, attr, value)
+        return value
 
     def _merged_actions(self) -> dict[str, dict[str, Any]]:
         merged = {name: dict(knobs) for name, knobs in DEFAULT_ACTIONS.items()}
@@ -88,6 +91,12 @@ class TelegramTasksSettings:
 
     def policy(self, action: str) -> Policy:
         """The policy of a configured action; KeyError for an unknown one."""
+        policy = self._policies.get(action)
+        if policy is None:
+            policy = self._policies[action] = self._policy(action)
+        return policy
+
+    def _policy(self, action: str) -> Policy:
         knobs = self.ACTIONS[action]
         return Policy(
             action=action,
@@ -98,7 +107,10 @@ class TelegramTasksSettings:
         )
 
     def reload(self) -> None:
-        self._cached.clear()
+        for attr in self._cached_attrs:
+            delattr(self, attr)
+        self._cached_attrs.clear()
+        self._policies.clear()
 
 
 app_settings = TelegramTasksSettings()

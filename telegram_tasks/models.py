@@ -48,8 +48,10 @@ class TelegramTask(models.Model):
     FINAL = (Status.DONE, Status.FAILED)
 
     id = models.CharField(primary_key=True, max_length=26, default=new_ulid, editable=False)
+    # FK columns are served by the composite (…, status) indexes below; single-column indexes
+    # would only slow the bulk inserts of generation.
     order = models.ForeignKey(
-        order_model_label(), on_delete=models.PROTECT, related_name="telegram_tasks"
+        order_model_label(), on_delete=models.PROTECT, related_name="telegram_tasks", db_index=False
     )
     action = models.CharField(max_length=50)
     link_hash = models.CharField(max_length=64)
@@ -59,6 +61,7 @@ class TelegramTask(models.Model):
         null=True,
         blank=True,
         related_name="tasks",
+        db_index=False,
     )
     provider_account_id = models.CharField(max_length=255, null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

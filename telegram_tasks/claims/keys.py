@@ -25,7 +25,7 @@ def cooldown(account_id: int, action: str) -> str:
 
 
 def cap(account_id: int, action: str, local_day: datetime) -> str:
-    return f"{account_tag(account_id)}:cap:{action}:{local_day:%Y%m%d}"
+    return f"{account_tag(account_id)}:cap:{action}:{day_stamp(local_day)}"
 
 
 def state(account_id: int, link_hash: str) -> str:
@@ -52,3 +52,24 @@ def cursor(action: str) -> str:
 def pattern() -> str:
     """Every key of this prefix (tests, rebuild)."""
     return f"{_prefix()}:*"
+
+
+def day_stamp(local_day: datetime) -> str:
+    return f"{local_day:%Y%m%d}"
+
+
+def reserve_keys(
+    account_id: int, action: str, day: str, link_hash: str, post_id: int | None
+) -> list[str]:
+    """KEYS of reserve.lua in order (``day`` from ``day_stamp``), built in one go: this runs
+    once per task of a generation pass."""
+    tag = f"{app_settings.KEY_PREFIX}:{{a{account_id}}}"
+    post = "-" if post_id is None else post_id
+    return [
+        f"{tag}:lock:{action}",
+        f"{tag}:cd:{action}",
+        f"{tag}:cap:{action}:{day}",
+        f"{tag}:state:{link_hash}",
+        f"{tag}:dedupe:{action}:{link_hash}:{post}",
+        f"{tag}:hold",
+    ]

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from telegram_tasks.claims import keys
 from telegram_tasks.claims.operations import Claim, Target, reserve_many
@@ -25,8 +26,7 @@ from telegram_tasks.models import TelegramAccount
 MIN_PAGE = 200
 
 
-@dataclass(frozen=True, slots=True)
-class AccountRef:
+class AccountRef(NamedTuple):
     id: int
     provider_account_id: str | None
     phone: str
@@ -64,7 +64,7 @@ def _pages(after: int, size: int) -> Iterator[list[AccountRef]]:
             rows = list(qs.values_list("id", "provider_account_id", "phone")[:size])
             if not rows:
                 break
-            yield [AccountRef(*row) for row in rows]
+            yield list(map(AccountRef._make, rows))
             last = rows[-1][0]
             if len(rows) < size:
                 break
