@@ -278,7 +278,7 @@ def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime, Order: 
             "reserved_until, attempt, payload, failure_reason, last_error, created_at, updated_at) "
             "FROM STDIN"
         )
-        with cursor.cursor.copy(copy_sql) as copy:
+        with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
             for row in rows:
                 copy.write_row(row)
         cursor.execute(

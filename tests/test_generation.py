@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import DatabaseError, connections
 from django.db import connection as db_connection
-from django.db import connections
 
 from orders.models import Order
 from telegram_tasks import generation
@@ -165,17 +165,17 @@ def test_order_slots_rules():
     assert len(order_slots(next_run_at=None, interval=1, now=NOW, open_units=3, per_call=1)) == 3
 
 
-def test_reservations_are_rolled_back_when_the_insert_fails(
-    monkeypatch, redis_client, redis_prefix
-):
+def test_reservations_are_rolled_back_when_the_insert_fails(redis_client, redis_prefix):
     make_accounts(5)
     order = make_order(action="view", quantity=3)
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("database went away")
-
-    monkeypatch.setattr(TelegramTask.objects, "bulk_create", broken)
-    with pytest.raises(RuntimeError):
+    with db_connection.cursor() as cursor:  # a real PostgreSQL error, raised by the insert
+        cursor.execute(
+            "CREATE FUNCTION tg_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$;"
+            "CREATE TRIGGER tg_refuse BEFORE INSERT ON telegram_tasks "
+            "FOR EACH ROW EXECUTE FUNCTION tg_refuse();"
+        )
+    with pytest.raises(DatabaseError, match="disk full"):
         tasks_generate(limit=100, now=NOW)
     assert lock_tokens(redis_client, redis_prefix) == {}
     assert not TelegramTask.objects.exists()
