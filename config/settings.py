@@ -103,12 +103,20 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_AUTHENTICATION_CLASSES": ["telegram_tasks.authentication.ProviderTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["telegram_tasks.authentication.IsProvider"],
+    "EXCEPTION_HANDLER": "telegram_tasks.exceptions.api_exception_handler",
 }
+# A sync of 10,000 accounts is a few MB of JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 SPECTACULAR_SETTINGS = {
     "TITLE": "Telegram task broker — provider API",
     "DESCRIPTION": "Pull tasks under a lease, report each result.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs are public; every provider endpoint needs the token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
 }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)

@@ -85,3 +85,20 @@ def check_actions() -> list[Error]:
                 Error(f"Action {name!r}: one_shot must be True or False.", id="telegram_tasks.E015")
             )
     return errors
+
+
+@register()
+def check_provider_token(app_configs, **kwargs):
+    from django.core.checks import Warning
+
+    from telegram_tasks.authentication import configured_tokens
+
+    if not configured_tokens():
+        return [
+            Warning(
+                "PROVIDER_TOKEN is not set: every provider API request will be refused (401).",
+                hint="Set PROVIDER_TOKEN to a long random secret shared with the provider.",
+                id="telegram_tasks.W001",
+            )
+        ]
+    return []

@@ -40,10 +40,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_TASKS_PER_ORDER_PER_PASS": 50,
     "ACCOUNT_SCAN_BUDGET": 500,
     "ACTIONS": DEFAULT_ACTIONS,
-    # Beyond SPEC's list: the prefix of every Redis key (tests isolate by it) and the largest
-    # batch the account sync endpoint accepts.
-    "KEY_PREFIX": "tg",
-    "SYNC_MAX_BATCH": 10_000,
+    # Beyond SPEC's list:
+    "KEY_PREFIX": "tg",  # prefix of every Redis key (tests isolate by it)
+    "SYNC_MAX_BATCH": 10_000,  # most accounts in one sync request
+    "REPORT_MAX_BATCH": 1000,  # most reports / leases in one report, extend or release request
+    "MAX_LEASE_SECONDS": 3600,  # a hand-out's total lease, heartbeats (extend) included
+    "PULL_REPLAY_SECONDS": 300,  # how long a pull's request_id replays the same tasks
 }
 
 

@@ -69,7 +69,10 @@ class TelegramTask(models.Model):
     available_at = models.DateTimeField(default=timezone.now)
     # The RESERVE lock lapses at this moment unless a lease or a pending report re-arms it.
     reserved_until = models.DateTimeField(null=True, blank=True)
+    # When the current hand-out began and ends (for a pending task: when it times out).
+    leased_at = models.DateTimeField(null=True, blank=True)
     leased_until = models.DateTimeField(null=True, blank=True)
+    # Identifies the current hand-out (one per pull); null until the task is first handed out.
     lease_id = models.CharField(max_length=26, null=True, blank=True)
     attempt = models.PositiveIntegerField(default=0)
     payload = models.JSONField(default=dict)

@@ -1,7 +1,29 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from telegram_tasks import views
+from telegram_tasks.exceptions import json_not_found
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(
+        "provider/telegram/accounts/sync",
+        views.AccountsSyncView.as_view(),
+        name="provider-accounts-sync",
+    ),
+    path("provider/telegram/tasks/pull", views.PullView.as_view(), name="provider-tasks-pull"),
+    path(
+        "provider/telegram/tasks/report", views.ReportView.as_view(), name="provider-tasks-report"
+    ),
+    path(
+        "provider/telegram/tasks/extend", views.ExtendView.as_view(), name="provider-tasks-extend"
+    ),
+    path(
+        "provider/telegram/tasks/release",
+        views.ReleaseView.as_view(),
+        name="provider-tasks-release",
+    ),
+    # Anything else under /api/ answers in the API's envelope, not Django's HTML 404.
+    re_path(r"^.*$", json_not_found),
 ]

@@ -18,6 +18,7 @@ slot):
     P:{aID}:hold                         account-wide hold deadline (flood wait)
     P:{aID}:done:TASKID                  COMMIT marker that makes COMMIT idempotent (7 days)
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
+    P:pull:REQUESTID                     what a pull with that request_id leased (replay, 5 min)
 
 Deadlines are stored as values and compared with the caller's ``now``, so time is a parameter;
 key TTLs only collect garbage. Python callers never see keys or Lua: they use the functions
@@ -25,6 +26,7 @@ below.
 """
 
 from telegram_tasks.claims.operations import (
+    REPLAY_IN_PROGRESS,
     Claim,
     ExtendResult,
     Refusal,
@@ -34,8 +36,12 @@ from telegram_tasks.claims.operations import (
     extend,
     extend_many,
     hold,
+    hold_many,
     next_local_midnight,
     ping,
+    pull_replay_begin,
+    pull_replay_forget,
+    pull_replay_store,
     reserve,
     reserve_many,
     rollback,
@@ -50,6 +56,7 @@ from telegram_tasks.claims.selection import (
 )
 
 __all__ = [
+    "REPLAY_IN_PROGRESS",
     "AccountRef",
     "Claim",
     "Demand",
@@ -62,8 +69,12 @@ __all__ = [
     "extend",
     "extend_many",
     "hold",
+    "hold_many",
     "next_local_midnight",
     "ping",
+    "pull_replay_begin",
+    "pull_replay_forget",
+    "pull_replay_store",
     "reserve",
     "reserve_many",
     "rollback",

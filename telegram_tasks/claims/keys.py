@@ -49,6 +49,10 @@ def cursor(action: str) -> str:
     return f"{_prefix()}:cursor:{action}"
 
 
+def pull_replay(request_id: str) -> str:
+    return f"{_prefix()}:pull:{request_id}"
+
+
 def pattern() -> str:
     """Every key of this prefix (tests, rebuild)."""
     return f"{_prefix()}:*"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -197,8 +198,49 @@ def extend(claim: Claim, *, now: datetime, until: datetime) -> ExtendResult:
     return extend_many([claim], now=now, until=until)[0]
 
 
+def hold_many(holds: Sequence[tuple[int, float]], *, now: datetime) -> list[datetime]:
+    """Hold each (account, seconds) off every action that long (a flood wait); one round trip.
+    Returns each hold's deadline (a later hold already in place is kept)."""
+    now_ms = ms(now)
+    calls = [
+        ("hold", [keys.hold(account_id)], [now_ms, now_ms + int(seconds * 1000)])
+        for account_id, seconds in holds
+    ]
+    return [
+        datetime.fromtimestamp(int(d) / 1000, tz=now.tzinfo) if int(d) else now
+        for d in run_many(calls)
+    ]
+
+
 def hold(account_id: int, *, now: datetime, seconds: float) -> datetime:
     """Hold an account off every action for ``seconds`` (a flood wait); returns the deadline."""
     until = now + timedelta(seconds=seconds)
     deadline = int(run("hold", [keys.hold(account_id)], [ms(now), ms(until)]))
     return datetime.fromtimestamp(deadline / 1000, tz=now.tzinfo) if deadline else now
+
+
+# --- pull replay: a pull repeated with the same request_id returns the same tasks -------------
+
+REPLAY_IN_PROGRESS = object()
+_IN_PROGRESS = "in-progress"
+
+
+def pull_replay_begin(request_id: str, *, ttl: int) -> dict | object | None:
+    """Claim ``request_id`` for a new pull (None), or return what an earlier pull with it
+    leased, or REPLAY_IN_PROGRESS while that pull is still running."""
+    conn = connection()
+    key = keys.pull_replay(request_id)
+    if conn.set(key, _IN_PROGRESS, nx=True, ex=ttl):
+        return None
+    stored = conn.get(key)
+    if stored is None or stored.decode() == _IN_PROGRESS:
+        return REPLAY_IN_PROGRESS
+    return json.loads(stored)
+
+
+def pull_replay_store(request_id: str, leased: dict, *, ttl: int) -> None:
+    connection().set(keys.pull_replay(request_id), json.dumps(leased), ex=ttl)
+
+
+def pull_replay_forget(request_id: str) -> None:
+    connection().delete(keys.pull_replay(request_id))

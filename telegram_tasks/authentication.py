@@ -1,0 +1,53 @@
+"""Provider authentication: a shared token in the ``X-Provider-Token`` header."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from django.conf import settings
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+
+class Provider:
+    """The authenticated caller of the provider API (there is one provider fleet)."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __str__(self) -> str:
+        return "provider"
+
+
+def configured_tokens() -> list[str]:
+    """PROVIDER_TOKEN; several comma-separated tokens allow a rotation without downtime."""
+    raw = getattr(settings, "PROVIDER_TOKEN", "") or ""
+    return [t.strip() for t in raw.split(",") if t.strip()]
+
+
+class ProviderTokenAuthentication(BaseAuthentication):
+    header = "HTTP_X_PROVIDER_TOKEN"
+
+    def authenticate(self, request: Request) -> tuple[Provider, str] | None:
+        given = request.META.get(self.header)
+        if given is None:
+            return None  # not ours: other authenticators may try, else 401
+        tokens = configured_tokens()
+        # Compare against every token, always, so timing tells nothing about which matched.
+        matched = False
+        for token in tokens:
+            matched |= hmac.compare_digest(given.encode(), token.encode())
+        if not matched:
+            raise AuthenticationFailed("invalid provider token")
+        return Provider(), given
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'X-Provider-Token realm="provider-api"'
+
+
+class IsProvider(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, Provider)

@@ -1,0 +1,301 @@
+"""Request and response bodies of the provider API. Strict: unknown fields are errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rest_framework import serializers
+
+from telegram_tasks.conf import app_settings
+
+TASK_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a ULID (Crockford base32)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+ERROR_CODE = re.compile(r"^([A-Z][A-Z0-9_]*?)(?:_(\d+))?$")
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses unknown fields and any body that is not a JSON object."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": [f"expected a JSON object, got {type(data).__name__}"]}
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class TaskIdField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_length=26, max_length=26, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not TASK_ID.match(value):
+            raise serializers.ValidationError("not a task id (26-character ULID)")
+        return value
+
+
+class StrictBool(serializers.BooleanField):
+    """true or false only: no "yes", 1 or "on"."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            raise serializers.ValidationError("must be true or false")
+        return data
+
+
+class StrictInt(serializers.IntegerField):
+    """A JSON integer only: no strings, no floats."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise serializers.ValidationError("must be an integer")
+        return super().to_internal_value(data)
+
+
+class StrictChar(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        return super().to_internal_value(data)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ErrorBody(serializers.Serializer):
+    code = serializers.CharField(help_text="stable machine-readable code")
+    message = serializers.CharField(help_text="what is wrong, naming the field")
+    details = serializers.DictField(help_text="per-field errors or context")
+
+
+class ErrorEnvelope(serializers.Serializer):
+    ok = serializers.BooleanField(default=False)
+    error = ErrorBody()
+
+
+# --- accounts sync -----------------------------------------------------------------------------
+
+
+class AccountIn(StrictSerializer):
+    provider_account_id = StrictChar(max_length=255, min_length=1)
+    phone = StrictChar(max_length=32, required=False, allow_blank=True)
+    is_active = StrictBool(required=False)
+    meta = serializers.DictField(required=False)
+
+    def validate_meta(self, value: Any) -> dict[str, Any]:
+        if len(str(value)) > 10_000:
+            raise serializers.ValidationError("meta is larger than 10,000 characters")
+        return value
+
+
+class AccountsSyncIn(StrictSerializer):
+    accounts = serializers.ListField(
+        child=serializers.JSONField(), allow_empty=True, help_text="accounts to upsert"
+    )
+
+
+class AccountSyncError(serializers.Serializer):
+    index = serializers.IntegerField()
+    provider_account_id = serializers.CharField(allow_null=True)
+    errors = serializers.DictField()
+
+
+class AccountsSyncOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    synced = serializers.IntegerField()
+    errors = AccountSyncError(many=True)
+
+
+def validate_accounts(items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validate each item on its own: (valid items, per-item errors). A provider_account_id
+    seen earlier in the same batch is an error for the later item."""
+    valid, errors, seen = [], [], set()
+    for index, item in enumerate(items):
+        pid = item.get("provider_account_id") if isinstance(item, dict) else None
+        serializer = AccountIn(data=item)
+        if not serializer.is_valid():
+            errors.append(
+                {"index": index, "provider_account_id": _str(pid), "errors": serializer.errors}
+            )
+            continue
+        data = serializer.validated_data
+        if data["provider_account_id"] in seen:
+            errors.append(
+                {
+                    "index": index,
+                    "provider_account_id": data["provider_account_id"],
+                    "errors": {"provider_account_id": ["appears earlier in this batch"]},
+                }
+            )
+            continue
+        seen.add(data["provider_account_id"])
+        valid.append(dict(data))
+    return valid, errors
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# --- pull --------------------------------------------------------------------------------------
+
+
+class PullIn(StrictSerializer):
+    limit = StrictInt(min_value=1, help_text="1..PULL_MAX_LIMIT (default 1000)")
+    request_id = StrictChar(
+        required=False,
+        help_text="repeat a pull with the same id (within PULL_REPLAY_SECONDS) to get the "
+        "same tasks again instead of new ones",
+    )
+    accounts = serializers.ListField(
+        child=StrictChar(max_length=255, min_length=1),
+        required=False,
+        allow_empty=False,
+        max_length=1000,
+        help_text="only tasks of these provider_account_ids",
+    )
+
+    def validate_limit(self, value: int) -> int:
+        if value > app_settings.PULL_MAX_LIMIT:
+            raise serializers.ValidationError(
+                f"Ensure this value is less than or equal to {app_settings.PULL_MAX_LIMIT}."
+            )
+        return value
+
+    def validate_request_id(self, value: str) -> str:
+        if not REQUEST_ID.match(value):
+            raise serializers.ValidationError("1-64 characters of A-Z a-z 0-9 _ . : -")
+        return value
+
+
+class AccountOut(serializers.Serializer):
+    provider_account_id = serializers.CharField(allow_null=True)
+    phone = serializers.CharField(allow_null=True)
+
+
+class TaskOut(serializers.Serializer):
+    task_id = serializers.CharField()
+    order_id = serializers.IntegerField()
+    action = serializers.CharField()
+    link = serializers.CharField()
+    account = AccountOut()
+    per_call = serializers.IntegerField()
+    post_id = serializers.IntegerField(allow_null=True)
+    link_hash = serializers.CharField()
+    attempt = serializers.IntegerField(help_text="how many times it was handed out before")
+    leased_until = serializers.DateTimeField()
+    lease_id = serializers.CharField(help_text="identifies this hand-out; send it back")
+
+
+class PullOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    tasks = TaskOut(many=True)
+    count = serializers.IntegerField()
+    replayed = serializers.BooleanField(required=False)
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+class ReportIn(StrictSerializer):
+    task_id = TaskIdField()
+    state = serializers.ChoiceField(choices=["done", "failed", "pending"])
+    ok = StrictBool(required=False, allow_null=True)
+    error = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text='a string ("FLOOD_WAIT_30") or {"code", "message"}',
+    )
+    retry_after = StrictInt(required=False, allow_null=True, min_value=0, max_value=7 * 86400)
+    provider_task_id = StrictChar(required=False, allow_null=True, max_length=255)
+    data = serializers.JSONField(required=False, allow_null=True)
+    lease_id = StrictChar(required=False, allow_null=True, max_length=26)
+
+    def validate_error(self, value: Any) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return {"code": _code(value), "message": value[:2000]}
+        if isinstance(value, dict) and set(value) <= {"code", "message"}:
+            code, message = value.get("code"), value.get("message")
+            if all(v is None or isinstance(v, str) for v in (code, message)):
+                return {"code": _code(code or ""), "message": (message or code or "")[:2000]}
+        raise serializers.ValidationError('must be a string or {"code": str, "message": str}')
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("ok") is False and attrs["state"] == "done":
+            raise serializers.ValidationError({"ok": ["ok is false but state is done"]})
+        if attrs.get("ok") is True and attrs["state"] == "failed":
+            raise serializers.ValidationError({"ok": ["ok is true but state is failed"]})
+        if attrs.get("retry_after") and attrs["state"] != "failed":
+            raise serializers.ValidationError({"retry_after": ["only a failed report may retry"]})
+        return attrs
+
+
+def _code(text: str) -> str:
+    """The Telegram error code of a message: "FLOOD_WAIT_30 (caused by …)" -> FLOOD_WAIT_30."""
+    head = text.strip().split(" ", 1)[0].split(":", 1)[0][:64]
+    return head if ERROR_CODE.match(head) else ""
+
+
+class ReportBatchIn(StrictSerializer):
+    reports = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+
+
+class ReportOutBody(serializers.Serializer):
+    ok = serializers.BooleanField()
+    task_id = serializers.CharField()
+    status = serializers.CharField(required=False, help_text="the task's status after the report")
+    duplicate = serializers.BooleanField(required=False)
+
+
+class ReportItemOut(serializers.Serializer):
+    task_id = serializers.CharField()
+    ok = serializers.BooleanField()
+    status = serializers.CharField(required=False)
+    duplicate = serializers.BooleanField(required=False)
+    error = ErrorBody(required=False)
+
+
+class ReportBatchOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    results = ReportItemOut(many=True)
+
+
+# --- extend and release ------------------------------------------------------------------------
+
+
+class LeaseExtendItem(StrictSerializer):
+    task_id = TaskIdField()
+    lease_id = StrictChar(max_length=26)
+    seconds = StrictInt(min_value=1, max_value=86400, required=False)
+
+
+class LeaseItem(StrictSerializer):
+    task_id = TaskIdField()
+    lease_id = StrictChar(max_length=26)
+
+
+class ExtendIn(StrictSerializer):
+    leases = serializers.ListField(child=LeaseExtendItem(), allow_empty=False)
+
+
+class ReleaseIn(StrictSerializer):
+    leases = serializers.ListField(child=LeaseItem(), allow_empty=False)
+
+
+class LeaseItemOut(serializers.Serializer):
+    task_id = serializers.CharField()
+    ok = serializers.BooleanField()
+    leased_until = serializers.DateTimeField(required=False)
+    error = ErrorBody(required=False)
+
+
+class LeasesOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    results = LeaseItemOut(many=True)

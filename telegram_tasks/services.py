@@ -1,0 +1,692 @@
+"""Services of the provider API: account sync, leased pull, report, extend, release.
+
+Every state transition of a task happens here (generation lives in ``generation.py``). Views,
+Celery tasks, commands and admin actions call these functions and hold no rules of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+
+from telegram_tasks import claims
+from telegram_tasks.claims import Claim, Target
+from telegram_tasks.conf import app_settings, get_order_model
+from telegram_tasks.exceptions import BatchTooLarge, TaskConflict
+from telegram_tasks.models import TelegramAccount, TelegramTask, new_ulid
+
+S = TelegramTask.Status
+TASKS = TelegramTask._meta.db_table
+
+
+def _claim(row: dict[str, Any]) -> Claim:
+    return Claim(
+        row["telegram_account_id"],
+        row["action"],
+        Target(row["link_hash"], row["payload"].get("post_id")),
+        row["id"],
+    )
+
+
+def _grace() -> timedelta:
+    # A hand-out's lock outlives its lease by this much, so a report a little late still finds
+    # its account locked, and a lapsed lease is re-leased before anyone else takes the account.
+    return timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+
+
+def _fetch(sql: str, params: Sequence[Any] | dict[str, Any]) -> list[dict[str, Any]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.description is None:
+            return []
+        names = [c.name for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    # Django has psycopg hand jsonb over as text (it decodes JSON itself in the ORM).
+    for row in rows:
+        if isinstance(row.get("payload"), str):
+            row["payload"] = json.loads(row["payload"])
+    return rows
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    synced: int
+    errors: list[dict[str, Any]]
+    deactivated: int = 0
+
+
+def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
+    """Upsert accounts by provider_account_id.
+
+    ``items`` are validated dicts holding ``provider_account_id`` and any of ``phone``,
+    ``is_active``, ``meta``; a field an item leaves out keeps its stored value (new accounts
+    get the model default). One INSERT … ON CONFLICT per combination of fields present, so the
+    number of queries does not grow with the batch. Accounts switched off here stop being
+    picked, and their queued tasks are released for other accounts.
+    """
+    if len(items) > app_settings.SYNC_MAX_BATCH:
+        raise BatchTooLarge(
+            f"at most {app_settings.SYNC_MAX_BATCH} accounts per sync",
+            {"max": app_settings.SYNC_MAX_BATCH, "got": len(items)},
+        )
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for item in items:
+        present = tuple(sorted(k for k in ("phone", "is_active", "meta") if k in item))
+        groups.setdefault(present, []).append(item)
+    turned_off = [i["provider_account_id"] for i in items if i.get("is_active") is False]
+    with transaction.atomic():
+        was_active = set(
+            TelegramAccount.objects.filter(
+                provider_account_id__in=turned_off, is_active=True
+            ).values_list("id", flat=True)
+        )
+        for present, group in groups.items():
+            TelegramAccount.objects.bulk_create(
+                [
+                    TelegramAccount(
+                        provider_account_id=i["provider_account_id"],
+                        **{k: i[k] for k in present},
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for i in group
+                ],
+                update_conflicts=True,
+                unique_fields=["provider_account_id"],
+                update_fields=[*present, "updated_at"],
+            )
+        tasks_release_for_accounts(account_ids=sorted(was_active), now=now)
+    return SyncResult(synced=len(items), errors=[], deactivated=len(was_active))
+
+
+def tasks_release_for_accounts(*, account_ids: Sequence[int], now: datetime) -> int:
+    """Queued tasks of these accounts fail (``account_inactive``) and give back their locks, so
+    their orders get tasks on other accounts. Leased and pending tasks are left to finish."""
+    if not account_ids:
+        return 0
+    rows = _fetch(
+        f"""
+        UPDATE {TASKS} SET status = %s, failure_reason = 'account_inactive', finished_at = %s,
+               updated_at = %s
+        WHERE telegram_account_id = ANY(%s) AND status = %s
+        RETURNING id, telegram_account_id, action, link_hash, payload
+        """,  # noqa: S608
+        [S.FAILED.value, now, now, list(account_ids), S.QUEUED.value],
+    )
+    _after_commit_rollback(rows)
+    return len(rows)
+
+
+def _after_commit_rollback(rows: list[dict[str, Any]]) -> None:
+    """ROLLBACK the locks of tasks that just ended, once their end is committed. If Redis is
+    down then, the locks lapse by their own deadline: a lock outlives its task by its TTL at
+    most."""
+    if not rows:
+        return
+    claims_ = [_claim(r) for r in rows]
+    transaction.on_commit(lambda: claims.rollback_many(claims_))
+
+
+# --- pull --------------------------------------------------------------------------------------
+
+
+@dataclass
+class PullResult:
+    tasks: list[dict[str, Any]]
+    replayed: bool = False
+
+
+def _task_out(row: dict[str, Any]) -> dict[str, Any]:
+    p = row["payload"]
+    account = p.get("account", {})
+    return {
+        "task_id": row["id"],
+        "order_id": p.get("order_id", row.get("order_id")),
+        "action": row["action"],
+        "link": p.get("link"),
+        "account": {
+            "provider_account_id": account.get("provider_account_id"),
+            "phone": account.get("phone"),
+        },
+        "per_call": p.get("per_call", row.get("per_call")),
+        "post_id": p.get("post_id"),
+        "link_hash": row["link_hash"],
+        "attempt": row["attempt"],
+        "leased_until": row["leased_until"],
+        "lease_id": row["lease_id"],
+    }
+
+
+_RETURNING = (
+    "t.id, t.order_id, t.action, t.link_hash, t.telegram_account_id, t.payload, t.attempt, "
+    "t.leased_until, t.lease_id, t.per_call"
+)
+
+
+def tasks_pull(
+    *,
+    limit: int,
+    now: datetime,
+    accounts: Sequence[str] | None = None,
+    request_id: str | None = None,
+) -> PullResult:
+    """Lease up to ``limit`` tasks: queued ones that are due and still reserved, and leases
+    that ran out (with hand-outs left), oldest first. Two pulls never get the same task."""
+    if request_id:
+        replay = claims.pull_replay_begin(request_id, ttl=app_settings.PULL_REPLAY_SECONDS)
+        if replay is claims.REPLAY_IN_PROGRESS:
+            raise TaskConflict(
+                "a pull with this request_id is still in progress", {"request_id": request_id}
+            )
+        if replay is not None:
+            return PullResult(tasks=_replayed(replay), replayed=True)
+    try:
+        tasks = _lease(limit=limit, now=now, accounts=accounts)
+    except BaseException:
+        if request_id:
+            claims.pull_replay_forget(request_id)
+        raise
+    if request_id:
+        lease_id = tasks[0]["lease_id"] if tasks else None
+        claims.pull_replay_store(
+            request_id,
+            {"lease_id": lease_id, "ids": [t["task_id"] for t in tasks]},
+            ttl=app_settings.PULL_REPLAY_SECONDS,
+        )
+    return PullResult(tasks=tasks)
+
+
+def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list[dict[str, Any]]:
+    lease_id = new_ulid()
+    until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
+    with transaction.atomic():
+        # One statement: pick with SKIP LOCKED (concurrent pulls skip each other's rows), lease,
+        # return everything the response needs (the payload snapshot: no join, no per-task query).
+        rows = _fetch(
+            f"""
+            WITH picked AS (
+                SELECT id FROM {TASKS}
+                WHERE ((status = 'queued' AND available_at <= %(now)s AND reserved_until > %(now)s)
+                    OR (status = 'leased' AND leased_until <= %(now)s
+                        AND attempt + 1 < %(max_attempts)s))
+                  AND (%(accounts)s::varchar[] IS NULL OR provider_account_id = ANY(%(accounts)s))
+                ORDER BY available_at, id
+                LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {TASKS} AS t
+            SET status = 'leased',
+                attempt = CASE WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
+                lease_id = %(lease_id)s, leased_at = %(now)s, leased_until = %(until)s,
+                updated_at = %(now)s
+            FROM picked WHERE t.id = picked.id
+            RETURNING {_RETURNING}
+            """,  # noqa: S608
+            {
+                "now": now,
+                "until": until,
+                "limit": limit,
+                "lease_id": lease_id,
+                "max_attempts": app_settings.MAX_ATTEMPTS,
+                "accounts": list(accounts) if accounts else None,
+            },
+        )
+        if not rows:
+            return []
+        rows.sort(key=lambda r: r["id"])
+        # Re-arm each task's lock for the lease (one pipeline). RESERVE with the task's own token
+        # renews a lock it holds; a lock that lapsed is taken again only if the account is still
+        # eligible. A task whose account went to another task cannot go out: it fails instead.
+        refusals = claims.reserve_many([_claim(r) for r in rows], now=now, until=until + _grace())
+        lost = [r for r, refusal in zip(rows, refusals, strict=True) if refusal is not None]
+        if lost:
+            _fetch(
+                f"""
+                UPDATE {TASKS} SET status = 'failed', failure_reason = 'lock_lost',
+                       finished_at = %s, updated_at = %s, leased_until = NULL
+                WHERE id = ANY(%s)
+                """,  # noqa: S608
+                [now, now, [r["id"] for r in lost]],
+            )
+            lost_ids = {r["id"] for r in lost}
+            rows = [r for r in rows if r["id"] not in lost_ids]
+    return [_task_out(r) for r in rows]
+
+
+def _replayed(replay: dict[str, Any]) -> list[dict[str, Any]]:
+    if not replay.get("ids"):
+        return []
+    rows = _fetch(
+        f"SELECT {_RETURNING} FROM {TASKS} AS t "  # noqa: S608
+        "WHERE t.id = ANY(%s) AND t.lease_id = %s AND t.status = 'leased' ORDER BY t.id",
+        [replay["ids"], replay["lease_id"]],
+    )
+    return [_task_out(r) for r in rows]
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportIn:
+    task_id: str
+    state: str  # done | failed | pending
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_after: int | None = None
+    provider_task_id: str | None = None
+    data: Any = None
+    lease_id: str | None = None
+
+
+@dataclass
+class ReportOut:
+    task_id: str
+    ok: bool = True
+    duplicate: bool = False
+    status: str | None = None
+    error: dict[str, Any] | None = None
+    http_status: int = 200
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"task_id": self.task_id, "ok": self.ok}
+        if self.ok:
+            out["status"] = self.status
+            if self.duplicate:
+                out["duplicate"] = True
+        else:
+            out["error"] = self.error
+        return out
+
+
+Item = tuple[ReportIn, dict[str, Any], ReportOut]
+
+
+@dataclass
+class _Batch:
+    done: list[Item] = field(default_factory=list)
+    failed: list[Item] = field(default_factory=list)
+    retry: list[Item] = field(default_factory=list)
+    pending: list[Item] = field(default_factory=list)
+
+
+def _refuse(out: ReportOut, status: int, code: str, message: str) -> None:
+    out.ok, out.http_status = False, status
+    out.error = {"code": code, "message": message, "details": {}}
+
+
+def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOut]:
+    """Apply provider reports; one result per report, in order. Idempotent per task.
+
+    Order of effects for ``done``: Redis COMMIT first, then one PostgreSQL transaction that
+    marks the task done and takes its units off the order, guarded by the task's status. COMMIT
+    is idempotent per task id, so if PostgreSQL fails (or the process dies) in between, nothing
+    is counted twice and the provider's retry repairs the ledger: its COMMIT changes nothing,
+    its transaction counts the success once. The other way round, a crash after the ledger
+    said done would leave cooldown and cap unconsumed, and a retry (now a duplicate) could not
+    mend that. ``failed`` and ``pending`` change the ledger first and Redis after the commit:
+    a lock they fail to release or re-arm lapses by its own deadline.
+    """
+    if len(reports) > app_settings.REPORT_MAX_BATCH:
+        raise BatchTooLarge(
+            f"at most {app_settings.REPORT_MAX_BATCH} reports per request",
+            {"max": app_settings.REPORT_MAX_BATCH, "got": len(reports)},
+        )
+    outs = [ReportOut(task_id=r.task_id) for r in reports]
+    ids = list({r.task_id for r in reports})
+    current = {
+        row["id"]: row
+        for row in _fetch(
+            "SELECT id, order_id, action, link_hash, telegram_account_id, payload, status, "  # noqa: S608
+            f"lease_id, attempt, per_call FROM {TASKS} WHERE id = ANY(%s)",
+            [ids],
+        )
+    }
+    batch = _Batch()
+    seen: set[str] = set()
+    for report, out in zip(reports, outs, strict=True):
+        row = current.get(report.task_id)
+        if row is None:
+            _refuse(out, 404, "task_not_found", f"no task {report.task_id}")
+            continue
+        if report.task_id in seen:
+            # The same task twice in one batch: the first report decides, this one repeats it.
+            out.duplicate, out.status = True, row["status"]
+            continue
+        seen.add(report.task_id)
+        out.status = row["status"]
+        if row["status"] in (S.DONE, S.FAILED):
+            out.duplicate = True
+            continue
+        if row["lease_id"] is None:
+            _refuse(out, 409, "task_not_leased", "the task was never handed out")
+            continue
+        if report.state == "done":
+            batch.done.append((report, row, out))  # accepted from any holder, once
+            continue
+        if report.lease_id is not None and report.lease_id != row["lease_id"]:
+            _refuse(out, 409, "stale_lease", "lease_id is not the task's current lease")
+            continue
+        if row["status"] == S.QUEUED:
+            _refuse(out, 409, "task_not_leased", "the task is queued, not handed out")
+            continue
+        if report.state == "pending":
+            batch.pending.append((report, row, out))
+        elif report.retry_after and row["attempt"] + 2 <= app_settings.MAX_ATTEMPTS:
+            batch.retry.append((report, row, out))
+        else:
+            batch.failed.append((report, row, out))
+
+    if batch.done:
+        claims.commit_many([_claim(row) for _, row, _ in batch.done], now=now)
+    with transaction.atomic():
+        finished = _apply_done(batch.done, now) | _apply_failed(batch.failed, now)
+        finished |= _apply_retry(batch.retry, now)
+        finished |= _apply_pending(batch.pending, now)
+    for group, status in (
+        (batch.done, S.DONE),
+        (batch.failed, S.FAILED),
+        (batch.retry, S.QUEUED),
+        (batch.pending, S.PENDING),
+    ):
+        for report, _, out in group:
+            if report.task_id in finished:
+                out.status = status.value
+            else:
+                # Another report or housekeeping got there first: this one changes nothing.
+                out.duplicate = True
+    return outs
+
+
+def _result(report: ReportIn) -> str:
+    return json.dumps(
+        {
+            "state": report.state,
+            "error": report.error_code or report.error_message,
+            "error_message": report.error_message,
+            "retry_after": report.retry_after,
+            "data": report.data,
+        }
+    )
+
+
+def _apply_done(items: list[Item], now: datetime) -> set[str]:
+    if not items:
+        return set()
+    Order = get_order_model()
+    meta = Order._meta
+    col = {f: meta.get_field(f).column for f in ("remains", "status", "updated_at")}
+    rows = json.dumps(
+        [{"id": r.task_id, "result": _result(r), "ptid": r.provider_task_id} for r, _, _ in items]
+    )
+    active = [s.value for s in Order.ACTIVE]
+    # One statement: the status guard lets exactly one report per task through, and only that
+    # one takes the task's units off its order (never below zero).
+    done = _fetch(
+        f"""
+        WITH r AS (
+            SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+                          AS r(id varchar, result text, ptid varchar)
+        ), done AS (
+            UPDATE {TASKS} AS t
+            SET status = 'done', result = r.result::jsonb,
+                provider_task_id = COALESCE(r.ptid, t.provider_task_id),
+                finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
+            FROM r
+            WHERE t.id = r.id AND t.status IN ('queued', 'leased', 'pending')
+              AND t.lease_id IS NOT NULL
+            RETURNING t.id, t.order_id, t.per_call
+        ), units AS (
+            SELECT order_id, SUM(per_call) AS units FROM done GROUP BY order_id
+        ), orders AS (
+            UPDATE {meta.db_table} AS o
+            SET {col["remains"]} = GREATEST(o.{col["remains"]} - units.units, 0),
+                {col["status"]} = CASE
+                    WHEN o.{col["remains"]} - units.units <= 0
+                         AND o.{col["status"]} = ANY(%(active)s) THEN %(completed)s
+                    ELSE o.{col["status"]} END,
+                {col["updated_at"]} = %(now)s
+            FROM units WHERE o.{meta.pk.column} = units.order_id
+            RETURNING o.{meta.pk.column}
+        )
+        SELECT id FROM done
+        """,  # noqa: S608
+        {"rows": rows, "now": now, "active": active, "completed": Order.Status.COMPLETED.value},
+    )
+    return {r["id"] for r in done}
+
+
+def _apply_failed(items: list[Item], now: datetime) -> set[str]:
+    if not items:
+        return set()
+    rows = json.dumps(
+        [
+            {
+                "id": r.task_id,
+                "lease": row["lease_id"],
+                "result": _result(r),
+                "ptid": r.provider_task_id,
+                "err": (r.error_message or r.error_code or "")[:2000],
+                "reason": "attempts_exhausted" if r.retry_after else "provider_failed",
+            }
+            for r, row, _ in items
+        ]
+    )
+    ended = _fetch(
+        f"""
+        UPDATE {TASKS} AS t
+        SET status = 'failed', result = r.result::jsonb, failure_reason = r.reason,
+            last_error = r.err, provider_task_id = COALESCE(r.ptid, t.provider_task_id),
+            finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
+        FROM jsonb_to_recordset(%(rows)s::jsonb)
+             AS r(id varchar, lease varchar, result text, ptid varchar, err text, reason varchar)
+        WHERE t.id = r.id AND t.status IN ('leased', 'pending') AND t.lease_id = r.lease
+        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
+        """,  # noqa: S608
+        {"rows": rows, "now": now},
+    )
+    _after_commit_rollback(ended)
+    return {r["id"] for r in ended}
+
+
+def _apply_retry(items: list[Item], now: datetime) -> set[str]:
+    """Failed with retry_after: the account is held off that long and the task queued again,
+    available when the hold ends, on the same account (its lock is kept for it)."""
+    if not items:
+        return set()
+    grace = _grace()
+    rows = json.dumps(
+        [
+            {
+                "id": r.task_id,
+                "lease": row["lease_id"],
+                "at": (now + timedelta(seconds=r.retry_after or 0)).isoformat(),
+                "until": (now + timedelta(seconds=r.retry_after or 0) + grace).isoformat(),
+                "err": (r.error_message or r.error_code or "")[:2000],
+                "result": _result(r),
+            }
+            for r, row, _ in items
+        ]
+    )
+    requeued = _fetch(
+        f"""
+        UPDATE {TASKS} AS t
+        SET status = 'queued', available_at = r.at, reserved_until = r.until, leased_until = NULL,
+            last_error = r.err, result = r.result::jsonb, updated_at = %(now)s
+        FROM jsonb_to_recordset(%(rows)s::jsonb)
+             AS r(id varchar, lease varchar, at timestamptz, until timestamptz, err text,
+                  result text)
+        WHERE t.id = r.id AND t.status IN ('leased', 'pending') AND t.lease_id = r.lease
+        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload, t.reserved_until
+        """,  # noqa: S608
+        {"rows": rows, "now": now},
+    )
+    if requeued:
+        wait = {r.task_id: r.retry_after or 0 for r, _, _ in items}
+        claims_ = [_claim(r) for r in requeued]
+        untils = [r["reserved_until"] for r in requeued]
+        holds = [(r["telegram_account_id"], wait[r["id"]]) for r in requeued]
+
+        def redis_effects() -> None:
+            claims.hold_many(holds, now=now)
+            claims.extend_many(claims_, now=now, until=untils)
+
+        transaction.on_commit(redis_effects)
+    return {r["id"] for r in requeued}
+
+
+def _apply_pending(items: list[Item], now: datetime) -> set[str]:
+    """Pending: parked until a final report or the pending TTL, its lock re-armed as long."""
+    if not items:
+        return set()
+    until = now + timedelta(seconds=app_settings.PENDING_TTL_SECONDS)
+    rows = json.dumps(
+        [
+            {"id": r.task_id, "lease": row["lease_id"], "ptid": r.provider_task_id}
+            for r, row, _ in items
+        ]
+    )
+    parked = _fetch(
+        f"""
+        UPDATE {TASKS} AS t
+        SET status = 'pending', leased_until = %(until)s,
+            provider_task_id = COALESCE(r.ptid, t.provider_task_id), updated_at = %(now)s
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar, ptid varchar)
+        WHERE t.id = r.id AND t.status IN ('leased', 'pending') AND t.lease_id = r.lease
+        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
+        """,  # noqa: S608
+        {"rows": rows, "now": now, "until": until},
+    )
+    if parked:
+        claims_ = [_claim(r) for r in parked]
+        transaction.on_commit(lambda: claims.extend_many(claims_, now=now, until=until + _grace()))
+    return {r["id"] for r in parked}
+
+
+# --- extend and release ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseRef:
+    task_id: str
+    lease_id: str
+    seconds: int = 0
+
+
+@dataclass
+class LeaseOut:
+    task_id: str
+    ok: bool
+    leased_until: datetime | None = None
+    error: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"task_id": self.task_id, "ok": self.ok}
+        if self.ok:
+            if self.leased_until is not None:
+                out["leased_until"] = self.leased_until
+        else:
+            out["error"] = self.error
+        return out
+
+
+def _lease_errors(refs: Sequence[LeaseRef], changed: set[str]) -> list[LeaseOut]:
+    """Why the refs that changed nothing were refused (one query)."""
+    missing = [r.task_id for r in refs if r.task_id not in changed]
+    known = {
+        row["id"]: row
+        for row in _fetch(
+            f"SELECT id, status, lease_id FROM {TASKS} WHERE id = ANY(%s)",  # noqa: S608
+            [missing],
+        )
+    }
+    outs = []
+    for ref in refs:
+        if ref.task_id in changed:
+            continue
+        row = known.get(ref.task_id)
+        if row is None:
+            err = {"code": "task_not_found", "message": f"no task {ref.task_id}"}
+        elif row["lease_id"] != ref.lease_id:
+            err = {"code": "stale_lease", "message": "lease_id is not the task's current lease"}
+        else:
+            err = {"code": "task_not_leased", "message": f"the task is {row['status']}"}
+        outs.append(LeaseOut(ref.task_id, False, error={**err, "details": {}}))
+    return outs
+
+
+def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]:
+    """Heartbeat for slow work: push each lease's end to now + seconds, never past
+    MAX_LEASE_SECONDS after the hand-out began; the tasks' locks follow."""
+    _check_batch(leases)
+    rows = json.dumps([{"id": r.task_id, "lease": r.lease_id, "s": r.seconds} for r in leases])
+    extended = _fetch(
+        f"""
+        UPDATE {TASKS} AS t
+        SET leased_until = LEAST(%(now)s + make_interval(secs => r.s),
+                                 t.leased_at + make_interval(secs => %(cap)s)),
+            updated_at = %(now)s
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar, s integer)
+        WHERE t.id = r.id AND t.status = 'leased' AND t.lease_id = r.lease
+          AND t.leased_until > %(now)s
+        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload, t.leased_until
+        """,  # noqa: S608
+        {"rows": rows, "now": now, "cap": app_settings.MAX_LEASE_SECONDS},
+    )
+    if extended:
+        claims.extend_many(
+            [_claim(r) for r in extended],
+            now=now,
+            until=[r["leased_until"] + _grace() for r in extended],
+        )
+    return _in_order(
+        leases, {r["id"]: LeaseOut(r["id"], True, r["leased_until"]) for r in extended}
+    )
+
+
+def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]:
+    """Hand tasks back unfinished: queued again at once, keeping their account, and the
+    hand-out not counted as an attempt."""
+    _check_batch(leases)
+    until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+    rows = json.dumps([{"id": r.task_id, "lease": r.lease_id} for r in leases])
+    released = _fetch(
+        f"""
+        UPDATE {TASKS} AS t
+        SET status = 'queued', available_at = %(now)s, reserved_until = %(until)s,
+            leased_until = NULL,
+            attempt = GREATEST(t.attempt - 1, 0),
+            lease_id = CASE WHEN t.attempt = 0 THEN NULL ELSE t.lease_id END,
+            updated_at = %(now)s
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar)
+        WHERE t.id = r.id AND t.status = 'leased' AND t.lease_id = r.lease
+        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
+        """,  # noqa: S608
+        {"rows": rows, "now": now, "until": until},
+    )
+    if released:
+        claims.extend_many([_claim(r) for r in released], now=now, until=until)
+    return _in_order(leases, {r["id"]: LeaseOut(r["id"], True) for r in released})
+
+
+def _check_batch(leases: Sequence[LeaseRef]) -> None:
+    if len(leases) > app_settings.REPORT_MAX_BATCH:
+        raise BatchTooLarge(
+            f"at most {app_settings.REPORT_MAX_BATCH} leases per request",
+            {"max": app_settings.REPORT_MAX_BATCH, "got": len(leases)},
+        )
+
+
+def _in_order(refs: Sequence[LeaseRef], done: dict[str, LeaseOut]) -> list[LeaseOut]:
+    refused = (
+        {o.task_id: o for o in _lease_errors(refs, set(done))} if len(done) < len(refs) else {}
+    )
+    return [done.get(r.task_id) or refused[r.task_id] for r in refs]

@@ -1,0 +1,216 @@
+"""The provider API: thin views that parse with a serializer, call one service, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from telegram_tasks import serializers as s
+from telegram_tasks import services
+from telegram_tasks.authentication import IsProvider, ProviderTokenAuthentication
+from telegram_tasks.conf import app_settings
+from telegram_tasks.exceptions import BatchTooLarge, TaskConflict, TaskNotFound
+
+ERRORS = {
+    400: s.ErrorEnvelope,
+    401: s.ErrorEnvelope,
+    413: s.ErrorEnvelope,
+    415: s.ErrorEnvelope,
+    503: s.ErrorEnvelope,
+}
+
+# Request and response bodies of the seed, shown in the OpenAPI docs.
+SYNC_EXAMPLE = {
+    "accounts": [
+        {"provider_account_id": "ext_123", "phone": "+1234567890", "is_active": True, "meta": {}}
+    ]
+}
+PULL_EXAMPLE = {
+    "ok": True,
+    "count": 1,
+    "tasks": [
+        {
+            "task_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "order_id": 123, "action": "subscribe",
+            "link": "https://t.me/channel",
+            "account": {"provider_account_id": "ext_123", "phone": "+1234567890"},
+            "per_call": 1, "post_id": None, "link_hash": "abc123...", "attempt": 0,
+            "leased_until": "2026-01-21T12:55:00Z", "lease_id": "01ARZ3NDEKTSV4RRFFQ69G5FAW",
+        }
+    ],
+}  # fmt: skip
+REPORT_EXAMPLE = {
+    "task_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "state": "done", "ok": True, "error": None,
+    "retry_after": None, "provider_task_id": "provider_task_123", "data": {},
+}  # fmt: skip
+
+
+class ProviderView(APIView):
+    authentication_classes = [ProviderTokenAuthentication]
+    permission_classes = [IsProvider]
+
+    def parse(self, serializer_class: type[s.StrictSerializer], request: Request) -> dict[str, Any]:
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    @staticmethod
+    def limit_batch(request: Request, key: str, most: int) -> None:
+        """413 before validating the items one by one: a huge batch costs nothing to refuse."""
+        data = request.data
+        items = data.get(key) if isinstance(data, dict) else None
+        if isinstance(items, list) and len(items) > most:
+            raise BatchTooLarge(
+                f"{key}: at most {most} items per request", {"max": most, "got": len(items)}
+            )
+
+
+class AccountsSyncView(ProviderView):
+    @extend_schema(
+        operation_id="accounts_sync",
+        summary="Upsert the provider's accounts by provider_account_id",
+        request=s.AccountsSyncIn,
+        responses={200: s.AccountsSyncOut, **ERRORS},
+        examples=[
+            OpenApiExample("seed", request_only=True, value=SYNC_EXAMPLE),
+            OpenApiExample(
+                "synced", response_only=True, value={"ok": True, "synced": 1, "errors": []}
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        self.limit_batch(request, "accounts", app_settings.SYNC_MAX_BATCH)
+        data = self.parse(s.AccountsSyncIn, request)
+        valid, errors = s.validate_accounts(data["accounts"])
+        result = services.accounts_sync(items=valid, now=timezone.now())
+        return Response({"ok": True, "synced": result.synced, "errors": errors})
+
+
+class PullView(ProviderView):
+    @extend_schema(
+        operation_id="tasks_pull",
+        summary="Lease up to `limit` tasks",
+        request=s.PullIn,
+        responses={200: s.PullOut, 409: s.ErrorEnvelope, **ERRORS},
+        examples=[
+            OpenApiExample("seed", request_only=True, value={"limit": 1000}),
+            OpenApiExample("leased", response_only=True, value=PULL_EXAMPLE),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.parse(s.PullIn, request)
+        result = services.tasks_pull(
+            limit=data["limit"],
+            now=timezone.now(),
+            accounts=data.get("accounts"),
+            request_id=data.get("request_id"),
+        )
+        tasks = s.TaskOut(result.tasks, many=True).data
+        body: dict[str, Any] = {"ok": True, "tasks": tasks, "count": len(tasks)}
+        if result.replayed:
+            body["replayed"] = True
+        return Response(body)
+
+
+def _report_in(data: dict[str, Any]) -> services.ReportIn:
+    error = data.get("error") or {}
+    return services.ReportIn(
+        task_id=data["task_id"],
+        state=data["state"],
+        error_code=error.get("code") or None,
+        error_message=error.get("message") or None,
+        retry_after=data.get("retry_after"),
+        provider_task_id=data.get("provider_task_id"),
+        data=data.get("data"),
+        lease_id=data.get("lease_id"),
+    )
+
+
+class ReportView(ProviderView):
+    @extend_schema(
+        operation_id="tasks_report",
+        summary="Report a task's result (or a batch: {'reports': [...]})",
+        request=s.ReportIn,
+        responses={
+            200: s.ReportOutBody,
+            404: s.ErrorEnvelope,
+            409: s.ErrorEnvelope,
+            **ERRORS,
+        },
+        examples=[
+            OpenApiExample("seed", request_only=True, value=REPORT_EXAMPLE),
+            OpenApiExample("reported", response_only=True, value={"ok": True}),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        if isinstance(request.data, dict) and "reports" in request.data:
+            return self._batch(request)
+        report = _report_in(self.parse(s.ReportIn, request))
+        [out] = services.tasks_report(reports=[report], now=timezone.now())
+        if not out.ok:
+            error = out.error or {}
+            exc_class = TaskNotFound if out.http_status == 404 else TaskConflict
+            exc = exc_class(error.get("message", ""), {"task_id": out.task_id})
+            exc.code = error.get("code", exc.code)
+            raise exc
+        body: dict[str, Any] = {"ok": True, "task_id": out.task_id, "status": out.status}
+        if out.duplicate:
+            body["duplicate"] = True
+        return Response(body)
+
+    def _batch(self, request: Request) -> Response:
+        self.limit_batch(request, "reports", app_settings.REPORT_MAX_BATCH)
+        items = self.parse(s.ReportBatchIn, request)["reports"]
+        reports, errors = [], {}
+        for index, item in enumerate(items):
+            serializer = s.ReportIn(data=item)
+            if serializer.is_valid():
+                reports.append(_report_in(serializer.validated_data))
+            else:
+                errors[index] = serializer.errors
+        if errors:
+            # A batch is applied whole or not at all: no item of a bad batch changes anything.
+            from rest_framework.exceptions import ValidationError
+
+            raise ValidationError({"reports": {str(i): e for i, e in errors.items()}})
+        outs = services.tasks_report(reports=reports, now=timezone.now())
+        return Response({"ok": True, "results": [o.as_dict() for o in outs]})
+
+
+class ExtendView(ProviderView):
+    @extend_schema(
+        operation_id="tasks_extend",
+        summary="Heartbeat: extend leases of slow tasks",
+        request=s.ExtendIn,
+        responses={200: s.LeasesOut, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        self.limit_batch(request, "leases", app_settings.REPORT_MAX_BATCH)
+        data = self.parse(s.ExtendIn, request)
+        refs = [
+            services.LeaseRef(
+                i["task_id"], i["lease_id"], i.get("seconds") or app_settings.LEASE_SECONDS
+            )
+            for i in data["leases"]
+        ]
+        outs = services.tasks_extend(leases=refs, now=timezone.now())
+        return Response({"ok": True, "results": [o.as_dict() for o in outs]})
+
+
+class ReleaseView(ProviderView):
+    @extend_schema(
+        operation_id="tasks_release",
+        summary="Hand leased tasks back unfinished (no attempt counted)",
+        request=s.ReleaseIn,
+        responses={200: s.LeasesOut, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        self.limit_batch(request, "leases", app_settings.REPORT_MAX_BATCH)
+        data = self.parse(s.ReleaseIn, request)
+        refs = [services.LeaseRef(i["task_id"], i["lease_id"]) for i in data["leases"]]
+        outs = services.tasks_release(leases=refs, now=timezone.now())
+        return Response({"ok": True, "results": [o.as_dict() for o in outs]})
