@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from telegram_tasks.conf import app_settings
@@ -28,15 +29,30 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class TaskIdField(serializers.CharField):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(min_length=26, max_length=26, **kwargs)
+class StrictRegex(serializers.RegexField):
+    """A string matching a pattern (stated in the schema); never a number turned into one."""
+
+    def __init__(self, regex: str, message: str, **kwargs: Any) -> None:
+        super().__init__(regex, trim_whitespace=False, **kwargs)
+        self.error_messages["invalid"] = message
 
     def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        if not TASK_ID.match(value):
-            raise serializers.ValidationError("not a task id (26-character ULID)")
-        return value
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        return super().to_internal_value(data)
+
+
+class TaskIdField(StrictRegex):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            TASK_ID.pattern, "not a task id (26-character ULID)", min_length=26, max_length=26,
+            **kwargs,
+        )  # fmt: skip
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        return super().to_internal_value(data)
 
 
 class StrictBool(serializers.BooleanField):
@@ -58,6 +74,12 @@ class StrictInt(serializers.IntegerField):
 
 
 class StrictChar(serializers.CharField):
+    """A JSON string, taken as sent (no trimming)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             raise serializers.ValidationError("must be a string")
@@ -93,10 +115,16 @@ class AccountIn(StrictSerializer):
         return value
 
 
+@extend_schema_field(AccountIn(many=True))
+class AccountItemsField(serializers.ListField):
+    """Items are validated one by one (``validate_accounts``): a bad item is reported in the
+    response's ``errors`` while the good ones are synced."""
+
+    child = serializers.JSONField(allow_null=True)
+
+
 class AccountsSyncIn(StrictSerializer):
-    accounts = serializers.ListField(
-        child=serializers.JSONField(), allow_empty=True, help_text="accounts to upsert"
-    )
+    accounts = AccountItemsField(allow_empty=True, help_text="accounts to upsert")
 
 
 class AccountSyncError(serializers.Serializer):
@@ -146,8 +174,10 @@ def _str(value: Any) -> str | None:
 
 
 class PullIn(StrictSerializer):
-    limit = StrictInt(min_value=1, help_text="1..PULL_MAX_LIMIT (default 1000)")
-    request_id = StrictChar(
+    limit = StrictInt(min_value=1, max_value=1000, help_text="1..PULL_MAX_LIMIT (default 1000)")
+    request_id = StrictRegex(
+        REQUEST_ID.pattern,
+        "1-64 characters of A-Z a-z 0-9 _ . : -",
         required=False,
         help_text="repeat a pull with the same id (within PULL_REPLAY_SECONDS) to get the "
         "same tasks again instead of new ones",
@@ -155,22 +185,16 @@ class PullIn(StrictSerializer):
     accounts = serializers.ListField(
         child=StrictChar(max_length=255, min_length=1),
         required=False,
-        allow_empty=False,
         max_length=1000,
-        help_text="only tasks of these provider_account_ids",
+        help_text="only tasks of these provider_account_ids ([] matches none)",
     )
 
-    def validate_limit(self, value: int) -> int:
-        if value > app_settings.PULL_MAX_LIMIT:
-            raise serializers.ValidationError(
-                f"Ensure this value is less than or equal to {app_settings.PULL_MAX_LIMIT}."
-            )
-        return value
-
-    def validate_request_id(self, value: str) -> str:
-        if not REQUEST_ID.match(value):
-            raise serializers.ValidationError("1-64 characters of A-Z a-z 0-9 _ . : -")
-        return value
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The bound follows the setting (the schema served shows the one in force).
+        self.fields["limit"] = StrictInt(
+            min_value=1, max_value=app_settings.PULL_MAX_LIMIT, help_text="1..PULL_MAX_LIMIT"
+        )
 
 
 class AccountOut(serializers.Serializer):
@@ -202,6 +226,26 @@ class PullOut(serializers.Serializer):
 # --- report ------------------------------------------------------------------------------------
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "maxLength": 2000},
+            {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string", "nullable": True},
+                    "message": {"type": "string", "nullable": True},
+                },
+                "additionalProperties": False,
+            },
+        ],
+        "nullable": True,
+    }
+)
+class ErrorField(serializers.JSONField):
+    """The provider's error: a Telegram error string or {"code", "message"}."""
+
+
 class ReportIn(StrictSerializer):
     task_id = TaskIdField()
     state = serializers.ChoiceField(choices=["done", "failed", "pending"])
@@ -214,13 +258,15 @@ class ReportIn(StrictSerializer):
     retry_after = StrictInt(required=False, allow_null=True, min_value=0, max_value=7 * 86400)
     provider_task_id = StrictChar(required=False, allow_null=True, max_length=255)
     data = serializers.JSONField(required=False, allow_null=True)
-    lease_id = StrictChar(required=False, allow_null=True, max_length=26)
+    lease_id = StrictChar(required=False, allow_null=True, max_length=26, min_length=1)
 
     def validate_error(self, value: Any) -> dict[str, str] | None:
         if value is None:
             return None
         if isinstance(value, str):
-            return {"code": _code(value), "message": value[:2000]}
+            if len(value) > 2000:
+                raise serializers.ValidationError("at most 2000 characters")
+            return {"code": _code(value), "message": value}
         if isinstance(value, dict) and set(value) <= {"code", "message"}:
             code, message = value.get("code"), value.get("message")
             if all(v is None or isinstance(v, str) for v in (code, message)):
@@ -244,7 +290,7 @@ def _code(text: str) -> str:
 
 
 class ReportBatchIn(StrictSerializer):
-    reports = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+    reports = ReportIn(many=True)
 
 
 class ReportOutBody(serializers.Serializer):
@@ -272,21 +318,21 @@ class ReportBatchOut(serializers.Serializer):
 
 class LeaseExtendItem(StrictSerializer):
     task_id = TaskIdField()
-    lease_id = StrictChar(max_length=26)
+    lease_id = StrictChar(max_length=26, min_length=1)
     seconds = StrictInt(min_value=1, max_value=86400, required=False)
 
 
 class LeaseItem(StrictSerializer):
     task_id = TaskIdField()
-    lease_id = StrictChar(max_length=26)
+    lease_id = StrictChar(max_length=26, min_length=1)
 
 
 class ExtendIn(StrictSerializer):
-    leases = serializers.ListField(child=LeaseExtendItem(), allow_empty=False)
+    leases = serializers.ListField(child=LeaseExtendItem())
 
 
 class ReleaseIn(StrictSerializer):
-    leases = serializers.ListField(child=LeaseItem(), allow_empty=False)
+    leases = serializers.ListField(child=LeaseItem())
 
 
 class LeaseItemOut(serializers.Serializer):

@@ -236,7 +236,7 @@ def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list
                 "limit": limit,
                 "lease_id": lease_id,
                 "max_attempts": app_settings.MAX_ATTEMPTS,
-                "accounts": list(accounts) if accounts else None,
+                "accounts": None if accounts is None else list(accounts),
             },
         )
         if not rows:
@@ -341,6 +341,8 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
             {"max": app_settings.REPORT_MAX_BATCH, "got": len(reports)},
         )
     outs = [ReportOut(task_id=r.task_id) for r in reports]
+    if not reports:
+        return outs
     ids = list({r.task_id for r in reports})
     current = {
         row["id"]: row
@@ -627,6 +629,8 @@ def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]
     """Heartbeat for slow work: push each lease's end to now + seconds, never past
     MAX_LEASE_SECONDS after the hand-out began; the tasks' locks follow."""
     _check_batch(leases)
+    if not leases:
+        return []
     rows = json.dumps([{"id": r.task_id, "lease": r.lease_id, "s": r.seconds} for r in leases])
     extended = _fetch(
         f"""
@@ -656,6 +660,8 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
     """Hand tasks back unfinished: queued again at once, keeping their account, and the
     hand-out not counted as an attempt."""
     _check_batch(leases)
+    if not leases:
+        return []
     until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     rows = json.dumps([{"id": r.task_id, "lease": r.lease_id} for r in leases])
     released = _fetch(

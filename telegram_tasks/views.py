@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +15,7 @@ from telegram_tasks import services
 from telegram_tasks.authentication import IsProvider, ProviderTokenAuthentication
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import BatchTooLarge, TaskConflict, TaskNotFound
+from telegram_tasks.parsers import StrictJSONParser
 
 ERRORS = {
     400: s.ErrorEnvelope,
@@ -52,6 +53,7 @@ REPORT_EXAMPLE = {
 class ProviderView(APIView):
     authentication_classes = [ProviderTokenAuthentication]
     permission_classes = [IsProvider]
+    parser_classes = [StrictJSONParser]
 
     def parse(self, serializer_class: type[s.StrictSerializer], request: Request) -> dict[str, Any]:
         serializer = serializer_class(data=request.data)
@@ -134,9 +136,17 @@ class ReportView(ProviderView):
     @extend_schema(
         operation_id="tasks_report",
         summary="Report a task's result (or a batch: {'reports': [...]})",
-        request=s.ReportIn,
+        request=PolymorphicProxySerializer(
+            component_name="ReportRequest",
+            serializers=[s.ReportIn, s.ReportBatchIn],
+            resource_type_field_name=None,
+        ),
         responses={
-            200: s.ReportOutBody,
+            200: PolymorphicProxySerializer(
+                component_name="ReportResponse",
+                serializers=[s.ReportOutBody, s.ReportBatchOut],
+                resource_type_field_name=None,
+            ),
             404: s.ErrorEnvelope,
             409: s.ErrorEnvelope,
             **ERRORS,
@@ -164,20 +174,9 @@ class ReportView(ProviderView):
 
     def _batch(self, request: Request) -> Response:
         self.limit_batch(request, "reports", app_settings.REPORT_MAX_BATCH)
+        # An invalid item fails the whole batch (400): nothing of a bad batch is applied.
         items = self.parse(s.ReportBatchIn, request)["reports"]
-        reports, errors = [], {}
-        for index, item in enumerate(items):
-            serializer = s.ReportIn(data=item)
-            if serializer.is_valid():
-                reports.append(_report_in(serializer.validated_data))
-            else:
-                errors[index] = serializer.errors
-        if errors:
-            # A batch is applied whole or not at all: no item of a bad batch changes anything.
-            from rest_framework.exceptions import ValidationError
-
-            raise ValidationError({"reports": {str(i): e for i, e in errors.items()}})
-        outs = services.tasks_report(reports=reports, now=timezone.now())
+        outs = services.tasks_report(reports=[_report_in(i) for i in items], now=timezone.now())
         return Response({"ok": True, "results": [o.as_dict() for o in outs]})
 
 
