@@ -13,6 +13,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from telegram_tasks.claims import ClaimsStateLost
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,6 +71,12 @@ def envelope(code: str, message: str, details: Any = None) -> dict[str, Any]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(envelope(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, ClaimsStateLost):
+        return Response(
+            envelope("service_unavailable", str(exc)),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "30"},
+        )
     if isinstance(exc, RequestDataTooBig):
         return Response(
             envelope("batch_too_large", "request body is too large"),

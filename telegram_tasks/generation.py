@@ -20,7 +20,7 @@ from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from telegram_tasks import claims
-from telegram_tasks.claims import Claim, Demand, Target
+from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.models import TelegramTask, new_ulid
 
@@ -125,7 +125,7 @@ def _due_orders(now: datetime, exclude: set[int], size: int) -> list[DueOrder]:
 def tasks_generate(*, limit: int, now: datetime) -> GenerationSummary:
     """One generation pass: at most ``limit`` tasks over the orders due at ``now``."""
     started = time.perf_counter()
-    claims.ping()
+    claims.ensure_state()
     summary = GenerationSummary()
     examined: set[int] = set()
     exhausted_actions: set[str] = set()
@@ -203,7 +203,7 @@ def _generate_page(
                     served.append((slot, result.account))
                     served_orders.add(slot.order.pk)
             if all(r.account is None for r in results) and all(
-                set(r.tally) <= {"locked", "cooldown", "cap", "hold"} for r in results
+                all(Refusal(reason).account_wide for reason in r.tally) for r in results
             ):
                 # Every account is out for this action whatever the target: later pages of
                 # this pass would only scan them again.

@@ -223,6 +223,17 @@ def test_beat_task_never_overlaps_itself():
         held.release()
 
 
+def test_command_refuses_a_redis_that_lost_its_state(redis_client, redis_prefix):
+    from django.core.management.base import CommandError
+
+    redis_client.delete(f"{redis_prefix}:marker")
+    make_account()
+    make_order(action="view", quantity=1)
+    with pytest.raises(CommandError, match="rebuild_claims"):
+        call_command("generate_telegram_tasks", "--limit=5")
+    assert not TelegramTask.objects.exists()
+
+
 def test_beat_schedule_is_created_by_a_migration():
     from django_celery_beat.models import PeriodicTask
 
@@ -239,12 +250,12 @@ def test_beat_schedule_is_created_by_a_migration():
         ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "Redis is unavailable"),
     ],
 )
-def test_command_fails_clearly_when_a_server_is_down(env, message):
+def test_command_fails_clearly_when_a_server_is_down(env, message, redis_prefix):
     import os
 
     proc = subprocess.run(
         [sys.executable, "manage.py", "generate_telegram_tasks", "--limit=1"],
-        env={**os.environ, "DEBUG": "1", **env, **_test_db_env(env)},
+        env={**os.environ, "DEBUG": "1", "TG_KEY_PREFIX": redis_prefix, **env, **_test_db_env(env)},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode != 0

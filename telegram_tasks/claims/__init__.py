@@ -17,6 +17,8 @@ slot):
     P:{aID}:dedupe:ACTION:LINKHASH:POST  one-shot success marker (90 days)
     P:{aID}:hold                         account-wide hold deadline (flood wait)
     P:{aID}:done:TASKID                  COMMIT marker that makes COMMIT idempotent (7 days)
+    P:{aID}:full                         CHANNELS_TOO_MUCH: no subscribe until an unsubscribe
+    P:marker                             the state is present (set by rebuild_claims)
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
     P:pull:REQUESTID                     what a pull with that request_id leased (replay, 5 min)
 
@@ -28,24 +30,31 @@ below.
 from telegram_tasks.claims.operations import (
     REPLAY_IN_PROGRESS,
     Claim,
+    ClaimsStateLost,
     ExtendResult,
     Refusal,
+    Restore,
     Target,
     commit,
     commit_many,
+    ensure_state,
     extend,
     extend_many,
     hold,
     hold_many,
+    mark_full,
+    mark_state,
     next_local_midnight,
     ping,
     pull_replay_begin,
     pull_replay_forget,
     pull_replay_store,
+    rebuild_accounts,
     reserve,
     reserve_many,
     rollback,
     rollback_many,
+    state_present,
 )
 from telegram_tasks.claims.selection import (
     AccountRef,
@@ -59,26 +68,33 @@ __all__ = [
     "REPLAY_IN_PROGRESS",
     "AccountRef",
     "Claim",
+    "ClaimsStateLost",
     "Demand",
     "ExtendResult",
     "Refusal",
+    "Restore",
     "Selection",
     "Target",
     "commit",
     "commit_many",
+    "ensure_state",
     "extend",
     "extend_many",
     "hold",
     "hold_many",
+    "mark_full",
+    "mark_state",
     "next_local_midnight",
     "ping",
     "pull_replay_begin",
     "pull_replay_forget",
     "pull_replay_store",
+    "rebuild_accounts",
     "reserve",
     "reserve_many",
     "rollback",
     "rollback_many",
     "select_account",
     "select_accounts",
+    "state_present",
 ]

@@ -37,6 +37,10 @@ def dedupe(account_id: int, action: str, link_hash: str, post_id: int | None) ->
     return f"{account_tag(account_id)}:dedupe:{action}:{link_hash}:{post}"
 
 
+def full(account_id: int) -> str:
+    return f"{account_tag(account_id)}:full"
+
+
 def hold(account_id: int) -> str:
     return f"{account_tag(account_id)}:hold"
 
@@ -51,6 +55,11 @@ def cursor(action: str) -> str:
 
 def pull_replay(request_id: str) -> str:
     return f"{_prefix()}:pull:{request_id}"
+
+
+def marker() -> str:
+    """Present while Redis holds the claim state rebuilt from (or grown with) the ledger."""
+    return f"{_prefix()}:marker"
 
 
 def pattern() -> str:
@@ -76,4 +85,5 @@ def reserve_keys(
         f"{tag}:state:{link_hash}",
         f"{tag}:dedupe:{action}:{link_hash}:{post}",
         f"{tag}:hold",
+        f"{tag}:full",
     ]

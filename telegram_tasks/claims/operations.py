@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -30,6 +31,7 @@ class Refusal(enum.StrEnum):
     GATE = "gate"
     DEDUPE = "dedupe"
     HOLD = "hold"
+    FULL = "full"  # CHANNELS_TOO_MUCH: no subscribe until the account unsubscribes somewhere
 
     @property
     def account_wide(self) -> bool:
@@ -43,6 +45,7 @@ _RESERVE_CODES = {
     4: Refusal.GATE,
     5: Refusal.DEDUPE,
     6: Refusal.HOLD,
+    7: Refusal.FULL,
 }
 
 
@@ -148,6 +151,7 @@ def _commit_call(claim: Claim, now: datetime) -> Call:
             keys.state(account, target.link_hash),
             keys.dedupe(account, action, target.link_hash, target.post_id),
             keys.done(account, claim.token),
+            keys.full(account),
         ],
         [
             claim.token,
@@ -244,3 +248,64 @@ def pull_replay_store(request_id: str, leased: dict, *, ttl: int) -> None:
 
 def pull_replay_forget(request_id: str) -> None:
     connection().delete(keys.pull_replay(request_id))
+
+
+# --- state marker, account flags and rebuild -----------------------------------------------------
+
+
+class ClaimsStateLost(RuntimeError):
+    """Redis answers but holds no claim state (flushed, restarted without persistence, or
+    another server): cooldowns, caps and locks would be wrong until ``rebuild_claims`` runs."""
+
+
+def state_present() -> bool:
+    return bool(connection().exists(keys.marker()))
+
+
+def ensure_state() -> None:
+    """Raise ClaimsStateLost (or a RedisError when Redis is down) unless the state is there."""
+    if not state_present():
+        raise ClaimsStateLost(
+            "Redis has lost the claim state (no marker key): run `manage.py rebuild_claims` "
+            "(housekeeping does it by itself within a minute)"
+        )
+
+
+def mark_state(instance: str) -> None:
+    connection().set(keys.marker(), instance)
+
+
+def mark_full(account_ids: Sequence[int], *, ttl_seconds: int) -> None:
+    """CHANNELS_TOO_MUCH: keep these accounts off subscribe until one of their unsubscribes
+    commits (or the flag expires)."""
+    if not account_ids:
+        return
+    pipe = connection().pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.set(keys.full(account_id), "1", ex=ttl_seconds)
+    pipe.execute()
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """One key to restore for an account: mode "max", "set" or "lock" (see rebuild.lua)."""
+
+    key: str
+    mode: str
+    value: str
+    ttl_ms: int
+
+
+def rebuild_accounts(per_account: dict[int, list[Restore]], *, chunk: int = 500) -> int:
+    """Write restored keys, one script call per account, pipelined by ``chunk`` accounts."""
+    written = 0
+    items = list(per_account.items())
+    for start in range(0, len(items), chunk):
+        calls: list[Call] = []
+        for _account_id, restores in items[start : start + chunk]:
+            args: list[Any] = []
+            for r in restores:
+                args.extend([r.mode, r.value, max(int(r.ttl_ms), 0)])
+            calls.append(("rebuild", [r.key for r in restores], args))
+        written += sum(int(n) for n in run_many(calls))
+    return written

@@ -7,6 +7,7 @@ KEYS (one account, one hash tag):
   4 state   P:{aID}:state:LINKHASH
   5 dedupe  P:{aID}:dedupe:ACTION:LINKHASH:POST
   6 done    P:{aID}:done:TOKEN               marks this token committed
+  7 full    P:{aID}:full                     cleared by a successful unsubscribe
 ARGV:
   1 token, 2 now_ms, 3 cooldown_ms, 4 cap_ttl_ms (past the next local midnight),
   5 gate ("" | "subscribe" | "unsubscribe"), 6 one_shot ("1" | "0"),
@@ -41,6 +42,7 @@ if gate == 'subscribe' then
   redis.call('SET', KEYS[4], 'subscribed', 'PX', tonumber(ARGV[7]))
 elseif gate == 'unsubscribe' then
   redis.call('SET', KEYS[4], 'unsubscribed', 'PX', tonumber(ARGV[7]))
+  redis.call('DEL', KEYS[7])
 end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[5], '1', 'PX', tonumber(ARGV[8]))

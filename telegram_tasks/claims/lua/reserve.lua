@@ -7,6 +7,7 @@ KEYS (all of one account, one hash tag, so one Redis Cluster slot):
   4 state   P:{aID}:state:LINKHASH             "subscribed" | "unsubscribed"
   5 dedupe  P:{aID}:dedupe:ACTION:LINKHASH:POST  "1" once a one-shot action succeeded
   6 hold    P:{aID}:hold                       string: account-wide hold ends at (ms epoch)
+  7 full    P:{aID}:full                       "1" after CHANNELS_TOO_MUCH, until an unsubscribe
 ARGV:
   1 token       the task id
   2 now_ms      the caller's clock (time is a parameter, never Redis's TIME)
@@ -15,7 +16,7 @@ ARGV:
   5 gate        "" | "subscribe" | "unsubscribe"
   6 one_shot    "1" | "0"
 Returns: 0 reserved (or the lock was already this token's: its deadline is raised),
-         1 locked, 2 cooldown, 3 cap, 4 gate, 5 dedupe, 6 hold
+         1 locked, 2 cooldown, 3 cap, 4 gate, 5 dedupe, 6 hold, 7 full (no more channels)
 Values stored with a deadline are compared with now_ms; key TTLs only collect garbage.
 ]]
 local token = ARGV[1]
@@ -51,6 +52,9 @@ if gate ~= '' then
   local state = redis.call('GET', KEYS[4])
   if gate == 'subscribe' and state == 'subscribed' then
     return 4
+  end
+  if gate == 'subscribe' and redis.call('EXISTS', KEYS[7]) == 1 then
+    return 7
   end
   if gate == 'unsubscribe' and state ~= 'subscribed' then
     return 4

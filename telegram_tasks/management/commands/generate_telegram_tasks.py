@@ -5,6 +5,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.generation import tasks_generate
 
 
@@ -21,6 +22,8 @@ class Command(BaseCommand):
             summary = tasks_generate(limit=limit, now=timezone.now())
         except DatabaseError as exc:
             raise CommandError(f"PostgreSQL is unavailable: {exc}".strip()) from exc
+        except ClaimsStateLost as exc:
+            raise CommandError(str(exc)) from exc
         except RedisError as exc:
             raise CommandError(f"Redis is unavailable: {exc}".strip()) from exc
         self.stdout.write(summary.line())

@@ -1,0 +1,37 @@
+--[[ rebuild.lua — restore one account's claim state from the ledger (manage.py rebuild_claims).
+
+KEYS: the keys to restore, all of one account (one hash tag).
+ARGV: for each key, three values: mode, value, ttl_ms
+  mode "max"   numeric values (cooldown deadline, cap count): keep the larger of stored and given
+  mode "set"   state, dedupe: set the value
+  mode "lock"  a lock of an unfinished task: value "token|until"; set only if no live lock is there
+Every key gets PEXPIRE ttl_ms (ttl_ms > 0). Returns the number of keys written.
+]]
+local written = 0
+for i, key in ipairs(KEYS) do
+  local mode = ARGV[3 * i - 2]
+  local value = ARGV[3 * i - 1]
+  local ttl = tonumber(ARGV[3 * i])
+  if ttl > 0 then
+    if mode == 'max' then
+      local current = tonumber(redis.call('GET', key) or '-1')
+      if tonumber(value) > current then
+        redis.call('SET', key, value, 'PX', ttl)
+        written = written + 1
+      end
+    elseif mode == 'set' then
+      redis.call('SET', key, value, 'PX', ttl)
+      written = written + 1
+    elseif mode == 'lock' then
+      local sep = string.find(value, '|', 1, true)
+      local token = string.sub(value, 1, sep - 1)
+      local until_ms = string.sub(value, sep + 1)
+      if redis.call('EXISTS', key) == 0 then
+        redis.call('HSET', key, 'token', token, 'until', until_ms)
+        redis.call('PEXPIRE', key, ttl)
+        written = written + 1
+      end
+    end
+  end
+end
+return written
