@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils import timezone
 
 from orders.models import Order
+from orders.services import order_cancel, order_pause, order_resume
 from telegram_tasks.admin import pretty_json
 
 
@@ -19,13 +21,17 @@ class OrderAdmin(admin.ModelAdmin):
         "per_call",
         "interval_seconds",
         "next_run_at",
+        "paused_at",
         "created_at",
     )
-    list_filter = ("status", "action", "created_at")
+    list_filter = ("status", "action", ("paused_at", admin.EmptyFieldListFilter), "created_at")
+    actions = ("cancel_orders", "pause_orders", "resume_orders")
     search_fields = ("=id", "link", "link_hash")
     date_hierarchy = "created_at"
     list_per_page = 100
-    readonly_fields = ("link_hash", "remains", "status", "meta_pretty", "created_at", "updated_at")
+    readonly_fields = (
+        "link_hash", "remains", "status", "paused_at", "meta_pretty", "created_at", "updated_at",
+    )  # fmt: skip
     # What an order targets and how much it buys are fixed once tasks may exist for it.
     locked_after_create = ("action", "link", "post_id", "quantity", "per_call")
 
@@ -60,3 +66,24 @@ class OrderAdmin(admin.ModelAdmin):
     @admin.display(description="execution_meta (formatted)")
     def meta_pretty(self, obj: Order) -> str:
         return pretty_json(obj.execution_meta)
+
+    @admin.action(description="Cancel (fail and roll back their unfinished tasks)")
+    def cancel_orders(self, request, queryset) -> None:
+        done = order_cancel(
+            order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
+        )
+        self.message_user(request, f"{done} order(s) canceled.", messages.SUCCESS)
+
+    @admin.action(description="Pause (no new tasks; queued ones released)")
+    def pause_orders(self, request, queryset) -> None:
+        done = order_pause(
+            order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
+        )
+        self.message_user(request, f"{done} order(s) paused.", messages.SUCCESS)
+
+    @admin.action(description="Resume")
+    def resume_orders(self, request, queryset) -> None:
+        done = order_resume(
+            order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
+        )
+        self.message_user(request, f"{done} order(s) resumed.", messages.SUCCESS)

@@ -33,6 +33,8 @@ class Order(models.Model):
     interval_seconds = models.PositiveIntegerField(default=0)
     next_run_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AWAITING)
+    # Paused by an operator: no new tasks until resumed (the status is left as it was).
+    paused_at = models.DateTimeField(null=True, blank=True)
     execution_meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -44,7 +46,7 @@ class Order(models.Model):
             # Generation reads due orders: active ones, by next_run_at.
             models.Index(
                 fields=["next_run_at", "id"],
-                condition=Q(status__in=["awaiting", "pending", "in_progress"]),
+                condition=Q(status__in=["awaiting", "pending", "in_progress"], paused_at=None),
                 name="order_due",
             ),
         ]

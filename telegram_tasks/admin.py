@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.html import format_html
 
+from telegram_tasks import services
 from telegram_tasks.models import TelegramAccount, TelegramTask
 
 
@@ -63,6 +65,7 @@ class TelegramTaskAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("status", "action", "failure_reason", "created_at")
+    actions = ("requeue_tasks", "fail_tasks")
     search_fields = ("=id", "=order__id", "provider_account_id", "provider_task_id", "link_hash")
     date_hierarchy = "created_at"
     list_select_related = False
@@ -100,6 +103,24 @@ class TelegramTaskAdmin(admin.ModelAdmin):
     @admin.display(description="result")
     def result_pretty(self, obj: TelegramTask) -> str:
         return pretty_json(obj.result)
+
+    @admin.action(description="Requeue (back to the queue now, same account, fresh reservation)")
+    def requeue_tasks(self, request, queryset) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        requeued, refused = services.tasks_requeue(task_ids=ids, now=timezone.now())
+        skipped = len(ids) - requeued - refused
+        self.message_user(
+            request,
+            f"{requeued} task(s) requeued; {refused} refused (their account is no longer "
+            f"eligible: fail them instead); {skipped} already finished, left alone.",
+            messages.SUCCESS if not refused else messages.WARNING,
+        )
+
+    @admin.action(description="Fail (and roll back their reservations)")
+    def fail_tasks(self, request, queryset) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        failed = services.tasks_fail(reason="admin_failed", now=timezone.now(), task_ids=ids)
+        self.message_user(request, f"{failed} task(s) failed.", messages.SUCCESS)
 
     def has_add_permission(self, request) -> bool:
         return False

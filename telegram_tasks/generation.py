@@ -111,7 +111,7 @@ def _due_orders(now: datetime, exclude: set[int], size: int) -> list[DueOrder]:
         .values("units")
     )
     qs = (
-        Order.objects.filter(status__in=[s.value for s in Order.ACTIVE])
+        Order.objects.filter(status__in=[s.value for s in Order.ACTIVE], paused_at__isnull=True)
         .filter(Q(next_run_at__isnull=True) | Q(next_run_at__lte=now))
         .filter(remains__gt=Coalesce(Subquery(units_in_flight), 0))
         .exclude(pk__in=exclude)

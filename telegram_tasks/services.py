@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
 
-from telegram_tasks import claims
+from telegram_tasks import claims, errors
 from telegram_tasks.claims import Claim, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.exceptions import BatchTooLarge, TaskConflict
@@ -123,6 +123,102 @@ def tasks_release_for_accounts(*, account_ids: Sequence[int], now: datetime) -> 
     )
     _after_commit_rollback(rows)
     return len(rows)
+
+
+def accounts_deactivate(*, account_ids: Sequence[int], now: datetime) -> int:
+    """An account that is gone (banned, session revoked): never picked again, and its queued
+    tasks are released for other accounts."""
+    changed = TelegramAccount.objects.filter(id__in=account_ids, is_active=True).update(
+        is_active=False, updated_at=now
+    )
+    tasks_release_for_accounts(account_ids=account_ids, now=now)
+    return changed
+
+
+def tasks_fail(
+    *,
+    reason: str,
+    now: datetime,
+    task_ids: Sequence[str] | None = None,
+    order_ids: Sequence[int] | None = None,
+    statuses: Sequence[str] = (S.QUEUED, S.LEASED, S.PENDING),
+) -> int:
+    """End unfinished tasks (by id or by order) as failed with ``reason``; their locks are
+    rolled back after the commit. A late ``done`` for them is then a duplicate."""
+    rows = _fetch(
+        f"""
+        UPDATE {TASKS} SET status = 'failed', failure_reason = %(reason)s, finished_at = %(now)s,
+               updated_at = %(now)s, leased_until = NULL
+        WHERE status = ANY(%(statuses)s)
+          AND (%(ids)s::varchar[] IS NULL OR id = ANY(%(ids)s))
+          AND (%(orders)s::bigint[] IS NULL OR order_id = ANY(%(orders)s))
+        RETURNING id, telegram_account_id, action, link_hash, payload
+        """,  # noqa: S608
+        {
+            "reason": reason,
+            "now": now,
+            "statuses": [str(s) for s in statuses],
+            "ids": None if task_ids is None else list(task_ids),
+            "orders": None if order_ids is None else list(order_ids),
+        },
+    )
+    _after_commit_rollback(rows)
+    return len(rows)
+
+
+def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
+    """Put stuck unfinished tasks back in the queue at once, on the same account, with a fresh
+    reservation (RESERVE with the task's own token: kept if it holds the lock, taken again if
+    the account is still eligible). Returns (requeued, refused); finished tasks are left alone
+    (their orders get new tasks from generation)."""
+    rows = _fetch(
+        f"SELECT id, telegram_account_id, action, link_hash, payload FROM {TASKS} "  # noqa: S608
+        "WHERE id = ANY(%s) AND status IN ('queued', 'leased', 'pending') "
+        "AND telegram_account_id IS NOT NULL",
+        [list(task_ids)],
+    )
+    if not rows:
+        return 0, 0
+    until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+    refusals = claims.reserve_many([_claim(r) for r in rows], now=now, until=until)
+    ok = [r["id"] for r, refusal in zip(rows, refusals, strict=True) if refusal is None]
+    if ok:
+        _fetch(
+            f"""
+            UPDATE {TASKS} SET status = 'queued', available_at = %(now)s,
+                   reserved_until = %(until)s, leased_until = NULL, updated_at = %(now)s
+            WHERE id = ANY(%(ids)s) AND status IN ('queued', 'leased', 'pending')
+            """,  # noqa: S608
+            {"now": now, "until": until, "ids": ok},
+        )
+    return len(ok), len(rows) - len(ok)
+
+
+def orders_stop(*, order_ids: Sequence[int], reason: str, now: datetime) -> int:
+    """The target is unusable: active orders end PARTIAL (something was delivered) or CANCELED,
+    and their unfinished tasks are failed and rolled back."""
+    Order = get_order_model()
+    meta = Order._meta
+    col = {f: meta.get_field(f).column for f in ("remains", "quantity", "status", "updated_at")}
+    stopped = _fetch(
+        f"""
+        UPDATE {meta.db_table}
+        SET {col["status"]} = CASE WHEN {col["remains"]} < {col["quantity"]}
+                                   THEN %(partial)s ELSE %(canceled)s END,
+            {col["updated_at"]} = %(now)s
+        WHERE {meta.pk.column} = ANY(%(ids)s) AND {col["status"]} = ANY(%(active)s)
+        RETURNING {meta.pk.column} AS id
+        """,  # noqa: S608
+        {
+            "ids": list(order_ids),
+            "active": [s.value for s in Order.ACTIVE],
+            "partial": Order.Status.PARTIAL.value,
+            "canceled": Order.Status.CANCELED.value,
+            "now": now,
+        },
+    )
+    tasks_fail(reason=reason, now=now, order_ids=list(order_ids))
+    return len(stopped)
 
 
 def _after_commit_rollback(rows: list[dict[str, Any]]) -> None:
@@ -316,6 +412,7 @@ class _Batch:
     failed: list[Item] = field(default_factory=list)
     retry: list[Item] = field(default_factory=list)
     pending: list[Item] = field(default_factory=list)
+    plans: dict[str, errors.Plan] = field(default_factory=dict)
 
 
 def _refuse(out: ReportOut, status: int, code: str, message: str) -> None:
@@ -382,16 +479,21 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
             continue
         if report.state == "pending":
             batch.pending.append((report, row, out))
-        elif report.retry_after and row["attempt"] + 2 <= app_settings.MAX_ATTEMPTS:
+            continue
+        plan = errors.plan_failure(report.error_code, report.retry_after)
+        batch.plans[report.task_id] = plan
+        if plan.retry_after is not None and row["attempt"] + 2 <= app_settings.MAX_ATTEMPTS:
             batch.retry.append((report, row, out))
         else:
+            if plan.retry_after is not None:  # no hand-out left to run it again
+                batch.plans[report.task_id] = replace(plan, reason="attempts_exhausted")
             batch.failed.append((report, row, out))
 
     if batch.done:
         claims.commit_many([_claim(row) for _, row, _ in batch.done], now=now)
     with transaction.atomic():
-        finished = _apply_done(batch.done, now) | _apply_failed(batch.failed, now)
-        finished |= _apply_retry(batch.retry, now)
+        finished = _apply_done(batch.done, now) | _apply_failed(batch.failed, batch.plans, now)
+        finished |= _apply_retry(batch.retry, batch.plans, now)
         finished |= _apply_pending(batch.pending, now)
     for group, status in (
         (batch.done, S.DONE),
@@ -466,7 +568,9 @@ def _apply_done(items: list[Item], now: datetime) -> set[str]:
     return {r["id"] for r in done}
 
 
-def _apply_failed(items: list[Item], now: datetime) -> set[str]:
+def _apply_failed(items: list[Item], plans: dict[str, errors.Plan], now: datetime) -> set[str]:
+    """Failed: the task ends and gives its lock back; what the error says about the account
+    or the target is applied once, for the reports that did end their task."""
     if not items:
         return set()
     rows = json.dumps(
@@ -477,7 +581,7 @@ def _apply_failed(items: list[Item], now: datetime) -> set[str]:
                 "result": _result(r),
                 "ptid": r.provider_task_id,
                 "err": (r.error_message or r.error_code or "")[:2000],
-                "reason": "attempts_exhausted" if r.retry_after else "provider_failed",
+                "reason": plans[r.task_id].reason,
             }
             for r, row, _ in items
         ]
@@ -491,27 +595,55 @@ def _apply_failed(items: list[Item], now: datetime) -> set[str]:
         FROM jsonb_to_recordset(%(rows)s::jsonb)
              AS r(id varchar, lease varchar, result text, ptid varchar, err text, reason varchar)
         WHERE t.id = r.id AND t.status IN ('leased', 'pending') AND t.lease_id = r.lease
-        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
+        RETURNING t.id, t.order_id, t.telegram_account_id, t.action, t.link_hash, t.payload
         """,  # noqa: S608
         {"rows": rows, "now": now},
     )
     _after_commit_rollback(ended)
+    _apply_consequences(ended, plans, now)
     return {r["id"] for r in ended}
 
 
-def _apply_retry(items: list[Item], now: datetime) -> set[str]:
-    """Failed with retry_after: the account is held off that long and the task queued again,
-    available when the hold ends, on the same account (its lock is kept for it)."""
+def _apply_consequences(
+    ended: list[dict[str, Any]], plans: dict[str, errors.Plan], now: datetime
+) -> None:
+    by_scope: dict[errors.Scope, list[dict[str, Any]]] = {}
+    for row in ended:
+        by_scope.setdefault(plans[row["id"]].scope, []).append(row)
+    dead = sorted({r["telegram_account_id"] for r in by_scope.get(errors.Scope.ACCOUNT_DEAD, [])})
+    if dead:
+        accounts_deactivate(account_ids=dead, now=now)
+    full = sorted({r["telegram_account_id"] for r in by_scope.get(errors.Scope.ACCOUNT_FULL, [])})
+    flooded = [
+        (r["telegram_account_id"], plans[r["id"]].hold_seconds)
+        for r in by_scope.get(errors.Scope.ACCOUNT_FLOOD, [])
+    ]
+    if full or flooded:
+
+        def redis_effects() -> None:
+            claims.mark_full(full, ttl_seconds=app_settings.STATE_TTL_SECONDS)
+            claims.hold_many(flooded, now=now)
+
+        transaction.on_commit(redis_effects)
+    stopped = sorted({r["order_id"] for r in by_scope.get(errors.Scope.TARGET_DEAD, [])})
+    if stopped:
+        orders_stop(order_ids=stopped, reason="target_unavailable", now=now)
+
+
+def _apply_retry(items: list[Item], plans: dict[str, errors.Plan], now: datetime) -> set[str]:
+    """Failed, to run again: queued again on the same account (its lock is kept for it),
+    available after the wait; a flood wait also holds the account off every action."""
     if not items:
         return set()
     grace = _grace()
+    wait = {r.task_id: timedelta(seconds=plans[r.task_id].retry_after or 0) for r, _, _ in items}
     rows = json.dumps(
         [
             {
                 "id": r.task_id,
                 "lease": row["lease_id"],
-                "at": (now + timedelta(seconds=r.retry_after or 0)).isoformat(),
-                "until": (now + timedelta(seconds=r.retry_after or 0) + grace).isoformat(),
+                "at": (now + wait[r.task_id]).isoformat(),
+                "until": (now + wait[r.task_id] + grace).isoformat(),
                 "err": (r.error_message or r.error_code or "")[:2000],
                 "result": _result(r),
             }
@@ -532,10 +664,13 @@ def _apply_retry(items: list[Item], now: datetime) -> set[str]:
         {"rows": rows, "now": now},
     )
     if requeued:
-        wait = {r.task_id: r.retry_after or 0 for r, _, _ in items}
         claims_ = [_claim(r) for r in requeued]
         untils = [r["reserved_until"] for r in requeued]
-        holds = [(r["telegram_account_id"], wait[r["id"]]) for r in requeued]
+        holds = [
+            (r["telegram_account_id"], plans[r["id"]].hold_seconds)
+            for r in requeued
+            if plans[r["id"]].hold_seconds
+        ]
 
         def redis_effects() -> None:
             claims.hold_many(holds, now=now)

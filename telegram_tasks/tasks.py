@@ -10,6 +10,7 @@ from django.utils import timezone
 from telegram_tasks.claims.scripts import connection
 from telegram_tasks.conf import app_settings
 from telegram_tasks.generation import tasks_generate
+from telegram_tasks.housekeeping import tasks_housekeep
 
 logger = logging.getLogger(__name__)
 
@@ -33,5 +34,17 @@ def generate_telegram_tasks(limit: int = 1000) -> str | None:
         return None
     try:
         return tasks_generate(limit=limit, now=timezone.now()).line()
+    finally:
+        lock.release()
+
+
+@shared_task(name="telegram_tasks.housekeep", ignore_result=True, time_limit=PASS_LOCK_SECONDS)
+def housekeep_telegram_tasks() -> str | None:
+    lock = _no_overlap("housekeep")
+    if not lock.acquire():
+        logger.info("housekeeping skipped: the previous run is still going")
+        return None
+    try:
+        return tasks_housekeep(now=timezone.now()).line()
     finally:
         lock.release()

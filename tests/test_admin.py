@@ -86,3 +86,65 @@ def test_order_change_page_locks_target_and_quantity(admin_client, objects):
     body = admin_client.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
     assert 'name="quantity"' not in body and 'name="link"' not in body
     assert 'name="interval_seconds"' in body
+
+
+def _post_action(admin_client, model, action, ids):
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return admin_client.post(
+            reverse(f"admin:{model}_changelist"),
+            {"action": action, "_selected_action": [str(i) for i in ids]},
+            follow=True,
+        )
+
+
+def test_order_actions_cancel_pause_resume(admin_client):
+    from django.utils import timezone
+
+    from orders.models import Order
+    from telegram_tasks.generation import tasks_generate
+    from telegram_tasks.models import TelegramTask
+    from tests.factories import make_accounts
+
+    make_accounts(3)
+    paused = make_order(action="view", quantity=2)
+    canceled = make_order(action="reaction", quantity=2)
+    tasks_generate(limit=10, now=timezone.now())
+    assert (
+        _post_action(admin_client, "orders_order", "pause_orders", [paused.pk]).status_code == 200
+    )
+    paused.refresh_from_db()
+    assert paused.paused_at is not None
+    assert set(
+        TelegramTask.objects.filter(order=paused).values_list("failure_reason", flat=True)
+    ) == {"order_paused"}
+    assert tasks_generate(limit=10, now=timezone.now()).created == 0
+    _post_action(admin_client, "orders_order", "resume_orders", [paused.pk])
+    assert tasks_generate(limit=10, now=timezone.now()).created == 2
+    _post_action(admin_client, "orders_order", "cancel_orders", [canceled.pk])
+    canceled.refresh_from_db()
+    assert canceled.status == Order.Status.CANCELED
+    assert set(TelegramTask.objects.filter(order=canceled).values_list("status", flat=True)) == {
+        "failed"
+    }
+
+
+def test_task_actions_requeue_and_fail(admin_client):
+    from django.utils import timezone
+
+    from telegram_tasks.generation import tasks_generate
+    from telegram_tasks.models import TelegramTask
+    from telegram_tasks.services import tasks_pull
+    from tests.factories import make_accounts
+
+    make_accounts(2)
+    make_order(action="view", quantity=2)
+    tasks_generate(limit=10, now=timezone.now())
+    leased = tasks_pull(limit=1, now=timezone.now()).tasks[0]["task_id"]
+    response = _post_action(admin_client, "telegram_tasks_telegramtask", "requeue_tasks", [leased])
+    assert "1 task(s) requeued" in response.content.decode()
+    assert TelegramTask.objects.get(pk=leased).status == "queued"
+    ids = list(TelegramTask.objects.values_list("pk", flat=True))
+    _post_action(admin_client, "telegram_tasks_telegramtask", "fail_tasks", ids)
+    assert set(TelegramTask.objects.values_list("failure_reason", flat=True)) == {"admin_failed"}

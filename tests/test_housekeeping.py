@@ -1,0 +1,229 @@
+"""Housekeeping and rebuild over real PostgreSQL and Redis, time passed as ``now``."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import call_command
+from django.test import TestCase
+
+from telegram_tasks import claims, services
+from telegram_tasks.claims import Claim, Refusal, Target, keys
+from telegram_tasks.generation import tasks_generate
+from telegram_tasks.housekeeping import claims_rebuild, tasks_housekeep
+from telegram_tasks.models import TelegramTask
+from telegram_tasks.services import ReportIn, tasks_pull, tasks_report
+from tests.factories import make_account, make_accounts, make_order
+
+pytestmark = pytest.mark.django_db
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def housekeep(now):
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return tasks_housekeep(now=now)
+
+
+def locks(redis_client, prefix):
+    return {
+        k.decode(): redis_client.hget(k, "token").decode()
+        for k in redis_client.scan_iter(match=f"{prefix}:*:lock:*")
+    }
+
+
+def test_queued_task_whose_reservation_lapsed_expires(redis_client, redis_prefix):
+    make_account()
+    make_order(action="view", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    task = TelegramTask.objects.get()
+    assert housekeep(T0 + timedelta(seconds=119)).ended["expired"] == 0
+    summary = housekeep(T0 + timedelta(seconds=120))
+    assert summary.ended["expired"] == 1
+    task.refresh_from_db()
+    assert (task.status, task.failure_reason) == ("failed", "expired")
+    assert locks(redis_client, redis_prefix) == {}
+    # The order gets a fresh task with a fresh reservation.
+    assert tasks_generate(limit=10, now=T0 + timedelta(seconds=121)).created == 1
+
+
+def test_pull_never_hands_out_a_task_whose_reservation_lapsed():
+    make_account()
+    make_order(action="view", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    assert tasks_pull(limit=10, now=T0 + timedelta(seconds=121)).tasks == []
+
+
+def test_attempts_exhausted_keeps_the_last_error(settings, redis_client, redis_prefix):
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "MAX_ATTEMPTS": 2}
+    make_account()
+    make_order(action="view", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    now = T0
+    for _ in range(2):
+        assert len(tasks_pull(limit=10, now=now).tasks) == 1
+        now += timedelta(seconds=61)
+    TelegramTask.objects.update(last_error="TIMEOUT")
+    summary = housekeep(now)
+    assert summary.ended["attempts_exhausted"] == 1
+    failed = TelegramTask.objects.get()
+    assert (failed.status, failed.failure_reason, failed.last_error) == (
+        "failed",
+        "attempts_exhausted",
+        "TIMEOUT",
+    )
+    assert locks(redis_client, redis_prefix) == {}
+
+
+def test_pending_past_its_ttl_times_out(redis_client, redis_prefix):
+    make_account()
+    make_order(action="view", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    [task] = tasks_pull(limit=10, now=T0).tasks
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(reports=[ReportIn(task["task_id"], "pending")], now=T0)
+    assert housekeep(T0 + timedelta(seconds=3599)).ended["pending_timeout"] == 0
+    assert housekeep(T0 + timedelta(seconds=3600)).ended["pending_timeout"] == 1
+    assert TelegramTask.objects.get().failure_reason == "pending_timeout"
+    assert locks(redis_client, redis_prefix) == {}
+
+
+def test_a_lapsed_lease_keeps_its_account_until_pulled_again(redis_client, redis_prefix):
+    account = make_account()
+    make_order(action="view", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    [task] = tasks_pull(limit=10, now=T0).tasks
+    late = T0 + timedelta(seconds=60 + 120 + 30)  # lease and its grace are over
+    summary = housekeep(late)
+    assert summary.rearmed == 1
+    assert (
+        claims.reserve(Claim(account.id, "view", Target("x" * 64), "other"), now=late)
+        == Refusal.LOCKED
+    )
+    [again] = tasks_pull(limit=10, now=late).tasks
+    assert again["task_id"] == task["task_id"] and again["attempt"] == 1
+
+
+def test_sweep_releases_locks_of_tasks_that_ended_while_redis_missed_the_rollback(
+    redis_client, redis_prefix
+):
+    account = make_account()
+    make_order(action="view", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    # Ended in the ledger, but the ROLLBACK after commit never reached Redis.
+    TelegramTask.objects.update(status="failed", finished_at=T0, failure_reason="x")
+    assert keys.lock(account.id, "view") in locks(redis_client, redis_prefix)
+    assert housekeep(T0 + timedelta(seconds=5)).swept == 1
+    assert locks(redis_client, redis_prefix) == {}
+
+
+def test_housekeeping_command_prints_every_reason():
+    from io import StringIO
+
+    out = StringIO()
+    call_command("telegram_housekeeping", stdout=out)
+    line = out.getvalue().strip()
+    for part in ("attempts_exhausted=", "expired=", "pending_timeout=", "rearmed=", "rebuilt="):
+        assert part in line
+
+
+# --- rebuild -------------------------------------------------------------------------------------
+
+
+def _done(account, action, target, token, at):
+    claims.reserve(Claim(account.id, action, target, token), now=at)
+    claims.commit(Claim(account.id, action, target, token), now=at)
+
+
+def test_rebuild_restores_what_redis_lost(settings, redis_client, redis_prefix):
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "ACTIONS": {"view": {"daily_cap": 2}}}
+    accounts = make_accounts(3)
+    sub = make_order(action="subscribe", link="t.me/durov", quantity=5)
+    view = make_order(action="view", link="t.me/durov/9", quantity=5)
+    now = T0
+    tasks_generate(limit=10, now=now)
+    leased = tasks_pull(limit=100, now=now).tasks
+    by_action = {}
+    for t in leased:
+        by_action.setdefault(t["action"], []).append(t)
+    # One subscribe and two views succeed, on known accounts.
+    done = [by_action["subscribe"][0], *by_action["view"][:2]]
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(reports=[ReportIn(t["task_id"], "done") for t in done], now=now)
+    later = now + timedelta(seconds=10)
+    probe = {}
+    for t in done:
+        account = next(
+            a for a in accounts if a.provider_account_id == t["account"]["provider_account_id"]
+        )
+        order = sub if t["action"] == "subscribe" else view
+        probe[(account.id, t["action"])] = Target(order.link_hash, order.post_id)
+    before = {k: claims.reserve(Claim(k[0], k[1], v, "probe"), now=later) for k, v in probe.items()}
+    assert all(r is not None for r in before.values())
+    unfinished = {t["task_id"] for t in leased} - {t["task_id"] for t in done}
+
+    for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
+        redis_client.delete(key)  # Redis lost everything (this test's prefix only)
+    assert not claims.state_present()
+    summary = claims_rebuild(now=later)
+    assert claims.state_present()
+    assert summary.locks == len(unfinished)
+    after = {k: claims.reserve(Claim(k[0], k[1], v, "probe"), now=later) for k, v in probe.items()}
+    assert after == before  # the same reservations refused, for the same reasons
+    lock_tokens = set(locks(redis_client, redis_prefix).values())
+    assert lock_tokens == unfinished
+
+
+def test_rebuild_restores_cooldown_cap_state_and_dedupe_values(
+    settings, redis_client, redis_prefix
+):
+    account = make_account()
+    order = make_order(action="view", link="t.me/durov/9", quantity=5)
+    tasks_generate(limit=10, now=T0)
+    [task] = tasks_pull(limit=10, now=T0).tasks
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(reports=[ReportIn(task["task_id"], "done")], now=T0)
+    expected = {
+        key: redis_client.get(key)
+        for key in (
+            keys.cooldown(account.id, "view"),
+            keys.cap(account.id, "view", claims.operations.local_day(T0)),
+            keys.dedupe(account.id, "view", order.link_hash, 9),
+        )
+    }
+    for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
+        redis_client.delete(key)
+    claims_rebuild(now=T0 + timedelta(seconds=1))
+    assert {k: redis_client.get(k) for k in expected} == expected
+
+
+def test_housekeeping_rebuilds_by_itself_and_generation_waits_for_it(redis_client, redis_prefix):
+    make_account()
+    make_order(action="view", quantity=1)
+    redis_client.delete(f"{redis_prefix}:marker")
+    with pytest.raises(claims.ClaimsStateLost):
+        tasks_generate(limit=10, now=T0)
+    assert housekeep(T0).rebuilt is True
+    assert tasks_generate(limit=10, now=T0).created == 1
+
+
+def test_rebuild_command(redis_client, redis_prefix):
+    from io import StringIO
+
+    redis_client.delete(f"{redis_prefix}:marker")
+    out = StringIO()
+    call_command("rebuild_claims", stdout=out)
+    assert "locks=" in out.getvalue() and claims.state_present()
+
+
+def test_services_used_by_beat_are_the_same_functions():
+    from telegram_tasks import housekeeping, tasks
+    from telegram_tasks.management.commands import telegram_housekeeping
+
+    assert (
+        tasks.tasks_housekeep
+        is housekeeping.tasks_housekeep
+        is telegram_housekeeping.tasks_housekeep
+    )
+    from django_celery_beat.models import PeriodicTask
+
+    assert PeriodicTask.objects.get(task="telegram_tasks.housekeep").interval.every == 60
+    assert services.tasks_fail  # the admin actions' service
