@@ -337,6 +337,10 @@ def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list
         )
         if not rows:
             return []
+        # Re-arming checks eligibility against Redis: a Redis that lost its state (flushed,
+        # restarted empty) would say yes to anything. Refuse (503, the lease rolls back) until
+        # rebuild_claims has run.
+        claims.ensure_state()
         rows.sort(key=lambda r: r["id"])
         # Re-arm each task's lock for the lease (one pipeline). RESERVE with the task's own token
         # renews a lock it holds; a lock that lapsed is taken again only if the account is still
@@ -489,10 +493,15 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
                 batch.plans[report.task_id] = replace(plan, reason="attempts_exhausted")
             batch.failed.append((report, row, out))
 
+    committed_at: dict[str, datetime] = {}
     if batch.done:
-        claims.commit_many([_claim(row) for _, row, _ in batch.done], now=now)
+        results = claims.commit_many_at([_claim(row) for _, row, _ in batch.done], now=now)
+        committed_at = {
+            r.task_id: at for (r, _, _), (_, at) in zip(batch.done, results, strict=True)
+        }
     with transaction.atomic():
-        finished = _apply_done(batch.done, now) | _apply_failed(batch.failed, batch.plans, now)
+        finished = _apply_done(batch.done, committed_at, now)
+        finished |= _apply_failed(batch.failed, batch.plans, now)
         finished |= _apply_retry(batch.retry, batch.plans, now)
         finished |= _apply_pending(batch.pending, now)
     for group, status in (
@@ -522,14 +531,24 @@ def _result(report: ReportIn) -> str:
     )
 
 
-def _apply_done(items: list[Item], now: datetime) -> set[str]:
+def _apply_done(items: list[Item], committed_at: dict[str, datetime], now: datetime) -> set[str]:
+    """``finished_at`` is when COMMIT first counted the success (a retried report keeps it), so
+    the ledger's times are the ones cooldowns were measured from."""
     if not items:
         return set()
     Order = get_order_model()
     meta = Order._meta
     col = {f: meta.get_field(f).column for f in ("remains", "status", "updated_at")}
     rows = json.dumps(
-        [{"id": r.task_id, "result": _result(r), "ptid": r.provider_task_id} for r, _, _ in items]
+        [
+            {
+                "id": r.task_id,
+                "result": _result(r),
+                "ptid": r.provider_task_id,
+                "at": committed_at.get(r.task_id, now).isoformat(),
+            }
+            for r, _, _ in items
+        ]
     )
     active = [s.value for s in Order.ACTIVE]
     # One statement: the status guard lets exactly one report per task through, and only that
@@ -538,12 +557,12 @@ def _apply_done(items: list[Item], now: datetime) -> set[str]:
         f"""
         WITH r AS (
             SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
-                          AS r(id varchar, result text, ptid varchar)
+                          AS r(id varchar, result text, ptid varchar, at timestamptz)
         ), done AS (
             UPDATE {TASKS} AS t
             SET status = 'done', result = r.result::jsonb,
                 provider_task_id = COALESCE(r.ptid, t.provider_task_id),
-                finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
+                finished_at = r.at, updated_at = %(now)s, leased_until = NULL
             FROM r
             WHERE t.id = r.id AND t.status IN ('queued', 'leased', 'pending')
               AND t.lease_id IS NOT NULL

@@ -616,6 +616,9 @@ def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatc
     assert int(redis_client.get(cap_key)) == 1
     order.refresh_from_db()
     assert order.remains == 1
+    # The ledger keeps the moment the success was first counted, not the retry's.
+    committed_ms = int(redis_client.get(keys.done(account.id, task["task_id"])))
+    assert int(TelegramTask.objects.get().finished_at.timestamp() * 1000) == committed_ms
 
 
 def test_redis_down_is_503_and_changes_nothing(api, settings):

@@ -167,9 +167,19 @@ def _commit_call(claim: Claim, now: datetime) -> Call:
     )
 
 
+def commit_many_at(claims: Sequence[Claim], *, now: datetime) -> list[tuple[bool, datetime]]:
+    """COMMIT each claim: (committed now?, when it was committed). A repeated COMMIT of a task
+    changes nothing and tells when the first one happened (the moment the success counts)."""
+    results = run_many([_commit_call(c, now) for c in claims])
+    return [
+        (int(code) == 0, datetime.fromtimestamp(int(at) / 1000, tz=now.tzinfo))
+        for code, at in results
+    ]
+
+
 def commit_many(claims: Sequence[Claim], *, now: datetime) -> list[bool]:
     """COMMIT each claim; True where it was committed now, False where it already had been."""
-    return [int(code) == 0 for code in run_many([_commit_call(c, now) for c in claims])]
+    return [newly for newly, _ in commit_many_at(claims, now=now)]
 
 
 def commit(claim: Claim, *, now: datetime) -> bool:

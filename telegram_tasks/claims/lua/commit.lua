@@ -6,14 +6,14 @@ KEYS (one account, one hash tag):
   3 cap     P:{aID}:cap:ACTION:YYYYMMDD      (the local day of now_ms)
   4 state   P:{aID}:state:LINKHASH
   5 dedupe  P:{aID}:dedupe:ACTION:LINKHASH:POST
-  6 done    P:{aID}:done:TOKEN               marks this token committed
+  6 done    P:{aID}:done:TOKEN               when this token was committed (ms)
   7 full    P:{aID}:full                     cleared by a successful unsubscribe
 ARGV:
   1 token, 2 now_ms, 3 cooldown_ms, 4 cap_ttl_ms (past the next local midnight),
   5 gate ("" | "subscribe" | "unsubscribe"), 6 one_shot ("1" | "0"),
   7 state_ttl_ms, 8 dedupe_ttl_ms, 9 done_ttl_ms
-Returns: 0 committed now, 1 already committed (nothing changed but a lock this token still holds
-is released).
+Returns: {0, now_ms} committed now, or {1, committed_ms} already committed at committed_ms
+(nothing changed but a lock this token still holds is released).
 ]]
 local token = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -24,11 +24,12 @@ local function release()
   end
 end
 
-if redis.call('EXISTS', KEYS[6]) == 1 then
+local committed = redis.call('GET', KEYS[6])
+if committed then
   release()
-  return 1
+  return {1, committed}
 end
-redis.call('SET', KEYS[6], '1', 'PX', tonumber(ARGV[9]))
+redis.call('SET', KEYS[6], ARGV[2], 'PX', tonumber(ARGV[9]))
 
 local cooldown = tonumber(ARGV[3])
 if cooldown > 0 then
@@ -48,4 +49,4 @@ if ARGV[6] == '1' then
   redis.call('SET', KEYS[5], '1', 'PX', tonumber(ARGV[8]))
 end
 release()
-return 0
+return {0, ARGV[2]}
