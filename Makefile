@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEVSTACK := $(PY) scripts/devstack.py
 
-.PHONY: run test lint format bench bench-claims bench-generate bench-api clean
+.PHONY: run test lint format bench bench-claims bench-generate bench-api sim sim-large clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,9 @@ bench-api: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache .ruff_cache
+
+sim: $(STAMP)
+	$(PY) sim/run.py --size small
+
+sim-large: $(STAMP)
+	$(PY) sim/run.py --size large

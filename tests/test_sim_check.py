@@ -1,0 +1,63 @@
+"""The simulation's checker catches each kind of violation (a checker that cannot fail proves
+nothing)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sim import check
+from telegram_tasks.models import TelegramTask
+from tests.factories import make_account, make_order, make_task
+
+pytestmark = pytest.mark.django_db
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def done(order, account, at, **kw):
+    return make_task(order, account, status="done", finished_at=at, lease_id="L", **kw)
+
+
+def test_clean_history_passes():
+    a = make_account()
+    order = make_order(action="view", link="t.me/durov/1", quantity=2)
+    done(order, a, T0)
+    order.remains = 1
+    order.save()
+    history = check.done_tasks()
+    assert check.check_caps(history) == check.check_cooldowns(history) == []
+    assert check.check_one_shot(history) == check.check_remains(history) == []
+
+
+def test_each_violation_is_reported(settings):
+    a = make_account()
+    view = make_order(action="view", link="t.me/durov/1", quantity=9)
+    done(view, a, T0)
+    done(view, a, T0 + timedelta(seconds=1))  # 1 s apart: view cooldown is 5 s; and one-shot
+    sub = make_order(action="subscribe", link="t.me/durov", quantity=9)
+    done(sub, a, T0)
+    done(sub, a, T0 + timedelta(minutes=5))  # subscribed twice
+    history = check.done_tasks()
+    assert check.check_cooldowns(history)
+    assert check.check_one_shot(history)
+    assert check.check_subscriptions(history)
+    assert check.check_remains(history)  # remains was never decreased
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "ACTIONS": {"view": {"daily_cap": 1}}}
+    assert check.check_caps(check.done_tasks())
+
+
+def test_overlapping_hand_outs_and_lost_tasks_are_reported():
+    until = T0 + timedelta(seconds=60)
+    events = [
+        {"ev": "lease", "task": "A", "lease": "1", "until": until.isoformat(), "t": 0},
+        {
+            "ev": "lease",
+            "task": "A",
+            "lease": "2",
+            "until": (until + timedelta(seconds=30)).isoformat(),
+            "t": 1,
+        },
+    ]
+    assert check.check_leases(events)
+    make_task(make_order(action="view", quantity=1))
+    assert check.check_no_lost_tasks()
+    assert TelegramTask.objects.count() == 1
