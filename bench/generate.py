@@ -31,7 +31,7 @@ def main() -> None:
     from django import db
 
     from orders.models import Order
-    from telegram_tasks.claims import Claim, Target, selection
+    from telegram_tasks.claims import Claim, Target, mark_state, selection
     from telegram_tasks.claims.operations import reserve_calls
     from telegram_tasks.claims.scripts import connection, script
     from telegram_tasks.generation import tasks_generate
@@ -48,6 +48,7 @@ def main() -> None:
     for r in range(opts.rounds):
         truncate(TelegramTask, Order)
         clear_redis(prefix)
+        mark_state("bench")
         actions = ["view", "reaction", "subscribe"]
         Order.objects.bulk_create(
             Order(action=actions[i % 3], link=(link := f"https://t.me/bench{r}x{i:05d}"),

@@ -111,8 +111,8 @@ class TelegramTaskAdmin(admin.ModelAdmin):
         skipped = len(ids) - requeued - refused
         self.message_user(
             request,
-            f"{requeued} task(s) requeued; {refused} refused (their account is no longer "
-            f"eligible: fail them instead); {skipped} already finished, left alone.",
+            f"{requeued} task(s) requeued; {refused} could not keep their account (failed as "
+            f"lock_lost, or settled as done); {skipped} already finished, left alone.",
             messages.SUCCESS if not refused else messages.WARNING,
         )
 

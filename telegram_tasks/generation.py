@@ -67,6 +67,7 @@ class DueOrder(NamedTuple):
 class _Slot:
     order: DueOrder
     at: datetime
+    units: int  # what this task delivers: per_call, or the rest for the order's last task
     token: str = field(default_factory=new_ulid)
 
 
@@ -176,7 +177,10 @@ def _generate_page(
         )
         times = times[: max(0, budget)]
         budget -= len(times)
-        slots_by_action[order.action].extend(_Slot(order, at) for at in times)
+        for i, at in enumerate(times):
+            # Never deliver more than the order still needs: the last task may carry less.
+            units = min(order.per_call, open_units - i * order.per_call)
+            slots_by_action[order.action].append(_Slot(order, at, units))
 
     lock_for = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     served: list[tuple[_Slot, claims.AccountRef]] = []
@@ -202,8 +206,10 @@ def _generate_page(
                 else:
                     served.append((slot, result.account))
                     served_orders.add(slot.order.pk)
-            if all(r.account is None for r in results) and all(
-                all(Refusal(reason).account_wide for reason in r.tally) for r in results
+            if (
+                results.scanned_all
+                and all(r.account is None for r in results)
+                and all(all(Refusal(reason).account_wide for reason in r.tally) for r in results)
             ):
                 # Every account is out for this action whatever the target: later pages of
                 # this pass would only scan them again.
@@ -242,7 +248,7 @@ def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime, Order: 
             "link": order.link,
             "post_id": order.post_id,
             "link_hash": order.link_hash,
-            "per_call": order.per_call,
+            "per_call": slot.units,
             "account": {
                 "id": account.id,
                 "provider_account_id": account.provider_account_id,
@@ -252,7 +258,7 @@ def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime, Order: 
         rows.append(
             (
                 slot.token, order.pk, order.action, order.link_hash, account.id,
-                account.provider_account_id, queued, order.per_call, slot.at,
+                account.provider_account_id, queued, slot.units, slot.at,
                 slot.at + lock_for, 0, json.dumps(payload), "", "", now, now,
             )
         )  # fmt: skip

@@ -22,7 +22,7 @@ from telegram_tasks.claims import Restore, keys
 from telegram_tasks.claims.operations import ms, next_local_midnight
 from telegram_tasks.conf import app_settings
 from telegram_tasks.models import TelegramTask
-from telegram_tasks.services import _after_commit_rollback, _claim, _fetch
+from telegram_tasks.services import _after_commit_rollback, _claim, _fetch, _rearm
 
 logger = logging.getLogger(__name__)
 TASKS = TelegramTask._meta.db_table
@@ -62,6 +62,9 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
             ),
             # Pending past its TTL (leased_until holds its deadline).
             ("pending_timeout", "status = 'pending' AND leased_until <= %(now)s"),
+            # A lease over for longer than the grace and not pulled again (its worker is gone,
+            # or pulls filter by accounts that no longer include it): its lock is lapsing.
+            ("lease_abandoned", "status = 'leased' AND leased_until <= %(abandoned)s"),
         ):
             rows = _fetch(
                 f"""
@@ -70,33 +73,42 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
                 WHERE {where}
                 RETURNING id, telegram_account_id, action, link_hash, payload
                 """,  # noqa: S608
-                {"now": now, "reason": reason, "max": app_settings.MAX_ATTEMPTS},
+                {
+                    "now": now,
+                    "reason": reason,
+                    "max": app_settings.MAX_ATTEMPTS,
+                    "abandoned": now - grace,
+                },
             )
             _after_commit_rollback(rows)
             summary.ended[reason] += len(rows)
-    # Leases that ran out with hand-outs left wait to be pulled again: keep their accounts locked
-    # meanwhile (the lock lives as long as the task), unless another task took the account.
-    waiting = _fetch(
-        f"SELECT id, telegram_account_id, action, link_hash, payload FROM {TASKS} "  # noqa: S608
-        "WHERE status = 'leased' AND leased_until <= %s AND attempt + 1 < %s",
-        [now, app_settings.MAX_ATTEMPTS],
+    # Every live hand-out keeps its account locked as long as it lives: re-arm leased and
+    # pending tasks' locks (a re-arm that failed earlier, a lease waiting to be pulled again).
+    # A task whose COMMIT happened without its ledger step is settled as done here.
+    live = _fetch(
+        f"SELECT id, telegram_account_id, action, link_hash, payload, leased_until "  # noqa: S608
+        f"FROM {TASKS} WHERE status IN ('leased', 'pending') AND telegram_account_id IS NOT NULL "
+        "ORDER BY id",
+        [],
     )
-    if waiting:
-        refusals = claims.reserve_many([_claim(r) for r in waiting], now=now, until=now + grace)
-        lost = [r["id"] for r, refusal in zip(waiting, refusals, strict=True) if refusal]
-        summary.rearmed = len(waiting) - len(lost)
-        if lost:
-            with transaction.atomic():
-                rows = _fetch(
-                    f"""
-                    UPDATE {TASKS} SET status = 'failed', failure_reason = 'lock_lost',
-                           finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
-                    WHERE id = ANY(%(ids)s) AND status = 'leased' AND leased_until <= %(now)s
-                    RETURNING id
-                    """,  # noqa: S608
-                    {"now": now, "ids": lost},
+    if live:
+        with transaction.atomic():
+            ids = [r["id"] for r in live]
+            # Locked (skipping any a report or pull holds right now) so nothing ends them
+            # between this read and the re-arm.
+            locked = {
+                r["id"]
+                for r in _fetch(
+                    f"SELECT id FROM {TASKS} WHERE id = ANY(%s) "  # noqa: S608
+                    "AND status IN ('leased', 'pending') ORDER BY id FOR UPDATE SKIP LOCKED",
+                    [ids],
                 )
-            summary.ended["lock_lost"] += len(rows)
+            }
+            rows = [r for r in live if r["id"] in locked]
+            untils = [max(r["leased_until"] or now, now) + grace for r in rows]
+            kept = _rearm(rows, until=untils, now=now)
+            summary.rearmed = len(kept)
+            summary.ended["lock_lost_or_settled"] += len(rows) - len(kept)
     # Tasks that ended since the last run give back any lock they still hold (a ROLLBACK after
     # a commit may have met Redis down); ROLLBACK only releases a lock its token holds.
     recent = _fetch(

@@ -14,7 +14,10 @@ class StrictJSONParser(JSONParser):
     reject both, so they are refused here (400) instead of failing deep in a write."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        data = super().parse(stream, media_type, parser_context)
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("JSON is nested too deeply") from exc
         try:
             json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
         except UnicodeEncodeError as exc:

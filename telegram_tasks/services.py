@@ -6,6 +6,7 @@ Celery tasks, commands and admin actions call these functions and hold no rules 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -13,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from redis.exceptions import RedisError
 
 from telegram_tasks import claims, errors
-from telegram_tasks.claims import Claim, Target
+from telegram_tasks.claims import Claim, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.exceptions import BatchTooLarge, TaskConflict
 from telegram_tasks.models import TelegramAccount, TelegramTask, new_ulid
@@ -168,9 +170,8 @@ def tasks_fail(
 
 def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
     """Put stuck unfinished tasks back in the queue at once, on the same account, with a fresh
-    reservation (RESERVE with the task's own token: kept if it holds the lock, taken again if
-    the account is still eligible). Returns (requeued, refused); finished tasks are left alone
-    (their orders get new tasks from generation)."""
+    reservation (see ``_rearm``). Returns (requeued, not requeued); finished tasks are left
+    alone (their orders get new tasks from generation)."""
     rows = _fetch(
         f"SELECT id, telegram_account_id, action, link_hash, payload FROM {TASKS} "  # noqa: S608
         "WHERE id = ANY(%s) AND status IN ('queued', 'leased', 'pending') "
@@ -180,17 +181,17 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
     if not rows:
         return 0, 0
     until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
-    refusals = claims.reserve_many([_claim(r) for r in rows], now=now, until=until)
-    ok = [r["id"] for r, refusal in zip(rows, refusals, strict=True) if refusal is None]
-    if ok:
-        _fetch(
-            f"""
-            UPDATE {TASKS} SET status = 'queued', available_at = %(now)s,
-                   reserved_until = %(until)s, leased_until = NULL, updated_at = %(now)s
-            WHERE id = ANY(%(ids)s) AND status IN ('queued', 'leased', 'pending')
-            """,  # noqa: S608
-            {"now": now, "until": until, "ids": ok},
-        )
+    with transaction.atomic():
+        ok = [r["id"] for r in _rearm(rows, until=until, now=now)]
+        if ok:
+            _fetch(
+                f"""
+                UPDATE {TASKS} SET status = 'queued', available_at = %(now)s,
+                       reserved_until = %(until)s, leased_until = NULL, updated_at = %(now)s
+                WHERE id = ANY(%(ids)s) AND status IN ('queued', 'leased', 'pending')
+                """,  # noqa: S608
+                {"now": now, "until": until, "ids": ok},
+            )
     return len(ok), len(rows) - len(ok)
 
 
@@ -231,6 +232,36 @@ def _after_commit_rollback(rows: list[dict[str, Any]]) -> None:
     transaction.on_commit(lambda: claims.rollback_many(claims_))
 
 
+def _rearm(
+    rows: list[dict[str, Any]], *, until: Sequence[datetime] | datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """Re-arm live tasks' locks (one pipeline of RESERVE with each task's own token: a lock
+    it holds is renewed, one that lapsed is taken again only if the account is still eligible).
+    Returns the rows re-armed. Tasks whose COMMIT already happened are settled as done; tasks
+    whose account went to another task cannot run safely any more and fail (``lock_lost``)."""
+    if not rows:
+        return []
+    refusals = claims.reserve_many([_claim(r) for r in rows], now=now, until=until)
+    kept = [r for r, refusal in zip(rows, refusals, strict=True) if refusal is None]
+    committed = [r for r, f in zip(rows, refusals, strict=True) if f is Refusal.COMMITTED]
+    lost = [
+        r["id"]
+        for r, f in zip(rows, refusals, strict=True)
+        if f is not None and f is not Refusal.COMMITTED
+    ]
+    tasks_settle_committed(rows=committed, now=now)
+    if lost:
+        _fetch(
+            f"""
+            UPDATE {TASKS} SET status = 'failed', failure_reason = 'lock_lost',
+                   finished_at = %s, updated_at = %s, leased_until = NULL
+            WHERE id = ANY(%s) AND status IN ('queued', 'leased', 'pending')
+            """,  # noqa: S608
+            [now, now, lost],
+        )
+    return kept
+
+
 # --- pull --------------------------------------------------------------------------------------
 
 
@@ -252,7 +283,7 @@ def _task_out(row: dict[str, Any]) -> dict[str, Any]:
             "provider_account_id": account.get("provider_account_id"),
             "phone": account.get("phone"),
         },
-        "per_call": p.get("per_call", row.get("per_call")),
+        "per_call": row.get("per_call") or p.get("per_call"),
         "post_id": p.get("post_id"),
         "link_hash": row["link_hash"],
         "attempt": row["attempt"],
@@ -292,11 +323,16 @@ def tasks_pull(
         raise
     if request_id:
         lease_id = tasks[0]["lease_id"] if tasks else None
-        claims.pull_replay_store(
-            request_id,
-            {"lease_id": lease_id, "ids": [t["task_id"] for t in tasks]},
-            ttl=app_settings.PULL_REPLAY_SECONDS,
-        )
+        try:
+            claims.pull_replay_store(
+                request_id,
+                {"lease_id": lease_id, "ids": [t["task_id"] for t in tasks]},
+                ttl=app_settings.PULL_REPLAY_SECONDS,
+            )
+        except RedisError:
+            # The tasks are leased: hand them out; only a replay of this pull is lost.
+            with contextlib.suppress(RedisError):
+                claims.pull_replay_forget(request_id)
     return PullResult(tasks=tasks)
 
 
@@ -312,7 +348,7 @@ def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list
                 SELECT id FROM {TASKS}
                 WHERE ((status = 'queued' AND available_at <= %(now)s AND reserved_until > %(now)s)
                     OR (status = 'leased' AND leased_until <= %(now)s
-                        AND attempt + 1 < %(max_attempts)s))
+                        AND leased_until > %(abandoned)s AND attempt + 1 < %(max_attempts)s))
                   AND (%(accounts)s::varchar[] IS NULL OR provider_account_id = ANY(%(accounts)s))
                 ORDER BY available_at, id
                 LIMIT %(limit)s
@@ -332,6 +368,8 @@ def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list
                 "limit": limit,
                 "lease_id": lease_id,
                 "max_attempts": app_settings.MAX_ATTEMPTS,
+                # A lease over for longer than the grace is abandoned: housekeeping ends it.
+                "abandoned": now - _grace(),
                 "accounts": None if accounts is None else list(accounts),
             },
         )
@@ -342,22 +380,7 @@ def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list
         # rebuild_claims has run.
         claims.ensure_state()
         rows.sort(key=lambda r: r["id"])
-        # Re-arm each task's lock for the lease (one pipeline). RESERVE with the task's own token
-        # renews a lock it holds; a lock that lapsed is taken again only if the account is still
-        # eligible. A task whose account went to another task cannot go out: it fails instead.
-        refusals = claims.reserve_many([_claim(r) for r in rows], now=now, until=until + _grace())
-        lost = [r for r, refusal in zip(rows, refusals, strict=True) if refusal is not None]
-        if lost:
-            _fetch(
-                f"""
-                UPDATE {TASKS} SET status = 'failed', failure_reason = 'lock_lost',
-                       finished_at = %s, updated_at = %s, leased_until = NULL
-                WHERE id = ANY(%s)
-                """,  # noqa: S608
-                [now, now, [r["id"] for r in lost]],
-            )
-            lost_ids = {r["id"] for r in lost}
-            rows = [r for r in rows if r["id"] not in lost_ids]
+        rows = _rearm(rows, until=until + _grace(), now=now)
     return [_task_out(r) for r in rows]
 
 
@@ -427,14 +450,16 @@ def _refuse(out: ReportOut, status: int, code: str, message: str) -> None:
 def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOut]:
     """Apply provider reports; one result per report, in order. Idempotent per task.
 
-    Order of effects for ``done``: Redis COMMIT first, then one PostgreSQL transaction that
-    marks the task done and takes its units off the order, guarded by the task's status. COMMIT
-    is idempotent per task id, so if PostgreSQL fails (or the process dies) in between, nothing
-    is counted twice and the provider's retry repairs the ledger: its COMMIT changes nothing,
-    its transaction counts the success once. The other way round, a crash after the ledger
-    said done would leave cooldown and cap unconsumed, and a retry (now a duplicate) could not
-    mend that. ``failed`` and ``pending`` change the ledger first and Redis after the commit:
-    a lock they fail to release or re-arm lapses by its own deadline.
+    Order of effects for ``done``: with the tasks' rows locked, Redis COMMIT first, then the
+    ledger step (task done, units off the order) in the same transaction. COMMIT is idempotent
+    per task id and remembers when it counted, so if PostgreSQL fails (or the process dies)
+    in between, nothing is counted twice and nothing is lost: the provider's retry finds the
+    COMMIT done and counts the success once in the ledger; without a retry, the next pull,
+    heartbeat or housekeeping finds the COMMIT marker when it re-arms the task's lock and
+    settles it (``tasks_settle_committed``). The other way round, a crash after the ledger said
+    done would leave cooldown and cap unconsumed, and no retry could mend it. ``failed``
+    releases the lock after the ledger commits: a ROLLBACK that does not happen leaves a lock
+    that lapses by its own deadline (and housekeeping sweeps it).
     """
     if len(reports) > app_settings.REPORT_MAX_BATCH:
         raise BatchTooLarge(
@@ -444,15 +469,52 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
     outs = [ReportOut(task_id=r.task_id) for r in reports]
     if not reports:
         return outs
-    ids = list({r.task_id for r in reports})
-    current = {
-        row["id"]: row
-        for row in _fetch(
-            "SELECT id, order_id, action, link_hash, telegram_account_id, payload, status, "  # noqa: S608
-            f"lease_id, attempt, per_call FROM {TASKS} WHERE id = ANY(%s)",
-            [ids],
-        )
-    }
+    ids = sorted({r.task_id for r in reports})
+    with transaction.atomic():
+        # The batch's tasks are locked (in id order, so two batches never deadlock) from this
+        # read to the commit: no other report, pull or housekeeping changes them in between.
+        current = {
+            row["id"]: row
+            for row in _fetch(
+                "SELECT id, order_id, action, link_hash, telegram_account_id, payload, status, "  # noqa: S608
+                f"lease_id, attempt, per_call FROM {TASKS} WHERE id = ANY(%s) "
+                "ORDER BY id FOR UPDATE",
+                [ids],
+            )
+        }
+        batch = _classify(reports, outs, current)
+        committed_at: dict[str, datetime] = {}
+        if batch.done:
+            # A Redis that lost its state must be rebuilt first: counting into it now would
+            # be undone by the rebuild's merge.
+            claims.ensure_state()
+            results = claims.commit_many_at([_claim(row) for _, row, _ in batch.done], now=now)
+            committed_at = {
+                r.task_id: at for (r, _, _), (_, at) in zip(batch.done, results, strict=True)
+            }
+        done = [(r.task_id, committed_at[r.task_id], _result(r), r.provider_task_id)
+                for r, _, _ in batch.done]  # fmt: skip
+        finished = _mark_done(done, now)
+        finished |= _apply_failed(batch.failed, batch.plans, now)
+        finished |= _apply_retry(batch.retry, batch.plans, now)
+        finished |= _apply_pending(batch.pending, now)
+    for group, status in (
+        (batch.done, S.DONE),
+        (batch.failed, S.FAILED),
+        (batch.retry, S.QUEUED),
+        (batch.pending, S.PENDING),
+    ):
+        for report, _, out in group:
+            if report.task_id in finished:
+                out.status = status.value
+            else:
+                out.duplicate = True
+    return outs
+
+
+def _classify(
+    reports: Sequence[ReportIn], outs: list[ReportOut], current: dict[str, dict[str, Any]]
+) -> _Batch:
     batch = _Batch()
     seen: set[str] = set()
     for report, out in zip(reports, outs, strict=True):
@@ -492,31 +554,7 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
             if plan.retry_after is not None:  # no hand-out left to run it again
                 batch.plans[report.task_id] = replace(plan, reason="attempts_exhausted")
             batch.failed.append((report, row, out))
-
-    committed_at: dict[str, datetime] = {}
-    if batch.done:
-        results = claims.commit_many_at([_claim(row) for _, row, _ in batch.done], now=now)
-        committed_at = {
-            r.task_id: at for (r, _, _), (_, at) in zip(batch.done, results, strict=True)
-        }
-    with transaction.atomic():
-        finished = _apply_done(batch.done, committed_at, now)
-        finished |= _apply_failed(batch.failed, batch.plans, now)
-        finished |= _apply_retry(batch.retry, batch.plans, now)
-        finished |= _apply_pending(batch.pending, now)
-    for group, status in (
-        (batch.done, S.DONE),
-        (batch.failed, S.FAILED),
-        (batch.retry, S.QUEUED),
-        (batch.pending, S.PENDING),
-    ):
-        for report, _, out in group:
-            if report.task_id in finished:
-                out.status = status.value
-            else:
-                # Another report or housekeeping got there first: this one changes nothing.
-                out.duplicate = True
-    return outs
+    return batch
 
 
 def _result(report: ReportIn) -> str:
@@ -531,36 +569,39 @@ def _result(report: ReportIn) -> str:
     )
 
 
-def _apply_done(items: list[Item], committed_at: dict[str, datetime], now: datetime) -> set[str]:
-    """``finished_at`` is when COMMIT first counted the success (a retried report keeps it), so
-    the ledger's times are the ones cooldowns were measured from."""
-    if not items:
+def _mark_done(
+    done: Sequence[tuple[str, datetime, str | None, str | None]], now: datetime
+) -> set[str]:
+    """Mark tasks done — (task id, when COMMIT counted it, result JSON, provider_task_id) — and
+    take their units off their orders; returns the ids this call finished.
+
+    ``finished_at`` is when COMMIT first counted the success (a retried report keeps it), so
+    the ledger's times are the ones cooldowns were measured from. The status guard lets one
+    call per task through, and only that one counts its units (never below zero).
+    """
+    if not done:
         return set()
     Order = get_order_model()
     meta = Order._meta
     col = {f: meta.get_field(f).column for f in ("remains", "status", "updated_at")}
     rows = json.dumps(
-        [
-            {
-                "id": r.task_id,
-                "result": _result(r),
-                "ptid": r.provider_task_id,
-                "at": committed_at.get(r.task_id, now).isoformat(),
-            }
-            for r, _, _ in items
-        ]
+        [{"id": i, "at": at.isoformat(), "result": res, "ptid": ptid} for i, at, res, ptid in done]
     )
-    active = [s.value for s in Order.ACTIVE]
-    # One statement: the status guard lets exactly one report per task through, and only that
-    # one takes the task's units off its order (never below zero).
-    done = _fetch(
+    # Orders are locked in id order before the update: concurrent batches over the same orders
+    # queue instead of deadlocking.
+    _fetch(
+        f"SELECT 1 FROM {meta.db_table} WHERE {meta.pk.column} IN "  # noqa: S608
+        f"(SELECT order_id FROM {TASKS} WHERE id = ANY(%s)) ORDER BY {meta.pk.column} FOR UPDATE",
+        [[d[0] for d in done]],
+    )
+    finished = _fetch(
         f"""
         WITH r AS (
             SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
                           AS r(id varchar, result text, ptid varchar, at timestamptz)
         ), done AS (
             UPDATE {TASKS} AS t
-            SET status = 'done', result = r.result::jsonb,
+            SET status = 'done', result = COALESCE(r.result::jsonb, t.result),
                 provider_task_id = COALESCE(r.ptid, t.provider_task_id),
                 finished_at = r.at, updated_at = %(now)s, leased_until = NULL
             FROM r
@@ -582,9 +623,27 @@ def _apply_done(items: list[Item], committed_at: dict[str, datetime], now: datet
         )
         SELECT id FROM done
         """,  # noqa: S608
-        {"rows": rows, "now": now, "active": active, "completed": Order.Status.COMPLETED.value},
+        {
+            "rows": rows,
+            "now": now,
+            "active": [s.value for s in Order.ACTIVE],
+            "completed": Order.Status.COMPLETED.value,
+        },
     )
-    return {r["id"] for r in done}
+    return {r["id"] for r in finished}
+
+
+def tasks_settle_committed(*, rows: Sequence[dict[str, Any]], now: datetime) -> set[str]:
+    """Tasks Redis says were committed (a ``done`` whose ledger step never happened: the
+    process died or PostgreSQL failed after COMMIT) are done in the ledger too, at the moment
+    COMMIT counted them. Pull, extend, pending and housekeeping call this when RESERVE answers
+    ``committed`` for a task's own token."""
+    if not rows:
+        return set()
+    results = claims.commit_many_at([_claim(r) for r in rows], now=now)  # no-op: tells when
+    return _mark_done(
+        [(r["id"], at, None, None) for r, (_, at) in zip(rows, results, strict=True)], now
+    )
 
 
 def _apply_failed(items: list[Item], plans: dict[str, errors.Plan], now: datetime) -> set[str]:
@@ -633,9 +692,12 @@ def _apply_consequences(
     if dead:
         accounts_deactivate(account_ids=dead, now=now)
     full = sorted({r["telegram_account_id"] for r in by_scope.get(errors.Scope.ACCOUNT_FULL, [])})
+    # A flood wait on the last hand-out still holds the account off, even though the task ends.
     flooded = [
         (r["telegram_account_id"], plans[r["id"]].hold_seconds)
-        for r in by_scope.get(errors.Scope.ACCOUNT_FLOOD, [])
+        for scope in (errors.Scope.ACCOUNT_FLOOD, errors.Scope.ACCOUNT_HOLD)
+        for r in by_scope.get(scope, [])
+        if plans[r["id"]].hold_seconds
     ]
     if full or flooded:
 
@@ -721,10 +783,8 @@ def _apply_pending(items: list[Item], now: datetime) -> set[str]:
         """,  # noqa: S608
         {"rows": rows, "now": now, "until": until},
     )
-    if parked:
-        claims_ = [_claim(r) for r in parked]
-        transaction.on_commit(lambda: claims.extend_many(claims_, now=now, until=until + _grace()))
-    return {r["id"] for r in parked}
+    # Re-armed before the commit: a pending task without its lock could run beside another.
+    return {r["id"] for r in _rearm(parked, until=until + _grace(), now=now)}
 
 
 # --- extend and release ------------------------------------------------------------------------
@@ -781,33 +841,43 @@ def _lease_errors(refs: Sequence[LeaseRef], changed: set[str]) -> list[LeaseOut]
 
 def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]:
     """Heartbeat for slow work: push each lease's end to now + seconds, never past
-    MAX_LEASE_SECONDS after the hand-out began; the tasks' locks follow."""
+    MAX_LEASE_SECONDS after the hand-out began; the tasks' locks follow, in the same
+    transaction (a Redis error leaves the leases as they were)."""
     _check_batch(leases)
     if not leases:
         return []
     rows = json.dumps([{"id": r.task_id, "lease": r.lease_id, "s": r.seconds} for r in leases])
-    extended = _fetch(
-        f"""
-        UPDATE {TASKS} AS t
-        SET leased_until = LEAST(%(now)s + make_interval(secs => r.s),
-                                 t.leased_at + make_interval(secs => %(cap)s)),
-            updated_at = %(now)s
-        FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar, s integer)
-        WHERE t.id = r.id AND t.status = 'leased' AND t.lease_id = r.lease
-          AND t.leased_until > %(now)s
-        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload, t.leased_until
-        """,  # noqa: S608
-        {"rows": rows, "now": now, "cap": app_settings.MAX_LEASE_SECONDS},
-    )
-    if extended:
-        claims.extend_many(
-            [_claim(r) for r in extended],
-            now=now,
-            until=[r["leased_until"] + _grace() for r in extended],
+    with transaction.atomic():
+        candidates = _fetch(
+            f"""
+            SELECT t.id, t.telegram_account_id, t.action, t.link_hash, t.payload,
+                   LEAST(%(now)s + make_interval(secs => r.s),
+                         t.leased_at + make_interval(secs => %(cap)s)) AS new_until
+            FROM {TASKS} AS t
+            JOIN jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar, s integer)
+              ON t.id = r.id
+            WHERE t.status = 'leased' AND t.lease_id = r.lease AND t.leased_until > %(now)s
+            ORDER BY t.id
+            FOR UPDATE OF t
+            """,  # noqa: S608
+            {"rows": rows, "now": now, "cap": app_settings.MAX_LEASE_SECONDS},
         )
-    return _in_order(
-        leases, {r["id"]: LeaseOut(r["id"], True, r["leased_until"]) for r in extended}
-    )
+        kept = _rearm(candidates, until=[r["new_until"] + _grace() for r in candidates], now=now)
+        if kept:
+            _fetch(
+                f"""
+                UPDATE {TASKS} AS t SET leased_until = v.until, updated_at = %(now)s
+                FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id varchar, until timestamptz)
+                WHERE t.id = v.id
+                """,  # noqa: S608
+                {
+                    "now": now,
+                    "rows": json.dumps(
+                        [{"id": r["id"], "until": r["new_until"].isoformat()} for r in kept]
+                    ),
+                },
+            )
+    return _in_order(leases, {r["id"]: LeaseOut(r["id"], True, r["new_until"]) for r in kept})
 
 
 def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]:

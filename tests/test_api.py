@@ -598,12 +598,12 @@ def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatc
     """COMMIT runs first; the ledger step fails; the provider's retry repairs it, once."""
     order = generate(n_accounts=1, quantity=2)
     [task] = pull(api)
-    real = services._apply_done
+    real = services._mark_done
 
     def broken(*args, **kwargs):
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(services, "_apply_done", broken)
+    monkeypatch.setattr(services, "_mark_done", broken)
     assert_error(report(api, task), 503, "service_unavailable")
     account = TelegramAccount.objects.get()
     cap_key = keys.cap(account.id, "view", claims.operations.local_day(timezone.now()))
@@ -611,7 +611,7 @@ def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatc
     assert TelegramTask.objects.get().status == "leased"
     order.refresh_from_db()
     assert order.remains == 2
-    monkeypatch.setattr(services, "_apply_done", real)
+    monkeypatch.setattr(services, "_mark_done", real)
     assert report(api, task).json()["status"] == "done"
     assert int(redis_client.get(cap_key)) == 1
     order.refresh_from_db()

@@ -295,3 +295,12 @@ def test_two_concurrent_passes_create_each_task_once():
     assert sorted(per_order) == sorted(o.pk for o in orders)
     accounts = list(TelegramTask.objects.values_list("telegram_account_id", flat=True))
     assert len(accounts) == len(set(accounts))  # one live view task per account
+
+
+def test_the_last_task_carries_only_what_the_order_still_needs():
+    make_accounts(5)
+    order = make_order(action="view", quantity=5, per_call=2)
+    assert tasks_generate(limit=100, now=NOW).created == 3
+    units = sorted(TelegramTask.objects.filter(order=order).values_list("per_call", flat=True))
+    assert units == [1, 2, 2] and sum(units) == order.quantity
+    assert sorted(t.payload["per_call"] for t in TelegramTask.objects.all()) == [1, 2, 2]

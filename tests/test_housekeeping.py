@@ -91,7 +91,7 @@ def test_a_lapsed_lease_keeps_its_account_until_pulled_again(redis_client, redis
     make_order(action="view", quantity=1)
     tasks_generate(limit=10, now=T0)
     [task] = tasks_pull(limit=10, now=T0).tasks
-    late = T0 + timedelta(seconds=60 + 120 + 30)  # lease and its grace are over
+    late = T0 + timedelta(seconds=60 + 100)  # the lease is over, its grace (120 s) is not
     summary = housekeep(late)
     assert summary.rearmed == 1
     assert (
@@ -100,6 +100,44 @@ def test_a_lapsed_lease_keeps_its_account_until_pulled_again(redis_client, redis
     )
     [again] = tasks_pull(limit=10, now=late).tasks
     assert again["task_id"] == task["task_id"] and again["attempt"] == 1
+
+
+def test_an_abandoned_lease_ends_and_frees_its_account(redis_client, redis_prefix):
+    account = make_account()
+    make_order(action="view", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    tasks_pull(limit=10, now=T0)
+    gone = T0 + timedelta(seconds=60 + 120)
+    assert tasks_pull(limit=10, now=gone).tasks == []  # not handed out any more
+    assert housekeep(gone).ended["lease_abandoned"] == 1
+    assert TelegramTask.objects.get().failure_reason == "lease_abandoned"
+    assert locks(redis_client, redis_prefix) == {}
+    assert claims.reserve(Claim(account.id, "view", Target("x" * 64), "next"), now=gone) is None
+
+
+@pytest.mark.parametrize("finder", ["pull", "housekeeping"])
+def test_a_commit_whose_ledger_step_was_lost_is_settled(finder, redis_client):
+    """COMMIT counted the success, then the process died before the ledger step and the
+    provider never retried: the next pull or housekeeping finds the COMMIT and settles it."""
+    account = make_account()
+    order = make_order(action="view", quantity=2)
+    tasks_generate(limit=10, now=T0)
+    [task] = tasks_pull(limit=10, now=T0).tasks
+    row = TelegramTask.objects.get(pk=task["task_id"])
+    claims.commit(
+        Claim(account.id, "view", Target(row.link_hash, row.payload["post_id"]), row.pk), now=T0
+    )
+    later = T0 + timedelta(seconds=61)
+    if finder == "pull":
+        assert tasks_pull(limit=10, now=later).tasks == []  # never handed out again
+    else:
+        housekeep(T0 + timedelta(seconds=10))
+    row.refresh_from_db()
+    assert row.status == "done" and row.finished_at == T0
+    order.refresh_from_db()
+    assert order.remains == 1
+    cap = keys.cap(account.id, "view", claims.operations.local_day(T0))
+    assert int(redis_client.get(cap)) == 1  # counted once
 
 
 def test_sweep_releases_locks_of_tasks_that_ended_while_redis_missed_the_rollback(

@@ -114,3 +114,14 @@ def test_round_trips_grow_with_pages_not_candidates(redis_client, monkeypatch):
     results = selection.select_accounts(action="view", demands=demands, now=T0)
     assert sum(not r.starved for r in results) == 1
     assert len(sent) <= 3  # 31 demands x 31 candidates in a couple of pipelined rounds
+
+
+def test_a_budget_cut_is_not_reported_as_every_account_scanned(settings):
+    for _ in range(4):
+        claims.hold(make_account().id, now=T0, seconds=60)
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "ACCOUNT_SCAN_BUDGET": 2}
+    cut = claims.select_accounts(action="view", demands=[Demand(target(1), "a")], now=T0)
+    assert cut[0].starved and cut.scanned_all is False
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "ACCOUNT_SCAN_BUDGET": 50}
+    full = claims.select_accounts(action="view", demands=[Demand(target(1), "b")], now=T0)
+    assert full[0].starved and full.scanned_all is True

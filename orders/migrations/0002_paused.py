@@ -4,23 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orders', '0001_initial'),
+        ("orders", "0001_initial"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='order',
-            name='order_due',
+            model_name="order",
+            name="order_due",
         ),
         migrations.AddField(
-            model_name='order',
-            name='paused_at',
+            model_name="order",
+            name="paused_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(condition=models.Q(('paused_at', None), ('status__in', ['awaiting', 'pending', 'in_progress'])), fields=['next_run_at', 'id'], name='order_due'),
+            model_name="order",
+            index=models.Index(
+                condition=models.Q(
+                    ("paused_at", None), ("status__in", ["awaiting", "pending", "in_progress"])
+                ),
+                fields=["next_run_at", "id"],
+                name="order_due",
+            ),
         ),
     ]

@@ -72,7 +72,7 @@ def day_stamp(local_day: datetime) -> str:
 
 
 def reserve_keys(
-    account_id: int, action: str, day: str, link_hash: str, post_id: int | None
+    account_id: int, action: str, day: str, link_hash: str, post_id: int | None, token: str
 ) -> list[str]:
     """KEYS of reserve.lua in order (``day`` from ``day_stamp``), built in one go: this runs
     once per task of a generation pass."""
@@ -86,4 +86,5 @@ def reserve_keys(
         f"{tag}:dedupe:{action}:{link_hash}:{post}",
         f"{tag}:hold",
         f"{tag}:full",
+        f"{tag}:done:{token}",
     ]

@@ -32,10 +32,11 @@ class Refusal(enum.StrEnum):
     DEDUPE = "dedupe"
     HOLD = "hold"
     FULL = "full"  # CHANNELS_TOO_MUCH: no subscribe until the account unsubscribes somewhere
+    COMMITTED = "committed"  # the token's own task already succeeded (re-arming found it)
 
     @property
     def account_wide(self) -> bool:
-        return self not in (Refusal.GATE, Refusal.DEDUPE)
+        return self not in (Refusal.GATE, Refusal.DEDUPE, Refusal.COMMITTED)
 
 
 _RESERVE_CODES = {
@@ -46,6 +47,7 @@ _RESERVE_CODES = {
     5: Refusal.DEDUPE,
     6: Refusal.HOLD,
     7: Refusal.FULL,
+    8: Refusal.COMMITTED,
 }
 
 
@@ -126,7 +128,7 @@ def reserve_calls(claims: Sequence[Claim], now: datetime, untils: Sequence[datet
             (
                 "reserve",
                 keys.reserve_keys(
-                    c.account_id, c.action, day, c.target.link_hash, c.target.post_id
+                    c.account_id, c.action, day, c.target.link_hash, c.target.post_id, c.token
                 ),
                 [c.token, now_ms, ms(u), *args],
             )

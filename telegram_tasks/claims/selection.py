@@ -52,6 +52,13 @@ class Selection:
         return self.account is None
 
 
+class Selections(list):
+    """One Selection per demand, in order; ``scanned_all`` says every active account was
+    considered (so a starved demand was refused by all of them, not cut off by the budget)."""
+
+    scanned_all: bool = False
+
+
 def _pages(after: int, size: int) -> Iterator[list[AccountRef]]:
     """Active accounts with id > after, then from the start up to after: each once."""
     active = TelegramAccount.objects.filter(is_active=True).order_by("id")
@@ -72,12 +79,12 @@ def _pages(after: int, size: int) -> Iterator[list[AccountRef]]:
 
 def select_accounts(
     *, action: str, demands: Sequence[Demand], now: datetime, budget: int | None = None
-) -> list[Selection]:
+) -> Selections:
     """RESERVE one account per demand; a demand no account takes comes back starved, with the
     tally of refusals. ``budget`` (default ACCOUNT_SCAN_BUDGET) caps RESERVEs tried per demand."""
     budget = budget or app_settings.ACCOUNT_SCAN_BUDGET
     default_until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
-    results = [Selection() for _ in demands]
+    results = Selections(Selection() for _ in demands)
     if not demands:
         return results
     redis = connection()
@@ -148,6 +155,7 @@ def select_accounts(
                 refused_for[d].add(candidates[i].id)
         waiting = [d for d in waiting if d not in served and results[d].tried < budget]
 
+    results.scanned_all = exhausted
     if last_taken is not None:
         # Round-robin: the next selection for this action starts after the last account taken.
         redis.set(cursor_key, candidates[last_taken].id)

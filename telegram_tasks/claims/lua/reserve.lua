@@ -8,6 +8,7 @@ KEYS (all of one account, one hash tag, so one Redis Cluster slot):
   5 dedupe  P:{aID}:dedupe:ACTION:LINKHASH:POST  "1" once a one-shot action succeeded
   6 hold    P:{aID}:hold                       string: account-wide hold ends at (ms epoch)
   7 full    P:{aID}:full                       "1" after CHANNELS_TOO_MUCH, until an unsubscribe
+  8 done    P:{aID}:done:TOKEN                 set by COMMIT of this token
 ARGV:
   1 token       the task id
   2 now_ms      the caller's clock (time is a parameter, never Redis's TIME)
@@ -16,12 +17,17 @@ ARGV:
   5 gate        "" | "subscribe" | "unsubscribe"
   6 one_shot    "1" | "0"
 Returns: 0 reserved (or the lock was already this token's: its deadline is raised),
-         1 locked, 2 cooldown, 3 cap, 4 gate, 5 dedupe, 6 hold, 7 full (no more channels)
+         1 locked, 2 cooldown, 3 cap, 4 gate, 5 dedupe, 6 hold, 7 full (no more channels),
+         8 committed (this token's task already succeeded: settle it, never run it again)
 Values stored with a deadline are compared with now_ms; key TTLs only collect garbage.
 ]]
 local token = ARGV[1]
 local now = tonumber(ARGV[2])
 local until_ms = tonumber(ARGV[3])
+
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  return 8
+end
 
 local holder = redis.call('HMGET', KEYS[1], 'token', 'until')
 if holder[1] and tonumber(holder[2]) > now then
