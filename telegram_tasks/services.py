@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from redis.exceptions import RedisError
 
 from telegram_tasks import claims, errors
-from telegram_tasks.claims import Claim, Refusal, Target
+from telegram_tasks.claims import Claim, ExtendResult, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.exceptions import BatchTooLarge, TaskConflict
 from telegram_tasks.models import TelegramAccount, TelegramTask, new_ulid
@@ -241,14 +241,27 @@ def _rearm(
     whose account went to another task cannot run safely any more and fail (``lock_lost``)."""
     if not rows:
         return []
-    refusals = claims.reserve_many([_claim(r) for r in rows], now=now, until=until)
-    kept = [r for r, refusal in zip(rows, refusals, strict=True) if refusal is None]
-    committed = [r for r, f in zip(rows, refusals, strict=True) if f is Refusal.COMMITTED]
-    lost = [
-        r["id"]
-        for r, f in zip(rows, refusals, strict=True)
-        if f is not None and f is not Refusal.COMMITTED
-    ]
+    untils = [until] * len(rows) if isinstance(until, datetime) else list(until)
+    claims_ = [_claim(r) for r in rows]
+    # Most locks are still held: a one-key EXTEND renews them; only the others need RESERVE.
+    extended = claims.extend_many(claims_, now=now, until=untils)
+    kept = [r for r, e in zip(rows, extended, strict=True) if e is ExtendResult.REARMED]
+    # Not held any more (lapsed, or taken by another task): RESERVE says whether the task
+    # already succeeded (COMMIT released its lock), can take it back, or has lost it.
+    lapsed = [i for i, e in enumerate(extended) if e is not ExtendResult.REARMED]
+    lost: list[str] = []
+    committed = []
+    if lapsed:
+        refusals = claims.reserve_many(
+            [claims_[i] for i in lapsed], now=now, until=[untils[i] for i in lapsed]
+        )
+        for i, refusal in zip(lapsed, refusals, strict=True):
+            if refusal is None:
+                kept.append(rows[i])
+            elif refusal is Refusal.COMMITTED:
+                committed.append(rows[i])
+            else:
+                lost.append(rows[i]["id"])
     tasks_settle_committed(rows=committed, now=now)
     if lost:
         _fetch(
