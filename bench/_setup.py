@@ -64,3 +64,34 @@ def truncate(*models) -> None:
     tables = ", ".join(m._meta.db_table for m in models)
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+def baseline_reserves(sizes: list[int], total: int, now, tag: str) -> float:
+    """Seconds to send ``total`` EVALSHA calls of the reserve script alone, in pipelines of
+    the given sizes, over the claims connection, on accounts where every one succeeds."""
+    import time
+    from datetime import timedelta
+
+    from telegram_tasks.claims import Claim, Target
+    from telegram_tasks.claims.operations import reserve_calls
+    from telegram_tasks.claims.scripts import connection, script
+
+    conn = connection()
+    sha = script("reserve").sha
+    conn.script_load(script("reserve").script)
+    batches, n = [], 0
+    for size in sizes:
+        take = min(size, total - n)
+        if take <= 0:
+            break
+        claims = [Claim(50_000_000 + n + i, "view", Target("d" * 64, n + i), f"{tag}{n + i}")
+                  for i in range(take)]  # fmt: skip
+        batches.append(reserve_calls(claims, now, [now + timedelta(seconds=120)] * take))
+        n += take
+    t0 = time.perf_counter()
+    for calls in batches:
+        pipe = conn.pipeline(transaction=False)
+        for _, keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        pipe.execute()
+    return time.perf_counter() - t0

@@ -302,27 +302,8 @@ def main() -> None:
         total = sql(f"SELECT coalesce(sum(quantity - remains), 0) FROM {Order._meta.db_table}")  # noqa: S608
         return int(total[0][0])
 
-    # The pull's statement, as services._lease sends it.
-    lease_sql = f"""
-        WITH picked AS (
-            SELECT id FROM {tasks_table}
-            WHERE ((status = 'queued' AND available_at <= %(now)s AND reserved_until > %(now)s)
-                OR (status = 'leased' AND leased_until <= %(now)s
-                    AND attempt + 1 < %(max_attempts)s))
-              AND (%(accounts)s::varchar[] IS NULL OR provider_account_id = ANY(%(accounts)s))
-            ORDER BY available_at, id
-            LIMIT %(limit)s
-            FOR UPDATE SKIP LOCKED
-        )
-        UPDATE {tasks_table} AS t
-        SET status = 'leased',
-            attempt = CASE WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
-            lease_id = %(lease_id)s, leased_at = %(now)s, leased_until = %(until)s,
-            updated_at = %(now)s
-        FROM picked WHERE t.id = picked.id
-        RETURNING t.id, t.order_id, t.action, t.link_hash, t.telegram_account_id, t.payload,
-                  t.attempt, t.leased_until, t.lease_id, t.per_call
-    """  # noqa: S608
+    # The pull's own statement, sent directly (no Django, no Redis, no HTTP).
+    lease_sql = services.LEASE_SQL
 
     def sql_pull(n: int) -> float:
         with psycopg.connect(dsn) as conn:
@@ -338,6 +319,7 @@ def main() -> None:
                     "limit": PULL_LIMIT,
                     "lease_id": new_ulid(),
                     "max_attempts": app_settings.MAX_ATTEMPTS,
+                    "abandoned": now - timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS),
                     "accounts": None,
                 }
                 rows = conn.execute(lease_sql, params).fetchall()

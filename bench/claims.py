@@ -17,7 +17,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
-from _setup import clear_redis, django_for_bench, truncate
+from _setup import baseline_reserves, clear_redis, django_for_bench, truncate
 
 
 def main() -> None:
@@ -30,8 +30,7 @@ def main() -> None:
 
     from telegram_tasks import claims
     from telegram_tasks.claims import Claim, Demand, Target, keys, selection
-    from telegram_tasks.claims.operations import reserve_calls
-    from telegram_tasks.claims.scripts import connection, script
+    from telegram_tasks.claims.scripts import connection
     from telegram_tasks.conf import app_settings
     from telegram_tasks.models import TelegramAccount, TelegramTask
 
@@ -80,27 +79,8 @@ def main() -> None:
     calls = sum(sizes)
 
     # Baseline: the reserve script alone, the same number of calls in pipelines of the same
-    # sizes, on accounts that accept (fresh prefix space: "base" accounts).
-    conn = connection()
-    reserve_sha = script("reserve").sha
-    prepared = []
-    n = 0
-    for size in sizes:
-        batch = []
-        for _ in range(size):
-            claim = Claim(10_000_000 + n, "view", Target("d" * 64, n), f"base{n}")
-            [(_, k, a)] = reserve_calls([claim], now, [now + timedelta(seconds=120)])
-            batch.append((k, a))
-            n += 1
-        prepared.append(batch)
-    conn.script_load(script("reserve").script)
-    t0 = time.perf_counter()
-    for batch in prepared:
-        pipe = conn.pipeline(transaction=False)
-        for k, a in batch:
-            pipe.evalsha(reserve_sha, len(k), *k, *a)
-        pipe.execute()
-    baseline = time.perf_counter() - t0
+    # sizes, on accounts that accept.
+    baseline = baseline_reserves(sizes, calls, now, "base")
     clear_redis(prefix)
 
     print(f"accounts={opts.accounts} demands={opts.batch * opts.batches} reserved={reserved}")

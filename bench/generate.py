@@ -14,9 +14,9 @@ import argparse
 import cProfile
 import pstats
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from _setup import clear_redis, django_for_bench, truncate
+from _setup import baseline_reserves, clear_redis, django_for_bench, truncate
 
 
 def main() -> None:
@@ -31,9 +31,7 @@ def main() -> None:
     from django import db
 
     from orders.models import Order
-    from telegram_tasks.claims import Claim, Target, mark_state, selection
-    from telegram_tasks.claims.operations import reserve_calls
-    from telegram_tasks.claims.scripts import connection, script
+    from telegram_tasks.claims import mark_state, selection
     from telegram_tasks.generation import tasks_generate
     from telegram_tasks.links import link_hash
     from telegram_tasks.models import TelegramAccount, TelegramTask
@@ -89,31 +87,7 @@ def main() -> None:
         created.append(summary.created)
 
         # Baseline: as many reserve calls as tasks made, in pipelines of the pass's sizes.
-        conn = connection()
-        sha = script("reserve").sha
-        conn.script_load(script("reserve").script)
-        remaining = summary.created
-        batches = []
-        n = 0
-        for size in sizes:
-            take = min(size, remaining)
-            if take <= 0:
-                break
-            remaining -= take
-            batch = []
-            for _ in range(take):
-                claim = Claim(20_000_000 + n, "view", Target("d" * 64, n), f"base{r}.{n}")
-                [(_, k, a)] = reserve_calls([claim], now, [now + timedelta(seconds=120)])
-                batch.append((k, a))
-                n += 1
-            batches.append(batch)
-        t0 = time.perf_counter()
-        for batch in batches:
-            pipe = conn.pipeline(transaction=False)
-            for k, a in batch:
-                pipe.evalsha(sha, len(k), *k, *a)
-            pipe.execute()
-        base_seconds.append(time.perf_counter() - t0)
+        base_seconds.append(baseline_reserves(sizes, summary.created, now, f"base{r}."))
     clear_redis(prefix)
 
     best_pass, best_base = min(pass_seconds), min(base_seconds)

@@ -349,32 +349,36 @@ def tasks_pull(
     return PullResult(tasks=tasks)
 
 
+# One statement leases a batch: pick with SKIP LOCKED (concurrent pulls skip each other's rows),
+# lease, return everything the response needs (the payload snapshot: no join, no per-task
+# query). Queued tasks due and still reserved, and leases over but not abandoned, oldest first.
+LEASE_SQL = f"""
+    WITH picked AS (
+        SELECT id FROM {TASKS}
+        WHERE ((status = 'queued' AND available_at <= %(now)s AND reserved_until > %(now)s)
+            OR (status = 'leased' AND leased_until <= %(now)s
+                AND leased_until > %(abandoned)s AND attempt + 1 < %(max_attempts)s))
+          AND (%(accounts)s::varchar[] IS NULL OR provider_account_id = ANY(%(accounts)s))
+        ORDER BY available_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE {TASKS} AS t
+    SET status = 'leased',
+        attempt = CASE WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
+        lease_id = %(lease_id)s, leased_at = %(now)s, leased_until = %(until)s,
+        updated_at = %(now)s
+    FROM picked WHERE t.id = picked.id
+    RETURNING {_RETURNING}
+"""  # noqa: S608
+
+
 def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list[dict[str, Any]]:
     lease_id = new_ulid()
     until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
     with transaction.atomic():
-        # One statement: pick with SKIP LOCKED (concurrent pulls skip each other's rows), lease,
-        # return everything the response needs (the payload snapshot: no join, no per-task query).
         rows = _fetch(
-            f"""
-            WITH picked AS (
-                SELECT id FROM {TASKS}
-                WHERE ((status = 'queued' AND available_at <= %(now)s AND reserved_until > %(now)s)
-                    OR (status = 'leased' AND leased_until <= %(now)s
-                        AND leased_until > %(abandoned)s AND attempt + 1 < %(max_attempts)s))
-                  AND (%(accounts)s::varchar[] IS NULL OR provider_account_id = ANY(%(accounts)s))
-                ORDER BY available_at, id
-                LIMIT %(limit)s
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE {TASKS} AS t
-            SET status = 'leased',
-                attempt = CASE WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
-                lease_id = %(lease_id)s, leased_at = %(now)s, leased_until = %(until)s,
-                updated_at = %(now)s
-            FROM picked WHERE t.id = picked.id
-            RETURNING {_RETURNING}
-            """,  # noqa: S608
+            LEASE_SQL,
             {
                 "now": now,
                 "until": until,
@@ -901,8 +905,9 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
         return []
     until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     rows = json.dumps([{"id": r.task_id, "lease": r.lease_id} for r in leases])
-    released = _fetch(
-        f"""
+    with transaction.atomic():
+        released = _fetch(
+            f"""
         UPDATE {TASKS} AS t
         SET status = 'queued', available_at = %(now)s, reserved_until = %(until)s,
             leased_until = NULL,
@@ -913,10 +918,9 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
         WHERE t.id = r.id AND t.status = 'leased' AND t.lease_id = r.lease
         RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
         """,  # noqa: S608
-        {"rows": rows, "now": now, "until": until},
-    )
-    if released:
-        claims.extend_many([_claim(r) for r in released], now=now, until=until)
+            {"rows": rows, "now": now, "until": until},
+        )
+        released = _rearm(released, until=until, now=now)
     return _in_order(leases, {r["id"]: LeaseOut(r["id"], True) for r in released})
 
 

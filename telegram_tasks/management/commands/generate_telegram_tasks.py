@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
 from django.utils import timezone
-from redis.exceptions import RedisError
 
-from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.generation import tasks_generate
+from telegram_tasks.management.commands._outages import run_service
 
 
 class Command(BaseCommand):
@@ -18,12 +16,5 @@ class Command(BaseCommand):
     def handle(self, *args, limit: int, **options) -> None:
         if limit < 1:
             raise CommandError("--limit must be at least 1")
-        try:
-            summary = tasks_generate(limit=limit, now=timezone.now())
-        except DatabaseError as exc:
-            raise CommandError(f"PostgreSQL is unavailable: {exc}".strip()) from exc
-        except ClaimsStateLost as exc:
-            raise CommandError(str(exc)) from exc
-        except RedisError as exc:
-            raise CommandError(f"Redis is unavailable: {exc}".strip()) from exc
+        summary = run_service(lambda: tasks_generate(limit=limit, now=timezone.now()))
         self.stdout.write(summary.line())

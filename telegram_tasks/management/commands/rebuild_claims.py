@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.core.management.base import BaseCommand
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from telegram_tasks.housekeeping import claims_rebuild
+from telegram_tasks.management.commands._outages import run_service
 
 
 class Command(BaseCommand):
@@ -15,10 +14,4 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        try:
-            summary = claims_rebuild(now=timezone.now())
-        except DatabaseError as exc:
-            raise CommandError(f"PostgreSQL is unavailable: {exc}".strip()) from exc
-        except RedisError as exc:
-            raise CommandError(f"Redis is unavailable: {exc}".strip()) from exc
-        self.stdout.write(summary.line())
+        self.stdout.write(run_service(lambda: claims_rebuild(now=timezone.now())).line())
