@@ -7,6 +7,7 @@ import itertools
 import json
 from collections import defaultdict
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,9 +57,10 @@ def check_cooldowns(done: list[TelegramTask]) -> list[str]:
     return out
 
 
-def check_subscriptions(done: list[TelegramTask]) -> list[str]:
+def check_subscriptions(done: list[TelegramTask], events: list[dict] | None = None) -> list[str]:
     """Per (account, link): done subscribes and unsubscribes alternate, starting with a
-    subscribe; and an account never has two subscribe tasks of one link alive at once."""
+    subscribe; and no subscribe is handed to an account while another subscribe of the same
+    link is in flight for it (from its first hand-out to its end in the ledger)."""
     gated = {a for a in app_settings.ACTIONS if app_settings.policy(a).gate}
     state: dict[tuple[int, str], str] = {}
     out = []
@@ -75,14 +77,23 @@ def check_subscriptions(done: list[TelegramTask]) -> list[str]:
                 f"unsubscribe: account {key[0]} unsubscribed from {key[1][:12]} unsubscribed"
             )
         state[key] = gate
-    lives: dict[tuple[int, str], list[tuple[datetime, datetime]]] = defaultdict(list)
-    for t in TelegramTask.objects.filter(action__in=gated).exclude(finished_at=None):
-        lives[(t.telegram_account_id, t.link_hash, t.action)].append((t.created_at, t.finished_at))
-    for key, spans in lives.items():
-        spans.sort()
-        for (_, end), (start, _) in itertools.pairwise(spans):
-            if start < end - EPSILON:
-                out.append(f"in flight: account {key[0]} had two {key[2]} tasks of one link alive")
+    lease_seconds = timedelta(seconds=app_settings.LEASE_SECONDS)
+    first_handout: dict[str, datetime] = {}
+    for e in events or []:
+        if e["ev"] == "lease":
+            start = datetime.fromisoformat(e["until"]) - lease_seconds
+            first_handout[e["task"]] = min(first_handout.get(e["task"], start), start)
+    spans: dict[tuple[int, str], list[tuple[datetime, datetime, str]]] = defaultdict(list)
+    subscribes = TelegramTask.objects.filter(action="subscribe", pk__in=list(first_handout))
+    for t in subscribes.exclude(finished_at=None):
+        spans[(t.telegram_account_id, t.link_hash)].append(
+            (first_handout[t.pk], t.finished_at, t.pk)
+        )
+    for key, items in spans.items():
+        items.sort()
+        for (_, end, a), (start, _, b) in pairwise(items):
+            if start < end - timedelta(milliseconds=50):
+                out.append(f"in flight: account {key[0]} was handed subscribe {b} while {a} lived")
     return out
 
 
@@ -184,7 +195,7 @@ def check_all(log_folder: Path) -> dict[str, list[str]]:
     return {
         "1 daily caps": check_caps(done),
         "2 cooldowns": check_cooldowns(done),
-        "3 no double subscribe": check_subscriptions(done),
+        "3 no double subscribe": check_subscriptions(done, events),
         "4 one-shot": check_one_shot(done),
         "5 exact remains": check_remains(done),
         "6 one holder per task": check_leases(events),

@@ -211,7 +211,7 @@ def main() -> int:
         started = time.monotonic()
         faults = [] if opts.no_faults else [(0.2, "redis"), (0.35, "postgres")]
         deadline = size["deadline"]
-        expected = 35 if opts.size == "small" else 200  # seconds a clean run needs, roughly
+        expected = 35 if opts.size == "small" else 60  # seconds a clean run needs, roughly
         while True:
             elapsed = time.monotonic() - started
             if faults and elapsed >= faults[0][0] * expected:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.exceptions import BatchTooLarge, TaskConflict
 from telegram_tasks.models import TelegramAccount, TelegramTask, new_ulid
 
+logger = logging.getLogger(__name__)
 S = TelegramTask.Status
 TASKS = TelegramTask._meta.db_table
 
@@ -229,7 +231,22 @@ def _after_commit_rollback(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     claims_ = [_claim(r) for r in rows]
-    transaction.on_commit(lambda: claims.rollback_many(claims_))
+    _after_commit(lambda: claims.rollback_many(claims_))
+
+
+def _after_commit(effect: Callable[[], Any]) -> None:
+    """Run a Redis effect once the ledger has committed. The ledger is the truth: if Redis is
+    down then, the change stands and the effect is left to time and housekeeping (a lock lapses
+    by its deadline and the sweep releases it; a hold or flag is set again by the next report
+    with that error), instead of answering an error for a write that did happen."""
+
+    def run() -> None:
+        try:
+            effect()
+        except RedisError:
+            logger.warning("Redis effect after commit skipped (Redis unavailable)", exc_info=True)
+
+    transaction.on_commit(run)
 
 
 def _rearm(
@@ -722,7 +739,7 @@ def _apply_consequences(
             claims.mark_full(full, ttl_seconds=app_settings.STATE_TTL_SECONDS)
             claims.hold_many(flooded, now=now)
 
-        transaction.on_commit(redis_effects)
+        _after_commit(redis_effects)
     stopped = sorted({r["order_id"] for r in by_scope.get(errors.Scope.TARGET_DEAD, [])})
     if stopped:
         orders_stop(order_ids=stopped, reason="target_unavailable", now=now)
@@ -774,7 +791,7 @@ def _apply_retry(items: list[Item], plans: dict[str, errors.Plan], now: datetime
             claims.hold_many(holds, now=now)
             claims.extend_many(claims_, now=now, until=untils)
 
-        transaction.on_commit(redis_effects)
+        _after_commit(redis_effects)
     return {r["id"] for r in requeued}
 
 

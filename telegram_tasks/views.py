@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from telegram_tasks import claims, services
 from telegram_tasks import serializers as s
-from telegram_tasks import services
 from telegram_tasks.authentication import IsProvider, ProviderTokenAuthentication
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import BatchTooLarge, TaskConflict, TaskNotFound
@@ -54,6 +54,12 @@ class ProviderView(APIView):
     authentication_classes = [ProviderTokenAuthentication]
     permission_classes = [IsProvider]
     parser_classes = [StrictJSONParser]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # Every provider operation needs Redis as well as PostgreSQL: with Redis down, answer
+        # 503 before anything is written (the exception handler maps the RedisError).
+        claims.ping()
 
     def parse(self, serializer_class: type[s.StrictSerializer], request: Request) -> dict[str, Any]:
         serializer = serializer_class(data=request.data)

@@ -621,8 +621,22 @@ def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatc
     assert int(TelegramTask.objects.get().finished_at.timestamp() * 1000) == committed_ms
 
 
-def test_redis_down_is_503_and_changes_nothing(api, settings):
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("tasks/pull", lambda t: {"limit": 5}),
+        ("tasks/report", lambda t: {"task_id": t.pk, "state": "done"}),
+        ("tasks/report", lambda t: {"task_id": t.pk, "state": "failed", "error": "X"}),
+        ("tasks/extend", lambda t: {"leases": [{"task_id": t.pk, "lease_id": t.lease_id}]}),
+        ("tasks/release", lambda t: {"leases": [{"task_id": t.pk, "lease_id": t.lease_id}]}),
+        ("accounts/sync", lambda t: {"accounts": [{"provider_account_id": "new-one"}]}),
+    ],
+)
+def test_redis_down_is_503_on_every_endpoint_and_changes_nothing(api, settings, path, body):
     generate(n_accounts=1, quantity=1)
+    pull(api)
+    task = TelegramTask.objects.get()
+    before = (task.status, task.leased_until, TelegramAccount.objects.count())
     settings.CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -630,8 +644,9 @@ def test_redis_down_is_503_and_changes_nothing(api, settings):
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
         }
     }
-    assert_error(post(api, "tasks/pull", {"limit": 5}), 503, "service_unavailable")
-    assert TelegramTask.objects.get().status == "queued"
+    assert_error(post(api, path, body(task)), 503, "service_unavailable")
+    task.refresh_from_db()
+    assert (task.status, task.leased_until, TelegramAccount.objects.count()) == before
 
 
 # --- extend and release ------------------------------------------------------------------------

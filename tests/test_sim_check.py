@@ -61,3 +61,30 @@ def test_overlapping_hand_outs_and_lost_tasks_are_reported():
     make_task(make_order(action="view", quantity=1))
     assert check.check_no_lost_tasks()
     assert TelegramTask.objects.count() == 1
+
+
+def test_a_subscribe_handed_out_while_another_lives_is_reported():
+    a = make_account()
+    sub = make_order(action="subscribe", link="t.me/durov", quantity=9)
+    first = done(sub, a, T0 + timedelta(seconds=30))
+    second = make_task(
+        sub, a, status="failed", finished_at=T0 + timedelta(seconds=40), lease_id="M"
+    )
+    events = [
+        {
+            "ev": "lease",
+            "task": first.pk,
+            "lease": "L",
+            "until": (T0 + timedelta(seconds=60)).isoformat(),
+            "t": 0,
+        },
+        {
+            "ev": "lease",
+            "task": second.pk,
+            "lease": "M",
+            "until": (T0 + timedelta(seconds=70)).isoformat(),
+            "t": 0,
+        },
+    ]
+    found = check.check_subscriptions(check.done_tasks(), events)
+    assert any("in flight" in line for line in found)
