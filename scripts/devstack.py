@@ -288,11 +288,19 @@ def cmd_run() -> int:
         )
         honcho = shutil.which("honcho", path=bindir) or "honcho"
         proc = subprocess.Popen([honcho, "start", "-f", str(ROOT / "Procfile")], env=child_env)
+        # Ctrl-C (or a TERM) stops honcho, which stops web, worker and beat; then the private
+        # servers stop as the stack unwinds.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            return proc.wait()
+            proc.terminate()
+            proc.wait()
+            return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 _ENSURE_ADMIN = """
