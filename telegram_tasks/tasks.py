@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.claims.scripts import connection
 from telegram_tasks.conf import app_settings
 from telegram_tasks.generation import tasks_generate
@@ -34,6 +35,11 @@ def generate_telegram_tasks(limit: int = 1000) -> str | None:
         return None
     try:
         return tasks_generate(limit=limit, now=timezone.now()).line()
+    except ClaimsStateLost as exc:
+        # Not a crash: the pass refuses on purpose until the state is rebuilt (housekeeping
+        # does it within a minute).
+        logger.error("generation pass refused: %s", exc)
+        return f"refused: {exc}"
     finally:
         lock.release()
 

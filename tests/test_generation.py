@@ -231,6 +231,9 @@ def test_command_refuses_a_redis_that_lost_its_state(redis_client, redis_prefix)
     make_order(action="view", quantity=1)
     with pytest.raises(CommandError, match="rebuild_claims"):
         call_command("generate_telegram_tasks", "--limit=5")
+    from telegram_tasks import tasks
+
+    assert tasks.generate_telegram_tasks.apply().get().startswith("refused: Redis has lost")
     assert not TelegramTask.objects.exists()
 
 
