@@ -22,7 +22,7 @@ from telegram_tasks.claims import Restore, keys
 from telegram_tasks.claims.operations import ms, next_local_midnight
 from telegram_tasks.conf import app_settings
 from telegram_tasks.models import TelegramTask
-from telegram_tasks.services import _after_commit_rollback, _claim, _fetch, _rearm
+from telegram_tasks.services import _claim, _end, _fetch, _rearm
 
 logger = logging.getLogger(__name__)
 TASKS = TelegramTask._meta.db_table
@@ -51,37 +51,30 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
         claims_rebuild(now=now)
         summary.rebuilt = True
     grace = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
-    with transaction.atomic():
-        for reason, where in (
-            # Queued and never handed out before its reservation lapsed.
-            ("expired", "status = 'queued' AND reserved_until <= %(now)s"),
-            # Handed out MAX_ATTEMPTS times, the last lease run out, no final report.
-            (
-                "attempts_exhausted",
-                "status = 'leased' AND leased_until <= %(now)s AND attempt + 1 >= %(max)s",
-            ),
-            # Pending past its TTL (leased_until holds its deadline).
-            ("pending_timeout", "status = 'pending' AND leased_until <= %(now)s"),
-            # A lease over for longer than the grace and not pulled again (its worker is gone,
-            # or pulls filter by accounts that no longer include it): its lock is lapsing.
-            ("lease_abandoned", "status = 'leased' AND leased_until <= %(abandoned)s"),
-        ):
-            rows = _fetch(
-                f"""
-                UPDATE {TASKS} SET status = 'failed', failure_reason = %(reason)s,
-                       finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
-                WHERE {where}
-                RETURNING id, telegram_account_id, action, link_hash, payload
-                """,  # noqa: S608
-                {
-                    "now": now,
-                    "reason": reason,
-                    "max": app_settings.MAX_ATTEMPTS,
-                    "abandoned": now - grace,
-                },
+    for reason, where in (
+        # Queued and never handed out before its reservation lapsed.
+        ("expired", "status = 'queued' AND reserved_until <= %(now)s"),
+        # Handed out MAX_ATTEMPTS times, the last lease over, no final report.
+        (
+            "attempts_exhausted",
+            "status = 'leased' AND leased_until <= %(now)s AND attempt + 1 >= %(max)s",
+        ),
+        # Pending past its TTL (leased_until holds its deadline).
+        ("pending_timeout", "status = 'pending' AND leased_until <= %(now)s"),
+        # A lease over for longer than the grace and not pulled again (its worker is gone, or
+        # pulls filter by accounts that no longer include it): its lock is lapsing.
+        ("lease_abandoned", "status = 'leased' AND leased_until <= %(abandoned)s"),
+    ):
+        # Each rule in a transaction of its own, passing over rows a report or pull holds.
+        with transaction.atomic():
+            ended = _end(
+                where=where,
+                params={"now": now, "max": app_settings.MAX_ATTEMPTS, "abandoned": now - grace},
+                reason=reason,
+                now=now,
+                skip_locked=True,
             )
-            _after_commit_rollback(rows)
-            summary.ended[reason] += len(rows)
+        summary.ended[reason] += len(ended)
     # Every live hand-out keeps its account locked as long as it lives: re-arm leased and
     # pending tasks' locks (a re-arm that failed earlier, a lease waiting to be pulled again).
     # A task whose COMMIT happened without its ledger step is settled as done here.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from redis.exceptions import RedisError
 
 from telegram_tasks import claims, errors
@@ -81,12 +81,21 @@ def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
             f"at most {app_settings.SYNC_MAX_BATCH} accounts per sync",
             {"max": app_settings.SYNC_MAX_BATCH, "got": len(items)},
         )
+    # Sorted, and existing rows locked first in that order: two syncs of overlapping accounts
+    # queue behind each other instead of deadlocking.
+    items = sorted(items, key=lambda i: i["provider_account_id"])
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for item in items:
         present = tuple(sorted(k for k in ("phone", "is_active", "meta") if k in item))
         groups.setdefault(present, []).append(item)
     turned_off = [i["provider_account_id"] for i in items if i.get("is_active") is False]
     with transaction.atomic():
+        list(
+            TelegramAccount.objects.select_for_update()
+            .filter(provider_account_id__in=[i["provider_account_id"] for i in items])
+            .order_by("provider_account_id")
+            .values_list("id", flat=True)
+        )
         was_active = set(
             TelegramAccount.objects.filter(
                 provider_account_id__in=turned_off, is_active=True
@@ -111,31 +120,62 @@ def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
     return SyncResult(synced=len(items), errors=[], deactivated=len(was_active))
 
 
+def _end(
+    *, where: str, params: dict[str, Any], reason: str, now: datetime, skip_locked: bool = False
+) -> list[dict[str, Any]]:
+    """End the unfinished tasks ``where`` selects as failed with ``reason`` — except those whose
+    COMMIT already counted a success (a ledger step lost to a crash): those are settled as done,
+    never failed, so no success is lost. Rows are locked in id order (every path that locks
+    several tasks does, so none deadlocks another); ``skip_locked`` passes over rows someone
+    holds (housekeeping: they are being decided right now). Locks are rolled back after the
+    commit. Returns the rows failed."""
+    lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+    rows = _fetch(
+        f"SELECT id, order_id, telegram_account_id, action, link_hash, payload FROM {TASKS} "  # noqa: S608
+        f"WHERE status IN ('queued', 'leased', 'pending') AND ({where}) ORDER BY id {lock}",
+        params,
+    )
+    if not rows:
+        return []
+    with_account = [r for r in rows if r["telegram_account_id"] is not None]
+    flags = claims.committed_many([_claim(r) for r in with_account])
+    committed = {r["id"] for r, flag in zip(with_account, flags, strict=True) if flag}
+    tasks_settle_committed(rows=[r for r in rows if r["id"] in committed], now=now)
+    ended = _fetch(
+        f"""
+        UPDATE {TASKS} SET status = 'failed', failure_reason = %(reason)s,
+               finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
+        WHERE id = ANY(%(ids)s)
+        RETURNING id, order_id, telegram_account_id, action, link_hash, payload
+        """,  # noqa: S608
+        {"reason": reason, "now": now, "ids": [r["id"] for r in rows if r["id"] not in committed]},
+    )
+    _after_commit_rollback([r for r in ended if r["telegram_account_id"] is not None])
+    return ended
+
+
 def tasks_release_for_accounts(*, account_ids: Sequence[int], now: datetime) -> int:
     """Queued tasks of these accounts fail (``account_inactive``) and give back their locks, so
     their orders get tasks on other accounts. Leased and pending tasks are left to finish."""
     if not account_ids:
         return 0
-    rows = _fetch(
-        f"""
-        UPDATE {TASKS} SET status = %s, failure_reason = 'account_inactive', finished_at = %s,
-               updated_at = %s
-        WHERE telegram_account_id = ANY(%s) AND status = %s
-        RETURNING id, telegram_account_id, action, link_hash, payload
-        """,  # noqa: S608
-        [S.FAILED.value, now, now, list(account_ids), S.QUEUED.value],
+    ended = _end(
+        where="telegram_account_id = ANY(%(accounts)s) AND status = 'queued'",
+        params={"accounts": list(account_ids)},
+        reason="account_inactive",
+        now=now,
     )
-    _after_commit_rollback(rows)
-    return len(rows)
+    return len(ended)
 
 
 def accounts_deactivate(*, account_ids: Sequence[int], now: datetime) -> int:
     """An account that is gone (banned, session revoked): never picked again, and its queued
     tasks are released for other accounts."""
-    changed = TelegramAccount.objects.filter(id__in=account_ids, is_active=True).update(
-        is_active=False, updated_at=now
-    )
-    tasks_release_for_accounts(account_ids=account_ids, now=now)
+    with transaction.atomic():
+        tasks_release_for_accounts(account_ids=account_ids, now=now)
+        changed = TelegramAccount.objects.filter(id__in=account_ids, is_active=True).update(
+            is_active=False, updated_at=now
+        )
     return changed
 
 
@@ -147,43 +187,38 @@ def tasks_fail(
     order_ids: Sequence[int] | None = None,
     statuses: Sequence[str] = (S.QUEUED, S.LEASED, S.PENDING),
 ) -> int:
-    """End unfinished tasks (by id or by order) as failed with ``reason``; their locks are
-    rolled back after the commit. A late ``done`` for them is then a duplicate."""
-    rows = _fetch(
-        f"""
-        UPDATE {TASKS} SET status = 'failed', failure_reason = %(reason)s, finished_at = %(now)s,
-               updated_at = %(now)s, leased_until = NULL
-        WHERE status = ANY(%(statuses)s)
-          AND (%(ids)s::varchar[] IS NULL OR id = ANY(%(ids)s))
-          AND (%(orders)s::bigint[] IS NULL OR order_id = ANY(%(orders)s))
-        RETURNING id, telegram_account_id, action, link_hash, payload
-        """,  # noqa: S608
-        {
-            "reason": reason,
-            "now": now,
-            "statuses": [str(s) for s in statuses],
-            "ids": None if task_ids is None else list(task_ids),
-            "orders": None if order_ids is None else list(order_ids),
-        },
-    )
-    _after_commit_rollback(rows)
-    return len(rows)
+    """End unfinished tasks (by id or by order) as failed with ``reason`` (see ``_end``); a
+    late ``done`` for them is then a duplicate."""
+    with transaction.atomic():
+        ended = _end(
+            where="status = ANY(%(statuses)s) "
+            "AND (%(ids)s::varchar[] IS NULL OR id = ANY(%(ids)s)) "
+            "AND (%(orders)s::bigint[] IS NULL OR order_id = ANY(%(orders)s))",
+            params={
+                "statuses": [str(s) for s in statuses],
+                "ids": None if task_ids is None else list(task_ids),
+                "orders": None if order_ids is None else list(order_ids),
+            },
+            reason=reason,
+            now=now,
+        )
+    return len(ended)
 
 
 def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
     """Put stuck unfinished tasks back in the queue at once, on the same account, with a fresh
     reservation (see ``_rearm``). Returns (requeued, not requeued); finished tasks are left
     alone (their orders get new tasks from generation)."""
-    rows = _fetch(
-        f"SELECT id, telegram_account_id, action, link_hash, payload FROM {TASKS} "  # noqa: S608
-        "WHERE id = ANY(%s) AND status IN ('queued', 'leased', 'pending') "
-        "AND telegram_account_id IS NOT NULL",
-        [list(task_ids)],
-    )
-    if not rows:
-        return 0, 0
     until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     with transaction.atomic():
+        rows = _fetch(
+            f"SELECT id, telegram_account_id, action, link_hash, payload FROM {TASKS} "  # noqa: S608
+            "WHERE id = ANY(%s) AND status IN ('queued', 'leased', 'pending') "
+            "AND telegram_account_id IS NOT NULL ORDER BY id FOR UPDATE",
+            [list(task_ids)],
+        )
+        if not rows:
+            return 0, 0
         ok = [r["id"] for r in _rearm(rows, until=until, now=now)]
         if ok:
             _fetch(
@@ -199,28 +234,35 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
 
 def orders_stop(*, order_ids: Sequence[int], reason: str, now: datetime) -> int:
     """The target is unusable: active orders end PARTIAL (something was delivered) or CANCELED,
-    and their unfinished tasks are failed and rolled back."""
+    and their unfinished tasks are failed and rolled back. Tasks are locked before orders, in id
+    order, as every path does."""
     Order = get_order_model()
     meta = Order._meta
     col = {f: meta.get_field(f).column for f in ("remains", "quantity", "status", "updated_at")}
-    stopped = _fetch(
-        f"""
-        UPDATE {meta.db_table}
-        SET {col["status"]} = CASE WHEN {col["remains"]} < {col["quantity"]}
-                                   THEN %(partial)s ELSE %(canceled)s END,
-            {col["updated_at"]} = %(now)s
-        WHERE {meta.pk.column} = ANY(%(ids)s) AND {col["status"]} = ANY(%(active)s)
-        RETURNING {meta.pk.column} AS id
-        """,  # noqa: S608
-        {
-            "ids": list(order_ids),
-            "active": [s.value for s in Order.ACTIVE],
-            "partial": Order.Status.PARTIAL.value,
-            "canceled": Order.Status.CANCELED.value,
-            "now": now,
-        },
-    )
-    tasks_fail(reason=reason, now=now, order_ids=list(order_ids))
+    with transaction.atomic():
+        tasks_fail(reason=reason, now=now, order_ids=list(order_ids))
+        stopped = _fetch(
+            f"""
+            WITH locked AS (
+                SELECT {meta.pk.column} AS id FROM {meta.db_table}
+                WHERE {meta.pk.column} = ANY(%(ids)s) AND {col["status"]} = ANY(%(active)s)
+                ORDER BY {meta.pk.column} FOR UPDATE
+            )
+            UPDATE {meta.db_table} AS o
+            SET {col["status"]} = CASE WHEN o.{col["remains"]} < o.{col["quantity"]}
+                                       THEN %(partial)s ELSE %(canceled)s END,
+                {col["updated_at"]} = %(now)s
+            FROM locked WHERE o.{meta.pk.column} = locked.id
+            RETURNING o.{meta.pk.column} AS id
+            """,  # noqa: S608
+            {
+                "ids": list(order_ids),
+                "active": [s.value for s in Order.ACTIVE],
+                "partial": Order.Status.PARTIAL.value,
+                "canceled": Order.Status.CANCELED.value,
+                "now": now,
+            },
+        )
     return len(stopped)
 
 
@@ -517,6 +559,7 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
             )
         }
         batch = _classify(reports, outs, current)
+        _settle_instead(batch, now)
         committed_at: dict[str, datetime] = {}
         if batch.done:
             # A Redis that lost its state must be rebuilt first: counting into it now would
@@ -544,6 +587,26 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
             else:
                 out.duplicate = True
     return outs
+
+
+def _settle_instead(batch: _Batch, now: datetime) -> None:
+    """A failed or pending report for a task whose COMMIT already counted a success (the
+    provider reported done, then the ledger step was lost) cannot undo that success: the task
+    is settled as done instead, and the report changes nothing else."""
+    others = [*batch.failed, *batch.retry, *batch.pending]
+    if not others:
+        return
+    flags = claims.committed_many([_claim(row) for _, row, _ in others])
+    committed = [item for item, flag in zip(others, flags, strict=True) if flag]
+    if not committed:
+        return
+    ids = {row["id"] for _, row, _ in committed}
+    tasks_settle_committed(rows=[row for _, row, _ in committed], now=now)
+    for _, _, out in committed:
+        out.status, out.duplicate = S.DONE.value, True
+    batch.failed = [i for i in batch.failed if i[1]["id"] not in ids]
+    batch.retry = [i for i in batch.retry if i[1]["id"] not in ids]
+    batch.pending = [i for i in batch.pending if i[1]["id"] not in ids]
 
 
 def _classify(
@@ -640,7 +703,6 @@ def _mark_done(
                 finished_at = r.at, updated_at = %(now)s, leased_until = NULL
             FROM r
             WHERE t.id = r.id AND t.status IN ('queued', 'leased', 'pending')
-              AND t.lease_id IS NOT NULL
             RETURNING t.id, t.order_id, t.per_call
         ), units AS (
             SELECT order_id, SUM(per_call) AS units FROM done GROUP BY order_id
@@ -723,8 +785,6 @@ def _apply_consequences(
     for row in ended:
         by_scope.setdefault(plans[row["id"]].scope, []).append(row)
     dead = sorted({r["telegram_account_id"] for r in by_scope.get(errors.Scope.ACCOUNT_DEAD, [])})
-    if dead:
-        accounts_deactivate(account_ids=dead, now=now)
     full = sorted({r["telegram_account_id"] for r in by_scope.get(errors.Scope.ACCOUNT_FULL, [])})
     # A flood wait on the last hand-out still holds the account off, even though the task ends.
     flooded = [
@@ -741,8 +801,21 @@ def _apply_consequences(
 
         _after_commit(redis_effects)
     stopped = sorted({r["order_id"] for r in by_scope.get(errors.Scope.TARGET_DEAD, [])})
-    if stopped:
-        orders_stop(order_ids=stopped, reason="target_unavailable", now=now)
+    # Deactivating an account and stopping an order touch other tasks than the reported ones:
+    # done after the report commits, each in a transaction of its own, so a report never
+    # waits on rows another report holds while holding its own.
+    if dead or stopped:
+
+        def ledger_effects() -> None:
+            try:
+                if dead:
+                    accounts_deactivate(account_ids=dead, now=now)
+                if stopped:
+                    orders_stop(order_ids=stopped, reason="target_unavailable", now=now)
+            except (DatabaseError, RedisError):
+                logger.warning("consequence of a failure report not applied", exc_info=True)
+
+        transaction.on_commit(ledger_effects)
 
 
 def _apply_retry(items: list[Item], plans: dict[str, errors.Plan], now: datetime) -> set[str]:
@@ -916,26 +989,39 @@ def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]
 
 def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]:
     """Hand tasks back unfinished: queued again at once, keeping their account, and the
-    hand-out not counted as an attempt."""
+    hand-out not counted as an attempt. A task whose COMMIT already happened is settled as
+    done instead (and reported as not released)."""
     _check_batch(leases)
     if not leases:
         return []
     until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
-    rows = json.dumps([{"id": r.task_id, "lease": r.lease_id} for r in leases])
+    wanted = {r.task_id: r.lease_id for r in leases}
     with transaction.atomic():
+        rows = [
+            r
+            for r in _fetch(
+                "SELECT id, order_id, telegram_account_id, action, link_hash, payload, "  # noqa: S608
+                f"lease_id FROM {TASKS} WHERE id = ANY(%s) AND status = 'leased' "
+                "ORDER BY id FOR UPDATE",
+                [list(wanted)],
+            )
+            if r["lease_id"] == wanted[r["id"]]
+        ]
+        flags = claims.committed_many([_claim(r) for r in rows])
+        tasks_settle_committed(rows=[r for r, f in zip(rows, flags, strict=True) if f], now=now)
+        release = [r["id"] for r, f in zip(rows, flags, strict=True) if not f]
         released = _fetch(
             f"""
-        UPDATE {TASKS} AS t
-        SET status = 'queued', available_at = %(now)s, reserved_until = %(until)s,
-            leased_until = NULL,
-            attempt = GREATEST(t.attempt - 1, 0),
-            lease_id = CASE WHEN t.attempt = 0 THEN NULL ELSE t.lease_id END,
-            updated_at = %(now)s
-        FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar)
-        WHERE t.id = r.id AND t.status = 'leased' AND t.lease_id = r.lease
-        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
-        """,  # noqa: S608
-            {"rows": rows, "now": now, "until": until},
+            UPDATE {TASKS} AS t
+            SET status = 'queued', available_at = %(now)s, reserved_until = %(until)s,
+                leased_until = NULL,
+                attempt = GREATEST(t.attempt - 1, 0),
+                lease_id = CASE WHEN t.attempt = 0 THEN NULL ELSE t.lease_id END,
+                updated_at = %(now)s
+            WHERE t.id = ANY(%(ids)s)
+            RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
+            """,  # noqa: S608
+            {"ids": release, "now": now, "until": until},
         )
         released = _rearm(released, until=until, now=now)
     return _in_order(leases, {r["id"]: LeaseOut(r["id"], True) for r in released})

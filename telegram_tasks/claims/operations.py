@@ -184,6 +184,16 @@ def commit_many(claims: Sequence[Claim], *, now: datetime) -> list[bool]:
     return [newly for newly, _ in commit_many_at(claims, now=now)]
 
 
+def committed_many(claims: Sequence[Claim]) -> list[bool]:
+    """Whether each claim's task was COMMITted (its success counted), in one round trip."""
+    if not claims:
+        return []
+    pipe = connection().pipeline(transaction=False)
+    for c in claims:
+        pipe.exists(keys.done(c.account_id, c.token))
+    return [bool(n) for n in pipe.execute()]
+
+
 def commit(claim: Claim, *, now: datetime) -> bool:
     return commit_many([claim], now=now)[0]
 
