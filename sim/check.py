@@ -162,8 +162,8 @@ def check_leases(events: list[dict]) -> list[str]:
                 out.append(
                     f"lease: task {task} handed out at {b['start']} while held until {a['end']}"
                 )
-    replays = [e for e in events if e["ev"] == "replay" and not e["same"]]
-    out += [f"replay: a repeated request_id got other tasks ({e})" for e in replays]
+    replays = [e for e in events if e["ev"] == "replay" and not e["subset"]]
+    out += [f"replay: a repeated request_id leased other tasks ({e})" for e in replays]
     return out
 
 
