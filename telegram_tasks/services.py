@@ -29,11 +29,9 @@ TASKS = TelegramTask._meta.db_table
 
 
 def _claim(row: dict[str, Any]) -> Claim:
+    post_id = row["post_id"] if "post_id" in row else row["payload"].get("post_id")
     return Claim(
-        row["telegram_account_id"],
-        row["action"],
-        Target(row["link_hash"], row["payload"].get("post_id")),
-        row["id"],
+        row["telegram_account_id"], row["action"], Target(row["link_hash"], post_id), row["id"]
     )
 
 
@@ -344,19 +342,14 @@ class PullResult:
 
 
 def _task_out(row: dict[str, Any]) -> dict[str, Any]:
-    p = row["payload"]
-    account = p.get("account", {})
     return {
         "task_id": row["id"],
-        "order_id": p.get("order_id", row.get("order_id")),
+        "order_id": row["order_id"],
         "action": row["action"],
-        "link": p.get("link"),
-        "account": {
-            "provider_account_id": account.get("provider_account_id"),
-            "phone": account.get("phone"),
-        },
-        "per_call": row.get("per_call") or p.get("per_call"),
-        "post_id": p.get("post_id"),
+        "link": row["link"],
+        "account": {"provider_account_id": row["provider_account_id"], "phone": row["phone"]},
+        "per_call": row["per_call"],
+        "post_id": row["post_id"],
         "link_hash": row["link_hash"],
         "attempt": row["attempt"],
         "leased_until": row["leased_until"],
@@ -364,9 +357,16 @@ def _task_out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What a pull returns: the snapshot's fields read out in SQL, so no payload is decoded in Python.
 _RETURNING = (
-    "t.id, t.order_id, t.action, t.link_hash, t.telegram_account_id, t.payload, t.attempt, "
-    "t.leased_until, t.lease_id, t.per_call"
+    "t.id, t.order_id, t.action, t.link_hash, t.telegram_account_id, t.attempt, "
+    # As the API renders it (UTC, ISO 8601): parsed into a datetime only to be printed again.
+    """to_char(t.leased_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') """
+    "AS leased_until, "
+    "t.lease_id, t.per_call, t.payload->>'link' AS link, "
+    "(t.payload->>'post_id')::bigint AS post_id, "
+    "t.payload->'account'->>'provider_account_id' AS provider_account_id, "
+    "t.payload->'account'->>'phone' AS phone"
 )
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -60,17 +60,16 @@ class ExtendResult(enum.StrEnum):
 _EXTEND_CODES = {0: ExtendResult.REARMED, 1: ExtendResult.LOST, 2: ExtendResult.TAKEN}
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """What an action is aimed at: link state is per link, one-shot dedupe per link and post."""
 
     link_hash: str
     post_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """One task's claim on one account: the token is the task id."""
+class Claim(NamedTuple):
+    """One task's claim on one account: the token is the task id. (Tuples, not dataclasses:
+    a pull or a pass builds thousands of them.)"""
 
     account_id: int
     action: str
