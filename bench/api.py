@@ -176,7 +176,7 @@ def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks pulled")
-    parser.add_argument("--rounds", type=int, default=3, help="pull rounds (best of)")
+    parser.add_argument("--rounds", type=int, default=5, help="pull rounds (best of)")
     parser.add_argument("--single", type=int, default=3_000, help="reports, one per request")
     parser.add_argument("--batched", type=int, default=10_000, help="reports, batched")
     parser.add_argument("--batch", type=int, default=100, help="reports per batched request")
