@@ -1,10 +1,9 @@
 """The provider API end to end over Django's test client, real PostgreSQL and Redis."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.test import TestCase
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -14,6 +13,7 @@ from telegram_tasks import claims, services
 from telegram_tasks.claims import keys
 from telegram_tasks.generation import tasks_generate
 from telegram_tasks.models import TelegramAccount, TelegramTask
+from tests.concurrency import run_concurrently
 from tests.factories import make_account, make_accounts, make_order
 
 pytestmark = pytest.mark.django_db
@@ -332,28 +332,16 @@ def test_two_concurrent_pulls_never_get_the_same_task(settings):
         make_order(action="view", link=f"t.me/c{i:05d}/1", quantity=1)
     tasks_generate(limit=1000, now=timezone.now())
     assert TelegramTask.objects.count() == 60
-    got: list[list[str]] = []
-    barrier = threading.Barrier(4)
 
-    def puller():
+    def puller(_):
         client = APIClient()
         client.credentials(HTTP_X_PROVIDER_TOKEN=TOKEN)
-        try:
-            barrier.wait()
-            mine = []
-            for _ in range(5):
-                mine += [
-                    t["task_id"] for t in post(client, "tasks/pull", {"limit": 7}).json()["tasks"]
-                ]
-            got.append(mine)
-        finally:
-            connections.close_all()
+        mine = []
+        for _ in range(5):
+            mine += [t["task_id"] for t in post(client, "tasks/pull", {"limit": 7}).json()["tasks"]]
+        return mine
 
-    threads = [threading.Thread(target=puller) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = run_concurrently(puller, 4)
     every = [task for mine in got for task in mine]
     assert len(every) == len(set(every)) == 60
 
@@ -418,25 +406,13 @@ def test_two_threads_reporting_the_same_task_count_one_success(settings, redis_c
     client = APIClient()
     client.credentials(HTTP_X_PROVIDER_TOKEN=TOKEN)
     [task] = post(client, "tasks/pull", {"limit": 5}).json()["tasks"]
-    barrier = threading.Barrier(8)
-    answers = []
 
-    def reporter():
+    def reporter(_):
         c = APIClient()
         c.credentials(HTTP_X_PROVIDER_TOKEN=TOKEN)
-        try:
-            barrier.wait()
-            answers.append(
-                post(c, "tasks/report", {"task_id": task["task_id"], "state": "done"}).json()
-            )
-        finally:
-            connections.close_all()
+        return post(c, "tasks/report", {"task_id": task["task_id"], "state": "done"}).json()
 
-    threads = [threading.Thread(target=reporter) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = run_concurrently(reporter, 8)
     assert sum(not a.get("duplicate") for a in answers) == 1
     order.refresh_from_db()
     assert order.remains == 4

@@ -1,6 +1,5 @@
 """The Lua scripts against real Redis, with time passed as ``now``."""
 
-import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -9,6 +8,7 @@ import pytest
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, ExtendResult, Refusal, Target, keys
 from telegram_tasks.claims.operations import next_local_midnight
+from tests.concurrency import run_concurrently
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 LINK = Target("a" * 64)
@@ -209,17 +209,6 @@ def test_every_key_of_one_account_shares_a_hash_slot():
 
 @pytest.mark.django_db(transaction=True)
 def test_twenty_threads_reserving_one_account_exactly_one_wins():
-    barrier = threading.Barrier(20)
-    outcomes = []
-
-    def contend(i):
-        barrier.wait()
-        outcomes.append(claims.reserve(claim(f"t{i}"), now=T0))
-
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_concurrently(lambda i: claims.reserve(claim(f"t{i}"), now=T0), 20)
     assert outcomes.count(None) == 1
     assert outcomes.count(Refusal.LOCKED) == 19

@@ -2,12 +2,11 @@
 
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.db import connection as db_connection
 
 from orders.models import Order
@@ -15,6 +14,7 @@ from telegram_tasks import generation
 from telegram_tasks.claims import keys
 from telegram_tasks.generation import order_slots, tasks_generate
 from telegram_tasks.models import TelegramTask
+from tests.concurrency import run_concurrently
 from tests.factories import make_account, make_accounts, make_order, make_task
 
 pytestmark = pytest.mark.django_db
@@ -277,21 +277,7 @@ def _test_db_env(env):
 def test_two_concurrent_passes_create_each_task_once():
     make_accounts(250)
     orders = [make_order(action="view", link=f"t.me/chan{i:05d}/1", quantity=1) for i in range(200)]
-    barrier = threading.Barrier(2)
-    summaries = []
-
-    def run_pass():
-        try:
-            barrier.wait()
-            summaries.append(tasks_generate(limit=1000, now=NOW))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run_pass) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    summaries = run_concurrently(lambda _: tasks_generate(limit=1000, now=NOW), 2)
     assert len(summaries) == 2
     assert sum(s.created for s in summaries) == 200
     per_order = TelegramTask.objects.values_list("order_id", flat=True)
