@@ -125,3 +125,20 @@ def test_a_budget_cut_is_not_reported_as_every_account_scanned(settings):
     settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "ACCOUNT_SCAN_BUDGET": 50}
     full = claims.select_accounts(action="view", demands=[Demand(target(1), "b")], now=T0)
     assert full[0].starved and full.scanned_all is True
+
+
+def test_a_long_scan_drops_spent_candidates_and_still_finds_the_last_account(
+    settings, redis_client
+):
+    from telegram_tasks.models import TelegramAccount
+
+    TelegramAccount.objects.bulk_create(
+        TelegramAccount(provider_account_id=f"h{i}") for i in range(450)
+    )
+    held = list(TelegramAccount.objects.values_list("id", flat=True))
+    claims.hold_many([(a, 60) for a in held], now=T0)
+    last = make_account()
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "ACCOUNT_SCAN_BUDGET": 1000}
+    sel = claims.select_account(action="view", target=target(), token="t", now=T0)
+    assert sel.account.id == last.id and sel.tally == {"hold": 450}
+    assert int(redis_client.get(keys.cursor("view"))) == last.id

@@ -95,7 +95,9 @@ def select_accounts(
     usable: list[bool] = []  # False once taken by a demand or refused account-wide
     refused_for: list[set[int]] = [set() for _ in demands]  # target refusals, per demand
     first_usable = 0
-    last_taken: int | None = None
+    last_taken: AccountRef | None = None  # the furthest account taken, in scan order
+    scanned = 0  # candidates dropped from the front (see below)
+    last_position = -1
     waiting = list(range(len(demands)))
     pages = _pages(cursor, max(MIN_PAGE, 2 * len(demands)))
     exhausted = False
@@ -104,6 +106,12 @@ def select_accounts(
         # Pair each waiting demand with the next usable candidate no other demand has this round.
         while first_usable < len(candidates) and not usable[first_usable]:
             first_usable += 1
+        if first_usable > MIN_PAGE:
+            # Candidates before the first usable one are done with: drop them, so memory holds
+            # the pages in play, never every account.
+            del candidates[:first_usable], usable[:first_usable]
+            scanned += first_usable
+            first_usable = 0
         picked: set[int] = set()
         pairs: list[tuple[int, int]] = []
         short: list[int] = []
@@ -146,7 +154,9 @@ def select_accounts(
                 result.account = candidates[i]
                 usable[i] = False
                 served.add(d)
-                last_taken = i if last_taken is None else max(last_taken, i)
+                position = scanned + i
+                if last_taken is None or position > last_position:
+                    last_taken, last_position = candidates[i], position
                 continue
             result.tally[refusal.value] += 1
             if refusal.account_wide:
@@ -158,7 +168,7 @@ def select_accounts(
     results.scanned_all = exhausted
     if last_taken is not None:
         # Round-robin: the next selection for this action starts after the last account taken.
-        redis.set(cursor_key, candidates[last_taken].id)
+        redis.set(cursor_key, last_taken.id)
     return results
 
 
