@@ -212,3 +212,13 @@ def test_twenty_threads_reserving_one_account_exactly_one_wins():
     outcomes = run_concurrently(lambda i: claims.reserve(claim(f"t{i}"), now=T0), 20)
     assert outcomes.count(None) == 1
     assert outcomes.count(Refusal.LOCKED) == 19
+
+
+def test_check_answers_like_reserve_and_writes_nothing(redis_client):
+    from telegram_tasks.claims.operations import check_many
+
+    assert check_many([claim("t1")], now=T0) == [None]
+    assert not redis_client.exists(keys.lock(1, "subscribe"))
+    claims.reserve(claim("t1"), now=T0)
+    assert check_many([claim("t2"), claim("t1")], now=T0) == [Refusal.LOCKED, None]
+    assert redis_client.hget(keys.lock(1, "subscribe"), "token") == b"t1"

@@ -142,3 +142,22 @@ def test_a_long_scan_drops_spent_candidates_and_still_finds_the_last_account(
     sel = claims.select_account(action="view", target=target(), token="t", now=T0)
     assert sel.account.id == last.id and sel.tally == {"hold": 450}
     assert int(redis_client.get(keys.cursor("view"))) == last.id
+
+
+def test_one_selection_probes_a_page_in_few_round_trips(monkeypatch):
+    """select_account over many refusing accounts: the round trips follow the pages, not the
+    accounts tried (a read-only check of many candidates per round, then one RESERVE)."""
+    from telegram_tasks.claims import selection
+
+    for _ in range(150):
+        claims.hold(make_account().id, now=T0, seconds=60)
+    eligible = make_account()
+    sent = []
+    for name in ("check_many", "reserve_many"):
+        real = getattr(selection, name)
+        monkeypatch.setattr(
+            selection, name, lambda c, _real=real, _n=name, **kw: sent.append(_n) or _real(c, **kw)
+        )
+    sel = selection.select_account(action="view", target=target(), token="t", now=T0)
+    assert sel.account.id == eligible.id
+    assert len(sent) <= 10, sent  # 151 candidates: probes of 2, 4 … 64, then one RESERVE

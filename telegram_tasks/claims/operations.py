@@ -97,6 +97,14 @@ def next_local_midnight(now: datetime) -> datetime:
     return datetime.combine(tomorrow, time(0), tzinfo=zone)
 
 
+def check_many(claims: Sequence[Claim], *, now: datetime) -> list[Refusal | None]:
+    """What RESERVE would answer for each claim, writing nothing (one round trip)."""
+    calls = reserve_calls(claims, now, [now] * len(claims))
+    return [
+        _RESERVE_CODES.get(int(code)) for code in run_many([(n, k, [*a, "1"]) for n, k, a in calls])
+    ]
+
+
 def reserve_many(
     claims: Sequence[Claim], *, now: datetime, until: Sequence[datetime] | datetime | None = None
 ) -> list[Refusal | None]:

@@ -18,12 +18,14 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from telegram_tasks.claims import keys
-from telegram_tasks.claims.operations import Claim, Target, reserve_many
+from telegram_tasks.claims.operations import Claim, Refusal, Target, check_many, reserve_many
 from telegram_tasks.claims.scripts import connection
 from telegram_tasks.conf import app_settings
 from telegram_tasks.models import TelegramAccount
 
 MIN_PAGE = 200
+PROBE = 64  # candidates checked per demand and round when demands are few
+FEW_DEMANDS = 16  # with more, one RESERVE per demand and round already fills a pipeline
 
 
 class AccountRef(NamedTuple):
@@ -99,6 +101,7 @@ def select_accounts(
     scanned = 0  # candidates dropped from the front (see below)
     last_position = -1
     waiting = list(range(len(demands)))
+    probe = [2] * len(demands)  # candidates a demand checks next time it probes
     pages = _pages(cursor, max(MIN_PAGE, 2 * len(demands)))
     exhausted = False
 
@@ -112,22 +115,32 @@ def select_accounts(
             del candidates[:first_usable], usable[:first_usable]
             scanned += first_usable
             first_usable = 0
+        # Few demands for many candidates (one task's selection, a thin pass): probe several
+        # candidates per demand with a read-only check in one pipeline first, so round trips
+        # follow the pages scanned, not the candidates tried.
+        free = len(candidates) - first_usable
+        few = len(waiting) <= FEW_DEMANDS and free >= 2 * len(waiting)
+        per = 1
         picked: set[int] = set()
-        pairs: list[tuple[int, int]] = []
+        offered: list[tuple[int, list[int]]] = []
         short: list[int] = []
         scan = first_usable
         for d in waiting:
+            mine: list[int] = []
             i = scan
-            while i < len(candidates) and (
-                not usable[i] or i in picked or candidates[i].id in refused_for[d]
-            ):
+            # A demand probes 2, then 4, 8 … candidates a round while none of them is eligible.
+            room = min(probe[d] if few else 1, budget - results[d].tried)
+            per = max(per, room)
+            while i < len(candidates) and len(mine) < room:
+                if usable[i] and i not in picked and candidates[i].id not in refused_for[d]:
+                    mine.append(i)
+                    picked.add(i)
                 i += 1
-            if i >= len(candidates):
+            if not mine:
                 short.append(d)
                 continue
-            pairs.append((d, i))
-            picked.add(i)
-            if i == scan:
+            offered.append((d, mine))
+            while scan < len(candidates) and scan in picked:
                 scan += 1
         if short and not exhausted:
             page = next(pages, None)
@@ -136,10 +149,35 @@ def select_accounts(
             else:
                 candidates.extend(page)
                 usable.extend([True] * len(page))
-        if not pairs:
+        if not offered:
             if exhausted:
                 break
             continue
+        pairs: list[tuple[int, int]] = []
+        if per > 1:
+            probes = [(d, i) for d, mine in offered for i in mine]
+            answers = check_many(
+                [Claim(candidates[i].id, action, demands[d].target, demands[d].token)
+                 for d, i in probes],
+                now=now,
+            )  # fmt: skip
+            chosen: set[int] = set()
+            for d, _ in offered:
+                probe[d] = min(PROBE, probe[d] * 2)
+            for (d, i), refusal in zip(probes, answers, strict=True):
+                results[d].tried += 1
+                if refusal is not None:
+                    _refused(results[d], refusal, i, d, usable, refused_for, candidates)
+                elif d not in chosen:
+                    chosen.add(d)
+                    pairs.append((d, i))
+            if not pairs:
+                waiting = [d for d in waiting if results[d].tried < budget]
+                continue
+        else:
+            pairs = [(d, mine[0]) for d, mine in offered]
+            for d, _ in pairs:
+                results[d].tried += 1
 
         claims = [
             Claim(candidates[i].id, action, demands[d].target, demands[d].token) for d, i in pairs
@@ -148,21 +186,15 @@ def select_accounts(
         outcomes = reserve_many(claims, now=now, until=untils)
         served: set[int] = set()
         for (d, i), refusal in zip(pairs, outcomes, strict=True):
-            result = results[d]
-            result.tried += 1
             if refusal is None:
-                result.account = candidates[i]
+                results[d].account = candidates[i]
                 usable[i] = False
                 served.add(d)
                 position = scanned + i
                 if last_taken is None or position > last_position:
                     last_taken, last_position = candidates[i], position
-                continue
-            result.tally[refusal.value] += 1
-            if refusal.account_wide:
-                usable[i] = False
             else:
-                refused_for[d].add(candidates[i].id)
+                _refused(results[d], refusal, i, d, usable, refused_for, candidates)
         waiting = [d for d in waiting if d not in served and results[d].tried < budget]
 
     results.scanned_all = exhausted
@@ -170,6 +202,22 @@ def select_accounts(
         # Round-robin: the next selection for this action starts after the last account taken.
         redis.set(cursor_key, last_taken.id)
     return results
+
+
+def _refused(
+    result: Selection,
+    refusal: Refusal,
+    i: int,
+    d: int,
+    usable: list[bool],
+    refused_for: list[set[int]],
+    candidates: list[AccountRef],
+) -> None:
+    result.tally[refusal.value] += 1
+    if refusal.account_wide:
+        usable[i] = False  # out for every demand of this action
+    else:
+        refused_for[d].add(candidates[i].id)  # out for this target only
 
 
 def select_account(

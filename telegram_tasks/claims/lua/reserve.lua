@@ -16,6 +16,7 @@ ARGV:
   4 daily_cap   integer, -1 for none
   5 gate        "" | "subscribe" | "unsubscribe"
   6 one_shot    "1" | "0"
+  7 check       "1": only say whether RESERVE would succeed; write nothing (optional)
 Returns: 0 reserved (or the lock was already this token's: its deadline is raised),
          1 locked, 2 cooldown, 3 cap, 4 gate, 5 dedupe, 6 hold, 7 full (no more channels),
          8 committed (this token's task already succeeded: settle it, never run it again)
@@ -24,6 +25,7 @@ Values stored with a deadline are compared with now_ms; key TTLs only collect ga
 local token = ARGV[1]
 local now = tonumber(ARGV[2])
 local until_ms = tonumber(ARGV[3])
+local check_only = ARGV[7] == '1'
 
 if redis.call('EXISTS', KEYS[8]) == 1 then
   return 8
@@ -33,6 +35,9 @@ local holder = redis.call('HMGET', KEYS[1], 'token', 'until')
 if holder[1] and tonumber(holder[2]) > now then
   if holder[1] ~= token then
     return 1
+  end
+  if check_only then
+    return 0
   end
   if until_ms > tonumber(holder[2]) then
     redis.call('HSET', KEYS[1], 'until', until_ms)
@@ -70,6 +75,9 @@ if ARGV[6] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   return 5
 end
 
+if check_only then
+  return 0
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'token', token, 'until', until_ms)
 redis.call('PEXPIRE', KEYS[1], math.max(until_ms - now, 1))
