@@ -681,4 +681,9 @@ def test_schema_and_docs_are_served():
     paths = schema.json()["paths"]
     for p in ("accounts/sync", "tasks/pull", "tasks/report", "tasks/extend", "tasks/release"):
         assert f"{BASE}/{p}" in paths
-    assert client.get("/api/docs/").status_code == 200
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    body = docs.content.decode()
+    assert "cdn.jsdelivr" not in body  # the UI is served by the app itself, offline too
+    bundle = next(p for p in body.split('"') if p.endswith("swagger-ui-bundle.js"))
+    assert client.get(bundle).status_code == 200
