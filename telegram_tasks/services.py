@@ -61,7 +61,6 @@ def _fetch(sql: str, params: Sequence[Any] | dict[str, Any]) -> list[dict[str, A
 @dataclass
 class SyncResult:
     synced: int
-    errors: list[dict[str, Any]]
     deactivated: int = 0
 
 
@@ -115,7 +114,7 @@ def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
                 update_fields=[*present, "updated_at"],
             )
         tasks_release_for_accounts(account_ids=sorted(was_active), now=now)
-    return SyncResult(synced=len(items), errors=[], deactivated=len(was_active))
+    return SyncResult(synced=len(items), deactivated=len(was_active))
 
 
 def _end(

@@ -192,9 +192,9 @@ def test_extend_rearms_only_the_holder():
 
 def test_scripts_reload_after_noscript(redis_client):
     redis_client.script_flush()
-    assert claims.reserve(claim("t1"), now=T0) is None  # batched path (pipeline of EVALSHA)
+    assert claims.reserve(claim("t1"), now=T0) is None
     redis_client.script_flush()
-    assert claims.hold(1, now=T0, seconds=1) == T0 + timedelta(seconds=1)  # single-call path
+    assert claims.hold(1, now=T0, seconds=1) == T0 + timedelta(seconds=1)  # another script
 
 
 def test_every_key_of_one_account_shares_a_hash_slot():

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 
 from telegram_tasks.claims import keys
-from telegram_tasks.claims.scripts import Call, connection, run, run_many
+from telegram_tasks.claims.scripts import Call, connection, run_many
 from telegram_tasks.conf import app_settings
 
 # Commit markers outlive any report retry; the ledger (task status) guards beyond that.
@@ -247,9 +247,7 @@ def hold_many(holds: Sequence[tuple[int, float]], *, now: datetime) -> list[date
 
 def hold(account_id: int, *, now: datetime, seconds: float) -> datetime:
     """Hold an account off every action for ``seconds`` (a flood wait); returns the deadline."""
-    until = now + timedelta(seconds=seconds)
-    deadline = int(run("hold", [keys.hold(account_id)], [ms(now), ms(until)]))
-    return datetime.fromtimestamp(deadline / 1000, tz=now.tzinfo) if deadline else now
+    return hold_many([(account_id, seconds)], now=now)[0]
 
 
 # --- pull replay: a pull repeated with the same request_id returns the same tasks -------------

@@ -27,12 +27,8 @@ def source(name: str) -> str:
 
 @cache
 def script(name: str) -> Script:
-    # A Script keeps the text and its SHA; calling it runs EVALSHA and loads it on NOSCRIPT.
+    # redis-py's Script computes the SHA the server will know the text by (run_many sends it).
     return Script(connection(), source(name))
-
-
-def run(name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-    return script(name)(keys=keys, args=args, client=connection())
 
 
 def run_many(calls: Sequence[Call]) -> list[Any]:
