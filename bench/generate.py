@@ -32,9 +32,9 @@ def main() -> None:
 
     from orders.models import Order
     from telegram_tasks.claims import mark_state, selection
-    from telegram_tasks.generation import tasks_generate
     from telegram_tasks.links import link_hash
     from telegram_tasks.models import TelegramAccount, TelegramTask
+    from telegram_tasks.services import tasks_generate
 
     truncate(TelegramTask, Order, TelegramAccount)
     TelegramAccount.objects.bulk_create(

@@ -114,7 +114,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_AUTHENTICATION_CLASSES": ["telegram_tasks.authentication.ProviderTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["telegram_tasks.authentication.IsProvider"],
-    "EXCEPTION_HANDLER": "telegram_tasks.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "telegram_tasks.exception_handlers.api_exception_handler",
 }
 # A sync of 10,000 accounts is a few MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024

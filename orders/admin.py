@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from orders.models import Order
-from orders.services import order_cancel, order_pause, order_resume
+from telegram_tasks import services
 from telegram_tasks.admin import pretty_json
 
 
@@ -69,21 +69,21 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel (fail and roll back their unfinished tasks)")
     def cancel_orders(self, request, queryset) -> None:
-        done = order_cancel(
+        done = services.orders_cancel(
             order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
         )
         self.message_user(request, f"{done} order(s) canceled.", messages.SUCCESS)
 
     @admin.action(description="Pause (no new tasks; queued ones released)")
     def pause_orders(self, request, queryset) -> None:
-        done = order_pause(
+        done = services.orders_pause(
             order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
         )
         self.message_user(request, f"{done} order(s) paused.", messages.SUCCESS)
 
     @admin.action(description="Resume")
     def resume_orders(self, request, queryset) -> None:
-        done = order_resume(
+        done = services.orders_resume(
             order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
         )
         self.message_user(request, f"{done} order(s) resumed.", messages.SUCCESS)

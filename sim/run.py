@@ -92,8 +92,7 @@ class Scheduler(threading.Thread):
         from django.db import close_old_connections, connection
         from django.utils import timezone
 
-        from telegram_tasks.generation import tasks_generate
-        from telegram_tasks.housekeeping import tasks_housekeep
+        from telegram_tasks.services import tasks_generate, tasks_housekeep
 
         while not self.stop.is_set():
             for step in (tasks_housekeep, tasks_generate):
@@ -240,7 +239,7 @@ def main() -> int:
         # A last housekeeping gives back any lock an ended task still holds.
         from django.utils import timezone
 
-        from telegram_tasks.housekeeping import tasks_housekeep
+        from telegram_tasks.services import tasks_housekeep
 
         retry(lambda: tasks_housekeep(now=timezone.now()))
         return report(base, run_seconds, scheduler)

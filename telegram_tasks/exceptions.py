@@ -1,127 +1,38 @@
-"""Domain errors raised by services, and the one DRF exception handler that renders every API
-error in one envelope: ``{"ok": false, "error": {"code", "message", "details"}}``."""
+"""Domain errors: what services raise (or put on a per-item result) for the caller to see. Each
+has a stable ``code`` and a human ``message``; the HTTP status an interface answers with is the
+interface's business (``exception_handlers``)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError
-from redis.exceptions import RedisError
-from rest_framework import exceptions, status
-from rest_framework.response import Response
-from rest_framework.views import exception_handler
-
-from telegram_tasks.claims import ClaimsStateLost
-
-logger = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
-    """An error a service raises for the caller to see; ``code`` is stable, ``message`` human."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
     code = "bad_request"
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, details: dict[str, Any] | None = None, *, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        if code is not None:
+            self.code = code
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
 
 
 class TaskNotFound(DomainError):
-    status_code = status.HTTP_404_NOT_FOUND
     code = "task_not_found"
 
 
 class TaskConflict(DomainError):
-    status_code = status.HTTP_409_CONFLICT
+    """The request contradicts the task's state (never handed out, stale lease, a pull with
+    that request_id still running)."""
+
     code = "conflict"
 
 
 class BatchTooLarge(DomainError):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     code = "batch_too_large"
-
-
-class ServiceUnavailable(DomainError):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    code = "service_unavailable"
-
-
-_DRF_CODES = {
-    exceptions.ValidationError: "validation_error",
-    exceptions.ParseError: "malformed_json",
-    exceptions.NotAuthenticated: "not_authenticated",
-    exceptions.AuthenticationFailed: "authentication_failed",
-    exceptions.PermissionDenied: "permission_denied",
-    exceptions.NotFound: "not_found",
-    exceptions.MethodNotAllowed: "method_not_allowed",
-    exceptions.UnsupportedMediaType: "unsupported_media_type",
-    exceptions.NotAcceptable: "not_acceptable",
-    exceptions.Throttled: "throttled",
-}
-
-
-def envelope(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message, "details": details or {}}}
-
-
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, DomainError):
-        return Response(envelope(exc.code, exc.message, exc.details), status=exc.status_code)
-    if isinstance(exc, ClaimsStateLost):
-        return Response(
-            envelope("service_unavailable", str(exc)),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "30"},
-        )
-    if isinstance(exc, RequestDataTooBig):
-        return Response(
-            envelope("batch_too_large", "request body is too large"),
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
-    if isinstance(exc, DatabaseError | RedisError):
-        # Nothing half-applied remains: services write inside transactions that this error
-        # rolled back. The client retries later.
-        which = "PostgreSQL" if isinstance(exc, DatabaseError) else "Redis"
-        logger.warning("API request failed, %s unavailable: %s", which, exc)
-        return Response(
-            envelope("service_unavailable", f"{which} is unavailable; retry later"),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        )
-    response = exception_handler(exc, context)
-    if response is None:
-        return None
-    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
-    if isinstance(exc, exceptions.ValidationError):
-        message = _first_message(exc.detail)
-        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-    else:
-        message = str(getattr(exc, "detail", exc))
-        details = {}
-    response.data = envelope(code, message, details)
-    return response
-
-
-def _first_message(detail: Any, path: str = "") -> str:
-    """The first validation message, prefixed with the field it concerns."""
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            name = key if key != "non_field_errors" else ""
-            return _first_message(value, f"{path}.{name}".strip(".") if name else path)
-    if isinstance(detail, list) and detail:
-        for i, value in enumerate(detail):
-            if value:
-                nested = isinstance(value, dict | list)
-                return _first_message(value, f"{path}[{i}]" if nested else path)
-    text = str(detail)
-    return f"{path}: {text}" if path else text
-
-
-def json_not_found(request: Any, *args: Any, **kwargs: Any) -> Any:
-    from django.http import JsonResponse
-
-    return JsonResponse(envelope("not_found", f"no endpoint at {request.path}"), status=404)

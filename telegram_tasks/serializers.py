@@ -9,10 +9,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from telegram_tasks.conf import app_settings
+from telegram_tasks.failures import error_code
 
 TASK_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a ULID (Crockford base32)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-ERROR_CODE = re.compile(r"^([A-Z][A-Z0-9_]*?)(?:_(\d+))?$")
 
 
 class StrictSerializer(serializers.Serializer):
@@ -48,11 +48,6 @@ class TaskIdField(StrictRegex):
             TASK_ID.pattern, "not a task id (26-character ULID)", min_length=26, max_length=26,
             **kwargs,
         )  # fmt: skip
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            raise serializers.ValidationError("must be a string")
-        return super().to_internal_value(data)
 
 
 class StrictBool(serializers.BooleanField):
@@ -250,7 +245,7 @@ class ReportIn(StrictSerializer):
     task_id = TaskIdField()
     state = serializers.ChoiceField(choices=["done", "failed", "pending"])
     ok = StrictBool(required=False, allow_null=True)
-    error = serializers.JSONField(
+    error = ErrorField(
         required=False,
         allow_null=True,
         help_text='a string ("FLOOD_WAIT_30") or {"code", "message"}',
@@ -266,11 +261,11 @@ class ReportIn(StrictSerializer):
         if isinstance(value, str):
             if len(value) > 2000:
                 raise serializers.ValidationError("at most 2000 characters")
-            return {"code": _code(value), "message": value}
+            return {"code": error_code(value), "message": value}
         if isinstance(value, dict) and set(value) <= {"code", "message"}:
             code, message = value.get("code"), value.get("message")
             if all(v is None or isinstance(v, str) for v in (code, message)):
-                return {"code": _code(code or ""), "message": (message or code or "")[:2000]}
+                return {"code": error_code(code or ""), "message": (message or code or "")[:2000]}
         raise serializers.ValidationError('must be a string or {"code": str, "message": str}')
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -281,12 +276,6 @@ class ReportIn(StrictSerializer):
         if attrs.get("retry_after") and attrs["state"] != "failed":
             raise serializers.ValidationError({"retry_after": ["only a failed report may retry"]})
         return attrs
-
-
-def _code(text: str) -> str:
-    """The Telegram error code of a message: "FLOOD_WAIT_30 (caused by …)" -> FLOOD_WAIT_30."""
-    head = text.strip().split(" ", 1)[0].split(":", 1)[0][:64]
-    return head if ERROR_CODE.match(head) else ""
 
 
 class ReportBatchIn(StrictSerializer):

@@ -7,11 +7,9 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from telegram_tasks import claims
 from telegram_tasks.claims import ClaimsStateLost
-from telegram_tasks.claims.scripts import connection
-from telegram_tasks.conf import app_settings
-from telegram_tasks.generation import tasks_generate
-from telegram_tasks.housekeeping import tasks_housekeep
+from telegram_tasks.services import tasks_generate, tasks_housekeep
 
 logger = logging.getLogger(__name__)
 
@@ -19,17 +17,9 @@ logger = logging.getLogger(__name__)
 PASS_LOCK_SECONDS = 300
 
 
-def _no_overlap(name: str):
-    """A Redis lock with a TTL, released at the end: a run never overlaps the previous one
-    (like Laravel's withoutOverlapping)."""
-    return connection().lock(
-        f"{app_settings.KEY_PREFIX}:celery-lock:{name}", timeout=PASS_LOCK_SECONDS, blocking=False
-    )
-
-
 @shared_task(name="telegram_tasks.generate", ignore_result=True, time_limit=PASS_LOCK_SECONDS)
 def generate_telegram_tasks(limit: int = 1000) -> str | None:
-    lock = _no_overlap("generate")
+    lock = claims.pass_lock("generate", timeout=PASS_LOCK_SECONDS)
     if not lock.acquire():
         logger.info("generation pass skipped: the previous one is still running")
         return None
@@ -46,7 +36,7 @@ def generate_telegram_tasks(limit: int = 1000) -> str | None:
 
 @shared_task(name="telegram_tasks.housekeep", ignore_result=True, time_limit=PASS_LOCK_SECONDS)
 def housekeep_telegram_tasks() -> str | None:
-    lock = _no_overlap("housekeep")
+    lock = claims.pass_lock("housekeep", timeout=PASS_LOCK_SECONDS)
     if not lock.acquire():
         logger.info("housekeeping skipped: the previous run is still going")
         return None

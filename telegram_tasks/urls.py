@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from telegram_tasks import views
-from telegram_tasks.exceptions import json_not_found
+from telegram_tasks.exception_handlers import json_not_found
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

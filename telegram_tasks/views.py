@@ -10,12 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from telegram_tasks import claims, services
 from telegram_tasks import serializers as s
+from telegram_tasks import services
 from telegram_tasks.authentication import IsProvider, ProviderTokenAuthentication
 from telegram_tasks.conf import app_settings
-from telegram_tasks.exceptions import BatchTooLarge, TaskConflict, TaskNotFound
 from telegram_tasks.parsers import StrictJSONParser
+from telegram_tasks.services import sql
 
 ERRORS = {
     400: s.ErrorEnvelope,
@@ -55,12 +55,6 @@ class ProviderView(APIView):
     permission_classes = [IsProvider]
     parser_classes = [StrictJSONParser]
 
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        # Every provider operation needs Redis as well as PostgreSQL: with Redis down, answer
-        # 503 before anything is written (the exception handler maps the RedisError).
-        claims.ping()
-
     def parse(self, serializer_class: type[s.StrictSerializer], request: Request) -> dict[str, Any]:
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -71,10 +65,8 @@ class ProviderView(APIView):
         """413 before validating the items one by one: a huge batch costs nothing to refuse."""
         data = request.data
         items = data.get(key) if isinstance(data, dict) else None
-        if isinstance(items, list) and len(items) > most:
-            raise BatchTooLarge(
-                f"{key}: at most {most} items per request", {"max": most, "got": len(items)}
-            )
+        if isinstance(items, list):
+            sql.check_batch(items, most=most, what=key)
 
 
 class AccountsSyncView(ProviderView):
@@ -169,12 +161,9 @@ class ReportView(ProviderView):
             return self._batch(request)
         report = _report_in(self.parse(s.ReportIn, request))
         [out] = services.tasks_report(reports=[report], now=timezone.now())
-        if not out.ok:
-            error = out.error or {}
-            exc_class = TaskNotFound if out.http_status == 404 else TaskConflict
-            exc = exc_class(error.get("message", ""), {"task_id": out.task_id})
-            exc.code = error.get("code", exc.code)
-            raise exc
+        if out.error is not None:
+            out.error.details = {"task_id": out.task_id}
+            raise out.error
         body: dict[str, Any] = {"ok": True, "task_id": out.task_id, "status": out.status}
         if out.duplicate:
             body["duplicate"] = True
@@ -185,7 +174,25 @@ class ReportView(ProviderView):
         # An invalid item fails the whole batch (400): nothing of a bad batch is applied.
         items = self.parse(s.ReportBatchIn, request)["reports"]
         outs = services.tasks_report(reports=[_report_in(i) for i in items], now=timezone.now())
-        return Response({"ok": True, "results": [o.as_dict() for o in outs]})
+        return Response({"ok": True, "results": [report_item(o) for o in outs]})
+
+
+def report_item(out: services.ReportOut) -> dict[str, Any]:
+    if out.error is not None:
+        return {"task_id": out.task_id, "ok": False, "error": out.error.as_dict()}
+    item: dict[str, Any] = {"task_id": out.task_id, "ok": True, "status": out.status}
+    if out.duplicate:
+        item["duplicate"] = True
+    return item
+
+
+def lease_item(out: services.LeaseOut) -> dict[str, Any]:
+    if out.error is not None:
+        return {"task_id": out.task_id, "ok": False, "error": out.error.as_dict()}
+    item: dict[str, Any] = {"task_id": out.task_id, "ok": True}
+    if out.leased_until is not None:
+        item["leased_until"] = out.leased_until
+    return item
 
 
 class ExtendView(ProviderView):
@@ -199,13 +206,10 @@ class ExtendView(ProviderView):
         self.limit_batch(request, "leases", app_settings.REPORT_MAX_BATCH)
         data = self.parse(s.ExtendIn, request)
         refs = [
-            services.LeaseRef(
-                i["task_id"], i["lease_id"], i.get("seconds") or app_settings.LEASE_SECONDS
-            )
-            for i in data["leases"]
+            services.LeaseRef(i["task_id"], i["lease_id"], i.get("seconds")) for i in data["leases"]
         ]
         outs = services.tasks_extend(leases=refs, now=timezone.now())
-        return Response({"ok": True, "results": [o.as_dict() for o in outs]})
+        return Response({"ok": True, "results": [lease_item(o) for o in outs]})
 
 
 class ReleaseView(ProviderView):
@@ -220,4 +224,4 @@ class ReleaseView(ProviderView):
         data = self.parse(s.ReleaseIn, request)
         refs = [services.LeaseRef(i["task_id"], i["lease_id"]) for i in data["leases"]]
         outs = services.tasks_release(leases=refs, now=timezone.now())
-        return Response({"ok": True, "results": [o.as_dict() for o in outs]})
+        return Response({"ok": True, "results": [lease_item(o) for o in outs]})

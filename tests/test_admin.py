@@ -103,8 +103,8 @@ def test_order_actions_cancel_pause_resume(admin_client):
     from django.utils import timezone
 
     from orders.models import Order
-    from telegram_tasks.generation import tasks_generate
     from telegram_tasks.models import TelegramTask
+    from telegram_tasks.services import tasks_generate
     from tests.factories import make_accounts
 
     make_accounts(3)
@@ -133,9 +133,8 @@ def test_order_actions_cancel_pause_resume(admin_client):
 def test_task_actions_requeue_and_fail(admin_client):
     from django.utils import timezone
 
-    from telegram_tasks.generation import tasks_generate
     from telegram_tasks.models import TelegramTask
-    from telegram_tasks.services import tasks_pull
+    from telegram_tasks.services import tasks_generate, tasks_pull
     from tests.factories import make_accounts
 
     make_accounts(2)

@@ -9,10 +9,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from orders.models import Order
-from telegram_tasks import claims, services
+from telegram_tasks import claims
 from telegram_tasks.claims import keys
-from telegram_tasks.generation import tasks_generate
 from telegram_tasks.models import TelegramAccount, TelegramTask
+from telegram_tasks.services import tasks_generate
 from tests.concurrency import run_concurrently
 from tests.factories import make_account, make_accounts, make_order
 
@@ -574,12 +574,14 @@ def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatc
     """COMMIT runs first; the ledger step fails; the provider's retry repairs it, once."""
     order = generate(n_accounts=1, quantity=2)
     [task] = pull(api)
-    real = services._mark_done
+    from telegram_tasks.services import settle
+
+    real = settle.mark_done
 
     def broken(*args, **kwargs):
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(services, "_mark_done", broken)
+    monkeypatch.setattr(settle, "mark_done", broken)
     assert_error(report(api, task), 503, "service_unavailable")
     account = TelegramAccount.objects.get()
     cap_key = keys.cap(account.id, "view", claims.operations.local_day(timezone.now()))
@@ -587,7 +589,7 @@ def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatc
     assert TelegramTask.objects.get().status == "leased"
     order.refresh_from_db()
     assert order.remains == 2
-    monkeypatch.setattr(services, "_mark_done", real)
+    monkeypatch.setattr(settle, "mark_done", real)
     assert report(api, task).json()["status"] == "done"
     assert int(redis_client.get(cap_key)) == 1
     order.refresh_from_db()

@@ -20,6 +20,7 @@ slot):
     P:{aID}:full                         CHANNELS_TOO_MUCH: no subscribe until an unsubscribe
     P:marker                             the state is present (set by rebuild_claims)
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
+    P:celery-lock:NAME                   held while a periodic pass runs (no overlap)
     P:pull:REQUESTID                     what a pull with that request_id leased (replay, 5 min)
 
 Deadlines are stored as values and compared with the caller's ``now``, so time is a parameter;
@@ -47,6 +48,7 @@ from telegram_tasks.claims.operations import (
     mark_full,
     mark_state,
     next_local_midnight,
+    pass_lock,
     ping,
     pull_replay_begin,
     pull_replay_forget,
@@ -89,6 +91,7 @@ __all__ = [
     "mark_full",
     "mark_state",
     "next_local_midnight",
+    "pass_lock",
     "ping",
     "pull_replay_begin",
     "pull_replay_forget",

@@ -57,14 +57,14 @@ def pull_replay(request_id: str) -> str:
     return f"{_prefix()}:pull:{request_id}"
 
 
+def pass_lock(name: str) -> str:
+    """The lock a periodic pass (Celery) holds while it runs, so it never overlaps itself."""
+    return f"{_prefix()}:celery-lock:{name}"
+
+
 def marker() -> str:
     """Present while Redis holds the claim state rebuilt from (or grown with) the ledger."""
     return f"{_prefix()}:marker"
-
-
-def pattern() -> str:
-    """Every key of this prefix (tests, rebuild)."""
-    return f"{_prefix()}:*"
 
 
 def day_stamp(local_day: datetime) -> str:

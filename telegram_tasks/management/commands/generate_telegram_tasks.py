@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from telegram_tasks.generation import tasks_generate
-from telegram_tasks.management.commands._outages import run_service
+from telegram_tasks.management.outages import run_service
+from telegram_tasks.services import tasks_generate
 
 
 class Command(BaseCommand):

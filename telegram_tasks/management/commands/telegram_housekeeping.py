@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from telegram_tasks.housekeeping import tasks_housekeep
-from telegram_tasks.management.commands._outages import run_service
+from telegram_tasks.management.outages import run_service
+from telegram_tasks.services import tasks_housekeep
 
 
 class Command(BaseCommand):

@@ -10,10 +10,10 @@ from django.db import DatabaseError
 from django.db import connection as db_connection
 
 from orders.models import Order
-from telegram_tasks import generation
+from telegram_tasks import claims, services
 from telegram_tasks.claims import keys
-from telegram_tasks.generation import order_slots, tasks_generate
 from telegram_tasks.models import TelegramTask
+from telegram_tasks.services import order_slots, tasks_generate
 from tests.concurrency import run_concurrently
 from tests.factories import make_account, make_accounts, make_order, make_task
 
@@ -199,7 +199,7 @@ def test_beat_task_and_command_call_the_one_pass_function(monkeypatch):
     from telegram_tasks import tasks
     from telegram_tasks.management.commands import generate_telegram_tasks as command
 
-    assert tasks.tasks_generate is generation.tasks_generate is command.tasks_generate
+    assert tasks.tasks_generate is services.tasks_generate is command.tasks_generate
     make_account()
     make_order(action="view", quantity=2)
     assert (
@@ -212,7 +212,7 @@ def test_beat_task_and_command_call_the_one_pass_function(monkeypatch):
 def test_beat_task_never_overlaps_itself():
     from telegram_tasks import tasks
 
-    held = tasks._no_overlap("generate")
+    held = claims.pass_lock("generate", timeout=tasks.PASS_LOCK_SECONDS)
     assert held.acquire()
     try:
         make_account()

@@ -1,4 +1,5 @@
-"""What a provider's failure means, by its Telegram error code: one table, one function."""
+"""What a provider's failure means, by its Telegram error code: the one code parser, one table,
+one function that turns a failure into a plan."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ PEER_FLOOD_HOLD_SECONDS = 24 * 3600
 # Many accounts released by one wave of FLOOD_WAITs should not all come back in the same second.
 JITTER_FRACTION = 0.1
 WITH_SECONDS = re.compile(r"^(?P<name>[A-Z_]+?)_(?P<seconds>\d{1,9})$")
+# What a Telegram error code looks like: FLOOD_WAIT_30, CHANNEL_PRIVATE, …
+ERROR_CODE = re.compile(r"^([A-Z][A-Z0-9_]*?)(?:_(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,13 @@ class Plan:
     reason: str
     retry_after: int | None = None  # run the task again after this many seconds
     hold_seconds: float = 0.0  # keep the account off every action this long
+
+
+def error_code(text: str) -> str:
+    """The Telegram error code a provider's message starts with, or "":
+    "FLOOD_WAIT_30 (caused by …)" → "FLOOD_WAIT_30"."""
+    head = text.strip().split(" ", 1)[0].split(":", 1)[0][:64]
+    return head if ERROR_CODE.match(head) else ""
 
 
 def parse(code: str | None) -> tuple[str | None, int | None]:

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery, Sum
@@ -23,6 +23,7 @@ from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.models import TelegramTask, new_ulid
+from telegram_tasks.services import orders, sql
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +154,11 @@ def _generate_page(
     summary: GenerationSummary,
     exhausted_actions: set[str],
 ) -> None:
-    Order = get_order_model()
     # Counted after the rows are locked, in a statement of its own: every task of an order is
     # created under its row lock, so this count cannot miss a concurrent pass's tasks.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT order_id, SUM(per_call) FROM {TelegramTask._meta.db_table} "  # noqa: S608
+            f"SELECT order_id, SUM(per_call) FROM {sql.TASKS} "  # noqa: S608
             "WHERE order_id = ANY(%s) AND status = ANY(%s) GROUP BY order_id",
             [[o.pk for o in page], [s.value for s in TelegramTask.IN_FLIGHT]],
         )
@@ -214,7 +214,7 @@ def _generate_page(
                 # Every account is out for this action whatever the target: later pages of
                 # this pass would only scan them again.
                 exhausted_actions.add(action)
-        _store(served, now, Order)
+        _store(served, now)
     except BaseException:
         # The tasks were not stored: give their reservations back before the error goes on.
         # (A crash of the process itself leaves them to lapse at slot + RESERVE_LOCK_SECONDS.)
@@ -229,18 +229,18 @@ def _generate_page(
     summary.starved_orders += len(starved_orders - served_orders)
 
 
-def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime, Order: Any) -> None:
+def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime) -> None:
     """Insert the page's tasks with COPY and advance its orders with one UPDATE."""
     if not served:
         return
     lock_for = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     queued = TelegramTask.Status.QUEUED.value
     last_slot: dict[int, datetime] = {}
-    orders: dict[int, DueOrder] = {}
+    by_pk: dict[int, DueOrder] = {}
     rows = []
     for slot, account in served:
         order = slot.order
-        orders[order.pk] = order
+        by_pk[order.pk] = order
         last_slot[order.pk] = max(last_slot.get(order.pk, slot.at), slot.at)
         payload = {
             "order_id": order.pk,
@@ -263,23 +263,21 @@ def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime, Order: 
             )
         )  # fmt: skip
     updates = []
-    for pk, order in orders.items():
+    for pk, order in by_pk.items():
         interval = timedelta(seconds=order.interval_seconds)
-        started = order.status == Order.Status.AWAITING
         updates.append(
             {
                 "id": pk,
                 "next_run_at": (
                     last_slot[pk] + interval if interval else now + EPSILON
                 ).isoformat(),
-                "status": Order.Status.IN_PROGRESS.value if started else order.status,
+                "status": orders.started_status(order.status),
             }
         )
-    meta = Order._meta
     with connection.cursor() as cursor:
         # COPY: the cheapest way to write a batch of rows (psycopg's cursor under Django's).
         copy_sql = (
-            f"COPY {TelegramTask._meta.db_table} (id, order_id, action, link_hash, "
+            f"COPY {sql.TASKS} (id, order_id, action, link_hash, "
             "telegram_account_id, provider_account_id, status, per_call, available_at, "
             "reserved_until, attempt, payload, failure_reason, last_error, created_at, updated_at) "
             "FROM STDIN"
@@ -287,15 +285,4 @@ def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime, Order: 
         with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(
-            f"""
-            UPDATE {meta.db_table} AS o
-            SET {meta.get_field("next_run_at").column} = v.next_run_at,
-                {meta.get_field("status").column} = v.status,
-                {meta.get_field("updated_at").column} = %s
-            FROM jsonb_to_recordset(%s::jsonb)
-                 AS v(id bigint, next_run_at timestamptz, status varchar)
-            WHERE o.{meta.pk.column} = v.id
-            """,  # noqa: S608
-            [now, json.dumps(updates)],
-        )
+    orders.orders_advance(updates, now=now)

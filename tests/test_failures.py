@@ -1,4 +1,4 @@
-"""What each Telegram error code of a failed report does (telegram_tasks/errors.py)."""
+"""What each Telegram error code of a failed report does (telegram_tasks/failures.py)."""
 
 import random
 from datetime import UTC, datetime, timedelta
@@ -7,11 +7,10 @@ import pytest
 from django.test import TestCase
 
 from orders.models import Order
-from telegram_tasks import claims, errors
+from telegram_tasks import claims, failures
 from telegram_tasks.claims import Claim, Refusal, Target, keys
-from telegram_tasks.generation import tasks_generate
 from telegram_tasks.models import TelegramAccount, TelegramTask
-from telegram_tasks.services import ReportIn, tasks_pull, tasks_report
+from telegram_tasks.services import ReportIn, tasks_generate, tasks_pull, tasks_report
 from tests.factories import make_accounts, make_order
 
 pytestmark = pytest.mark.django_db
@@ -41,16 +40,16 @@ def one_task(action="view", accounts=1, **order):
 
 def test_parse_and_plan_table():
     rng = random.Random(1)
-    assert errors.parse("FLOOD_WAIT_30") == ("FLOOD_WAIT", 30)
-    assert errors.parse("CHANNEL_PRIVATE") == ("CHANNEL_PRIVATE", None)
-    plan = errors.plan_failure("FLOOD_WAIT_30", None, rng)
-    assert plan.scope is errors.Scope.ACCOUNT_HOLD and 30 <= plan.hold_seconds <= 36
+    assert failures.parse("FLOOD_WAIT_30") == ("FLOOD_WAIT", 30)
+    assert failures.parse("CHANNEL_PRIVATE") == ("CHANNEL_PRIVATE", None)
+    plan = failures.plan_failure("FLOOD_WAIT_30", None, rng)
+    assert plan.scope is failures.Scope.ACCOUNT_HOLD and 30 <= plan.hold_seconds <= 36
     assert plan.retry_after >= plan.hold_seconds
-    assert errors.plan_failure("SLOWMODE_WAIT_12", None).retry_after == 12
-    assert errors.plan_failure("SLOWMODE_WAIT_12", None).hold_seconds == 0
-    assert errors.plan_failure("PEER_FLOOD", None).hold_seconds >= 24 * 3600
-    assert errors.plan_failure("WHATEVER", None).scope is errors.Scope.TASK
-    assert errors.plan_failure("WHATEVER", None).retry_after is None
+    assert failures.plan_failure("SLOWMODE_WAIT_12", None).retry_after == 12
+    assert failures.plan_failure("SLOWMODE_WAIT_12", None).hold_seconds == 0
+    assert failures.plan_failure("PEER_FLOOD", None).hold_seconds >= 24 * 3600
+    assert failures.plan_failure("WHATEVER", None).scope is failures.Scope.TASK
+    assert failures.plan_failure("WHATEVER", None).retry_after is None
 
 
 def test_flood_wait_holds_the_account_and_retries_the_task(redis_client):

@@ -8,10 +8,15 @@ from django.test import TestCase
 
 from telegram_tasks import claims, services
 from telegram_tasks.claims import Claim, Refusal, Target, keys
-from telegram_tasks.generation import tasks_generate
-from telegram_tasks.housekeeping import claims_rebuild, tasks_housekeep
 from telegram_tasks.models import TelegramTask
-from telegram_tasks.services import ReportIn, tasks_pull, tasks_report
+from telegram_tasks.services import (
+    ReportIn,
+    claims_rebuild,
+    tasks_generate,
+    tasks_housekeep,
+    tasks_pull,
+    tasks_report,
+)
 from tests.factories import make_account, make_accounts, make_order
 
 pytestmark = pytest.mark.django_db
@@ -253,13 +258,11 @@ def test_rebuild_command(redis_client, redis_prefix):
 
 
 def test_services_used_by_beat_are_the_same_functions():
-    from telegram_tasks import housekeeping, tasks
+    from telegram_tasks import tasks
     from telegram_tasks.management.commands import telegram_housekeeping
 
     assert (
-        tasks.tasks_housekeep
-        is housekeeping.tasks_housekeep
-        is telegram_housekeeping.tasks_housekeep
+        tasks.tasks_housekeep is services.tasks_housekeep is telegram_housekeeping.tasks_housekeep
     )
     from django_celery_beat.models import PeriodicTask
 
@@ -293,7 +296,7 @@ def test_ending_a_task_whose_commit_happened_settles_it_as_done(ender, settings,
         elif ender == "attempts_exhausted":
             tasks_housekeep(now=T0 + timedelta(seconds=61))
         else:
-            from orders.services import order_cancel
+            from telegram_tasks.services import orders_cancel as order_cancel
 
             order_cancel(order_ids=[order.pk], now=T0)
     row.refresh_from_db()

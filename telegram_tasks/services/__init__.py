@@ -1,0 +1,70 @@
+"""The services of telegram_tasks: every write and every task state transition, one module per
+phase of a task's life. Interfaces (DRF views, Celery tasks, commands, admin actions, the orders
+app) import from here.
+
+    generation    due orders become tasks (RESERVE)
+    pull          lease a batch of tasks
+    report        the one completion path (done → COMMIT; failed, pending → ``outcomes``)
+    leases        extend, release
+    housekeeping  end what can no longer finish, keep live locks, rebuild when Redis lost state
+    rebuild       the claim state from the ledger
+    operator      fail, requeue; cancel, pause, resume, stop orders
+    accounts      sync, deactivate, release an account's tasks
+    settle        the shared kernel: end, re-arm, mark done, settle a lost ledger step
+    orders        every write to the order model
+    sql           table names, status fragments, the fetch helper
+"""
+
+from telegram_tasks.services.accounts import (
+    SyncResult,
+    accounts_deactivate,
+    accounts_sync,
+    tasks_release_for_accounts,
+)
+from telegram_tasks.services.generation import GenerationSummary, order_slots, tasks_generate
+from telegram_tasks.services.housekeeping import HousekeepingSummary, tasks_housekeep
+from telegram_tasks.services.leases import LeaseOut, LeaseRef, tasks_extend, tasks_release
+from telegram_tasks.services.operator import (
+    orders_cancel,
+    orders_pause,
+    orders_resume,
+    orders_stop,
+    tasks_fail,
+    tasks_requeue,
+)
+from telegram_tasks.services.pull import PullResult, lease_params, lease_sql, tasks_pull
+from telegram_tasks.services.rebuild import RebuildSummary, claims_rebuild
+from telegram_tasks.services.report import ReportIn, ReportOut, tasks_report
+from telegram_tasks.services.settle import settle_committed as tasks_settle_committed
+
+__all__ = [
+    "GenerationSummary",
+    "HousekeepingSummary",
+    "LeaseOut",
+    "LeaseRef",
+    "PullResult",
+    "RebuildSummary",
+    "ReportIn",
+    "ReportOut",
+    "SyncResult",
+    "accounts_deactivate",
+    "accounts_sync",
+    "claims_rebuild",
+    "lease_params",
+    "lease_sql",
+    "order_slots",
+    "orders_cancel",
+    "orders_pause",
+    "orders_resume",
+    "orders_stop",
+    "tasks_extend",
+    "tasks_fail",
+    "tasks_generate",
+    "tasks_housekeep",
+    "tasks_pull",
+    "tasks_release",
+    "tasks_release_for_accounts",
+    "tasks_report",
+    "tasks_requeue",
+    "tasks_settle_committed",
+]

@@ -1,0 +1,110 @@
+"""Housekeeping: end the tasks that can no longer finish, keep live tasks' locks alive, and
+rebuild the claim state in Redis from the ledger when Redis has lost it (``rebuild``).
+
+Everything that runs housekeeping (Celery beat every minute, ``manage.py
+telegram_housekeeping``, tests, the simulation) calls ``tasks_housekeep``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from telegram_tasks import claims
+from telegram_tasks.conf import app_settings
+from telegram_tasks.services import settle, sql
+from telegram_tasks.services.rebuild import claims_rebuild
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HousekeepingSummary:
+    ended: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rearmed: int = 0
+    swept: int = 0
+    rebuilt: bool = False
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        ended = " ".join(f"{k}={v}" for k, v in sorted(self.ended.items())) or "ended=0"
+        return (
+            f"{ended} rearmed={self.rearmed} swept={self.swept} "
+            f"rebuilt={'yes' if self.rebuilt else 'no'} seconds={self.seconds:.3f}"
+        )
+
+
+def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
+    started = time.perf_counter()
+    summary = HousekeepingSummary()
+    if not claims.state_present():
+        claims_rebuild(now=now)
+        summary.rebuilt = True
+    grace = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+    for reason, where in (
+        # Queued and never handed out before its reservation lapsed.
+        ("expired", f"status = {sql.QUEUED} AND reserved_until <= %(now)s"),
+        # Handed out MAX_ATTEMPTS times, the last lease over, no final report.
+        (
+            "attempts_exhausted",
+            f"status = {sql.LEASED} AND leased_until <= %(now)s AND attempt + 1 >= %(max)s",
+        ),
+        # Pending past its TTL (leased_until holds its deadline).
+        ("pending_timeout", f"status = {sql.PENDING} AND leased_until <= %(now)s"),
+        # A lease over for longer than the grace and not pulled again (its worker is gone, or
+        # pulls filter by accounts that no longer include it): its lock is lapsing.
+        ("lease_abandoned", f"status = {sql.LEASED} AND leased_until <= %(abandoned)s"),
+    ):
+        # Each rule in a transaction of its own, passing over rows a report or pull holds.
+        with transaction.atomic():
+            ended = settle.end_tasks(
+                where=where,
+                params={"now": now, "max": app_settings.MAX_ATTEMPTS, "abandoned": now - grace},
+                reason=reason,
+                now=now,
+                skip_locked=True,
+            )
+        summary.ended[reason] += len(ended)
+    # Every live hand-out keeps its account locked as long as it lives: re-arm leased and
+    # pending tasks' locks (a re-arm that failed earlier, a lease waiting to be pulled again).
+    # A task whose COMMIT happened without its ledger step is settled as done here.
+    live = sql.fetch(
+        f"SELECT {settle.CLAIM_COLUMNS}, leased_until FROM {sql.TASKS} "  # noqa: S608
+        f"WHERE status IN {sql.HANDED_OUT} AND telegram_account_id IS NOT NULL ORDER BY id"
+    )
+    if live:
+        with transaction.atomic():
+            ids = [r["id"] for r in live]
+            # Locked (skipping any a report or pull holds right now) so nothing ends them
+            # between this read and the re-arm.
+            locked = {
+                r["id"]
+                for r in sql.fetch(
+                    f"SELECT id FROM {sql.TASKS} WHERE id = ANY(%s) "  # noqa: S608
+                    f"AND status IN {sql.HANDED_OUT} ORDER BY id FOR UPDATE SKIP LOCKED",
+                    [ids],
+                )
+            }
+            rows = [r for r in live if r["id"] in locked]
+            untils = [max(r["leased_until"] or now, now) + grace for r in rows]
+            kept = settle.rearm(rows, until=untils, now=now)
+            summary.rearmed = len(kept)
+            summary.ended["lock_lost_or_settled"] += len(rows) - len(kept)
+    # Tasks that ended since the last run give back any lock they still hold (a ROLLBACK after
+    # a commit may have met Redis down); ROLLBACK only releases a lock its token holds.
+    recent = sql.fetch(
+        f"SELECT {settle.CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
+        f"WHERE status IN {sql.FINISHED} AND finished_at > %s "
+        "AND telegram_account_id IS NOT NULL",
+        [now - 3 * timedelta(seconds=app_settings.GENERATION_TICK_SECONDS)],
+    )
+    if recent:
+        summary.swept = sum(claims.rollback_many([settle.claim_of(r) for r in recent]))
+    summary.seconds = time.perf_counter() - started
+    logger.info("housekeeping: %s", summary.line())
+    return summary

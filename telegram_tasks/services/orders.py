@@ -1,0 +1,172 @@
+"""Every write of the services to the order model, in one place: delivering units, starting and
+advancing orders (generation), stopping, cancelling, pausing and resuming them. Statements
+only; the services that call them decide when (and lock tasks before orders)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from telegram_tasks.conf import get_order_model
+from telegram_tasks.services import sql
+
+
+def _statuses() -> Any:
+    return get_order_model().Status
+
+
+def active_statuses() -> list[str]:
+    return [s.value for s in get_order_model().ACTIVE]
+
+
+def final_statuses() -> list[str]:
+    active = set(active_statuses())
+    return [s.value for s in _statuses() if s.value not in active]
+
+
+def lock_orders_of_tasks(task_ids: Sequence[str]) -> None:
+    """Lock the orders of these tasks in id order: concurrent batches over the same orders queue
+    instead of deadlocking (tasks are locked before orders, everywhere)."""
+    o = sql.order_table()
+    sql.fetch(
+        f"SELECT 1 FROM {o.table} WHERE {o.pk} IN "  # noqa: S608
+        f"(SELECT order_id FROM {sql.TASKS} WHERE id = ANY(%s)) ORDER BY {o.pk} FOR UPDATE",
+        [list(task_ids)],
+    )
+
+
+def deliver_cte(done: str) -> tuple[str, dict[str, Any]]:
+    """A CTE step (``orders``) that takes the units of the CTE ``done`` (order_id, per_call) off
+    their orders, never below zero, and completes an active order at zero. Returns the SQL and
+    its parameters."""
+    o = sql.order_table()
+    text = f"""
+        units AS (
+            SELECT order_id, SUM(per_call) AS units FROM {done} GROUP BY order_id
+        ), orders AS (
+            UPDATE {o.table} AS o
+            SET {o["remains"]} = GREATEST(o.{o["remains"]} - units.units, 0),
+                {o["status"]} = CASE
+                    WHEN o.{o["remains"]} - units.units <= 0
+                         AND o.{o["status"]} = ANY(%(order_active)s) THEN %(order_completed)s
+                    ELSE o.{o["status"]} END,
+                {o["updated_at"]} = %(now)s
+            FROM units WHERE o.{o.pk} = units.order_id
+            RETURNING o.{o.pk}
+        )"""  # noqa: S608
+    return text, {
+        "order_active": active_statuses(),
+        "order_completed": _statuses().COMPLETED.value,
+    }
+
+
+def orders_advance(updates: list[dict[str, Any]], *, now: datetime) -> None:
+    """Generation: each order's ``next_run_at`` and ``status`` (AWAITING → IN_PROGRESS) in one
+    statement; ``updates`` holds {"id", "next_run_at" (ISO), "status"}."""
+    o = sql.order_table()
+    sql.fetch(
+        f"""
+        UPDATE {o.table} AS o
+        SET {o["next_run_at"]} = v.next_run_at, {o["status"]} = v.status,
+            {o["updated_at"]} = %s
+        FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, next_run_at timestamptz, status varchar)
+        WHERE o.{o.pk} = v.id
+        """,  # noqa: S608
+        [now, json.dumps(updates)],
+    )
+
+
+def started_status(status: str) -> str:
+    """The status an order has once it got its first task."""
+    statuses = _statuses()
+    return statuses.IN_PROGRESS.value if status == statuses.AWAITING else status
+
+
+def orders_mark_stopped(order_ids: Sequence[int], *, now: datetime) -> list[int]:
+    """Active orders end PARTIAL (something was delivered) or CANCELED; returns those changed."""
+    o = sql.order_table()
+    statuses = _statuses()
+    stopped = sql.fetch(
+        f"""
+        WITH locked AS (
+            SELECT {o.pk} AS id FROM {o.table}
+            WHERE {o.pk} = ANY(%(ids)s) AND {o["status"]} = ANY(%(active)s)
+            ORDER BY {o.pk} FOR UPDATE
+        )
+        UPDATE {o.table} AS o
+        SET {o["status"]} = CASE WHEN o.{o["remains"]} < o.{o["quantity"]}
+                                 THEN %(partial)s ELSE %(canceled)s END,
+            {o["updated_at"]} = %(now)s
+        FROM locked WHERE o.{o.pk} = locked.id
+        RETURNING o.{o.pk} AS id
+        """,  # noqa: S608
+        {
+            "ids": list(order_ids),
+            "active": active_statuses(),
+            "partial": statuses.PARTIAL.value,
+            "canceled": statuses.CANCELED.value,
+            "now": now,
+        },
+    )
+    return [r["id"] for r in stopped]
+
+
+def orders_mark_canceled(order_ids: Sequence[int], *, now: datetime) -> list[int]:
+    """Orders not yet final become CANCELED (rows locked in id order); returns those changed."""
+    o = sql.order_table()
+    changed = sql.fetch(
+        f"""
+        WITH locked AS (
+            SELECT {o.pk} AS id FROM {o.table}
+            WHERE {o.pk} = ANY(%(ids)s) AND {o["status"]} = ANY(%(active)s)
+            ORDER BY {o.pk} FOR UPDATE
+        )
+        UPDATE {o.table} AS o SET {o["status"]} = %(canceled)s, {o["updated_at"]} = %(now)s
+        FROM locked WHERE o.{o.pk} = locked.id
+        RETURNING o.{o.pk} AS id
+        """,  # noqa: S608
+        {
+            "ids": list(order_ids),
+            "active": active_statuses(),
+            "canceled": _statuses().CANCELED.value,
+            "now": now,
+        },
+    )
+    return [r["id"] for r in changed]
+
+
+def orders_mark_paused(order_ids: Sequence[int], *, now: datetime) -> list[int]:
+    """Active orders not paused yet get ``paused_at``; returns those changed."""
+    o = sql.order_table()
+    changed = sql.fetch(
+        f"""
+        WITH locked AS (
+            SELECT {o.pk} AS id FROM {o.table}
+            WHERE {o.pk} = ANY(%(ids)s) AND {o["status"]} = ANY(%(active)s)
+              AND {o["paused_at"]} IS NULL
+            ORDER BY {o.pk} FOR UPDATE
+        )
+        UPDATE {o.table} AS o SET {o["paused_at"]} = %(now)s, {o["updated_at"]} = %(now)s
+        FROM locked WHERE o.{o.pk} = locked.id
+        RETURNING o.{o.pk} AS id
+        """,  # noqa: S608
+        {"ids": list(order_ids), "active": active_statuses(), "now": now},
+    )
+    return [r["id"] for r in changed]
+
+
+def orders_mark_resumed(order_ids: Sequence[int], *, now: datetime) -> list[int]:
+    """Paused orders are due again at once; returns those changed."""
+    o = sql.order_table()
+    changed = sql.fetch(
+        f"""
+        UPDATE {o.table} SET {o["paused_at"]} = NULL, {o["next_run_at"]} = %(now)s,
+               {o["updated_at"]} = %(now)s
+        WHERE {o.pk} = ANY(%(ids)s) AND {o["paused_at"]} IS NOT NULL
+        RETURNING {o.pk} AS id
+        """,  # noqa: S608
+        {"ids": list(order_ids), "now": now},
+    )
+    return [r["id"] for r in changed]

@@ -1,0 +1,197 @@
+"""What a non-``done`` report does to its task: fail it (and apply what the error says about the
+account or the target), queue it again after a wait, or park it as pending."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, transaction
+from redis.exceptions import RedisError
+
+from telegram_tasks import claims, failures
+from telegram_tasks.conf import app_settings
+from telegram_tasks.services import settle, sql
+from telegram_tasks.services.accounts import accounts_deactivate
+from telegram_tasks.services.operator import orders_stop
+
+if TYPE_CHECKING:
+    from telegram_tasks.services.report import ReportIn, ReportOut
+
+logger = logging.getLogger(__name__)
+
+# (the report, its task's locked row, its outcome)
+Item = tuple["ReportIn", dict[str, Any], "ReportOut"]
+
+
+def result_json(report: ReportIn) -> str:
+    """What the ledger keeps of a report (the task's ``result``)."""
+    return json.dumps(
+        {
+            "state": report.state,
+            "error": report.error_code or report.error_message,
+            "error_message": report.error_message,
+            "retry_after": report.retry_after,
+            "data": report.data,
+        }
+    )
+
+
+def _error_text(report: ReportIn) -> str:
+    return (report.error_message or report.error_code or "")[:2000]
+
+
+def apply_failed(items: list[Item], plans: dict[str, failures.Plan], now: datetime) -> set[str]:
+    """Failed: the task ends and gives its lock back; what the error says about the account
+    or the target is applied once, for the reports that did end their task."""
+    if not items:
+        return set()
+    rows = json.dumps(
+        [
+            {
+                "id": r.task_id,
+                "lease": row["lease_id"],
+                "result": result_json(r),
+                "ptid": r.provider_task_id,
+                "err": _error_text(r),
+                "reason": plans[r.task_id].reason,
+            }
+            for r, row, _ in items
+        ]
+    )
+    ended = sql.fetch(
+        f"""
+        UPDATE {sql.TASKS} AS t
+        SET status = {sql.FAILED}, result = r.result::jsonb, failure_reason = r.reason,
+            last_error = r.err, provider_task_id = COALESCE(r.ptid, t.provider_task_id),
+            finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
+        FROM jsonb_to_recordset(%(rows)s::jsonb)
+             AS r(id varchar, lease varchar, result text, ptid varchar, err text, reason varchar)
+        WHERE t.id = r.id AND t.status IN {sql.HANDED_OUT} AND t.lease_id = r.lease
+        RETURNING t.id, t.order_id, t.telegram_account_id, t.action, t.link_hash, t.payload
+        """,  # noqa: S608
+        {"rows": rows, "now": now},
+    )
+    settle.after_commit_rollback(ended)
+    _apply_consequences(ended, plans, now)
+    return {r["id"] for r in ended}
+
+
+def _apply_consequences(
+    ended: list[dict[str, Any]], plans: dict[str, failures.Plan], now: datetime
+) -> None:
+    by_scope: dict[failures.Scope, list[dict[str, Any]]] = {}
+    for row in ended:
+        by_scope.setdefault(plans[row["id"]].scope, []).append(row)
+    scope = failures.Scope
+    dead = sorted({r["telegram_account_id"] for r in by_scope.get(scope.ACCOUNT_DEAD, [])})
+    full = sorted({r["telegram_account_id"] for r in by_scope.get(scope.ACCOUNT_FULL, [])})
+    # A flood wait on the last hand-out still holds the account off, even though the task ends.
+    flooded = [
+        (r["telegram_account_id"], plans[r["id"]].hold_seconds)
+        for s in (scope.ACCOUNT_FLOOD, scope.ACCOUNT_HOLD)
+        for r in by_scope.get(s, [])
+        if plans[r["id"]].hold_seconds
+    ]
+    if full or flooded:
+
+        def redis_effects() -> None:
+            claims.mark_full(full, ttl_seconds=app_settings.STATE_TTL_SECONDS)
+            claims.hold_many(flooded, now=now)
+
+        settle.after_commit(redis_effects)
+    stopped = sorted({r["order_id"] for r in by_scope.get(scope.TARGET_DEAD, [])})
+    # Deactivating an account and stopping an order touch other tasks than the reported ones:
+    # done after the report commits, each in a transaction of its own, so a report never
+    # waits on rows another report holds while holding its own.
+    if dead or stopped:
+
+        def ledger_effects() -> None:
+            try:
+                if dead:
+                    accounts_deactivate(account_ids=dead, now=now)
+                if stopped:
+                    orders_stop(order_ids=stopped, reason="target_unavailable", now=now)
+            except (DatabaseError, RedisError):
+                logger.warning("consequence of a failure report not applied", exc_info=True)
+
+        transaction.on_commit(ledger_effects)
+
+
+def apply_retry(items: list[Item], plans: dict[str, failures.Plan], now: datetime) -> set[str]:
+    """Failed, to run again: queued again on the same account (its lock is kept for it),
+    available after the wait; a flood wait also holds the account off every action."""
+    if not items:
+        return set()
+    grace = settle.grace()
+    wait = {r.task_id: timedelta(seconds=plans[r.task_id].retry_after or 0) for r, _, _ in items}
+    rows = json.dumps(
+        [
+            {
+                "id": r.task_id,
+                "lease": row["lease_id"],
+                "at": (now + wait[r.task_id]).isoformat(),
+                "until": (now + wait[r.task_id] + grace).isoformat(),
+                "err": _error_text(r),
+                "result": result_json(r),
+            }
+            for r, row, _ in items
+        ]
+    )
+    requeued = sql.fetch(
+        f"""
+        UPDATE {sql.TASKS} AS t
+        SET status = {sql.QUEUED}, available_at = r.at, reserved_until = r.until,
+            leased_until = NULL, last_error = r.err, result = r.result::jsonb,
+            updated_at = %(now)s
+        FROM jsonb_to_recordset(%(rows)s::jsonb)
+             AS r(id varchar, lease varchar, at timestamptz, until timestamptz, err text,
+                  result text)
+        WHERE t.id = r.id AND t.status IN {sql.HANDED_OUT} AND t.lease_id = r.lease
+        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload, t.reserved_until
+        """,  # noqa: S608
+        {"rows": rows, "now": now},
+    )
+    if requeued:
+        claims_ = [settle.claim_of(r) for r in requeued]
+        untils = [r["reserved_until"] for r in requeued]
+        holds = [
+            (r["telegram_account_id"], plans[r["id"]].hold_seconds)
+            for r in requeued
+            if plans[r["id"]].hold_seconds
+        ]
+
+        def redis_effects() -> None:
+            claims.hold_many(holds, now=now)
+            claims.extend_many(claims_, now=now, until=untils)
+
+        settle.after_commit(redis_effects)
+    return {r["id"] for r in requeued}
+
+
+def apply_pending(items: list[Item], now: datetime) -> set[str]:
+    """Pending: parked until a final report or the pending TTL, its lock re-armed as long."""
+    if not items:
+        return set()
+    until = now + timedelta(seconds=app_settings.PENDING_TTL_SECONDS)
+    rows = json.dumps(
+        [
+            {"id": r.task_id, "lease": row["lease_id"], "ptid": r.provider_task_id}
+            for r, row, _ in items
+        ]
+    )
+    parked = sql.fetch(
+        f"""
+        UPDATE {sql.TASKS} AS t
+        SET status = {sql.PENDING}, leased_until = %(until)s,
+            provider_task_id = COALESCE(r.ptid, t.provider_task_id), updated_at = %(now)s
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar, ptid varchar)
+        WHERE t.id = r.id AND t.status IN {sql.HANDED_OUT} AND t.lease_id = r.lease
+        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
+        """,  # noqa: S608
+        {"rows": rows, "now": now, "until": until},
+    )
+    # Re-armed before the commit: a pending task without its lock could run beside another.
+    return {r["id"] for r in settle.rearm(parked, until=until + settle.grace(), now=now)}

@@ -1,0 +1,184 @@
+"""Report: classify each provider report against its task, then apply it — ``done`` commits,
+``failed`` ends or retries the task (see ``outcomes``), ``pending`` parks it. The one completion
+path: every result, whatever brought it, goes through ``tasks_report``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from telegram_tasks import claims, failures
+from telegram_tasks.conf import app_settings
+from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
+from telegram_tasks.models import TelegramTask
+from telegram_tasks.services import outcomes, settle, sql
+
+S = TelegramTask.Status
+
+
+@dataclass(frozen=True)
+class ReportIn:
+    task_id: str
+    state: str  # done | failed | pending
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_after: int | None = None
+    provider_task_id: str | None = None
+    data: Any = None
+    lease_id: str | None = None
+
+
+@dataclass
+class ReportOut:
+    """One report's outcome: the task's status after it, or the domain error refusing it."""
+
+    task_id: str
+    duplicate: bool = False
+    status: str | None = None
+    error: DomainError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Batch:
+    done: list[outcomes.Item] = field(default_factory=list)
+    failed: list[outcomes.Item] = field(default_factory=list)
+    retry: list[outcomes.Item] = field(default_factory=list)
+    pending: list[outcomes.Item] = field(default_factory=list)
+    plans: dict[str, failures.Plan] = field(default_factory=dict)
+
+
+def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOut]:
+    """Apply provider reports; one result per report, in order. Idempotent per task.
+
+    Order of effects for ``done``: with the tasks' rows locked, Redis COMMIT first, then the
+    ledger step (task done, units off the order) in the same transaction. COMMIT is idempotent
+    per task id and remembers when it counted, so if PostgreSQL fails (or the process dies)
+    in between, nothing is counted twice and nothing is lost: the provider's retry finds the
+    COMMIT done and counts the success once in the ledger; without a retry, the next pull,
+    heartbeat or housekeeping finds the COMMIT marker when it re-arms the task's lock and
+    settles it (``settle.settle_committed``). The other way round, a crash after the ledger said
+    done would leave cooldown and cap unconsumed, and no retry could mend it. ``failed``
+    releases the lock after the ledger commits: a ROLLBACK that does not happen leaves a lock
+    that lapses by its own deadline (and housekeeping sweeps it).
+    """
+    sql.check_batch(reports, most=app_settings.REPORT_MAX_BATCH, what="reports")
+    outs = [ReportOut(task_id=r.task_id) for r in reports]
+    if not reports:
+        return outs
+    claims.ping()
+    ids = sorted({r.task_id for r in reports})
+    with transaction.atomic():
+        # The batch's tasks are locked (in id order, so two batches never deadlock) from this
+        # read to the commit: no other report, pull or housekeeping changes them in between.
+        current = {
+            row["id"]: row
+            for row in sql.fetch(
+                f"SELECT {settle.CLAIM_COLUMNS}, status, lease_id, attempt, per_call "  # noqa: S608
+                f"FROM {sql.TASKS} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                [ids],
+            )
+        }
+        batch = _classify(reports, outs, current)
+        _settle_instead(batch, now)
+        committed_at: dict[str, datetime] = {}
+        if batch.done:
+            # A Redis that lost its state must be rebuilt first: counting into it now would
+            # be undone by the rebuild's merge.
+            claims.ensure_state()
+            results = claims.commit_many_at(
+                [settle.claim_of(row) for _, row, _ in batch.done], now=now
+            )
+            committed_at = {
+                r.task_id: at for (r, _, _), (_, at) in zip(batch.done, results, strict=True)
+            }
+        done = [(r.task_id, committed_at[r.task_id], outcomes.result_json(r), r.provider_task_id)
+                for r, _, _ in batch.done]  # fmt: skip
+        finished = settle.mark_done(done, now=now)
+        finished |= outcomes.apply_failed(batch.failed, batch.plans, now)
+        finished |= outcomes.apply_retry(batch.retry, batch.plans, now)
+        finished |= outcomes.apply_pending(batch.pending, now)
+    for group, status in (
+        (batch.done, S.DONE),
+        (batch.failed, S.FAILED),
+        (batch.retry, S.QUEUED),
+        (batch.pending, S.PENDING),
+    ):
+        for report, _, out in group:
+            if report.task_id in finished:
+                out.status = status.value
+            else:
+                out.duplicate = True
+    return outs
+
+
+def _settle_instead(batch: _Batch, now: datetime) -> None:
+    """A failed or pending report for a task whose COMMIT already counted a success (the
+    provider reported done, then the ledger step was lost) cannot undo that success: the task
+    is settled as done instead, and the report changes nothing else."""
+    others = [*batch.failed, *batch.retry, *batch.pending]
+    if not others:
+        return
+    committed, _ = settle.split_committed([row for _, row, _ in others])
+    if not committed:
+        return
+    ids = {row["id"] for row in committed}
+    settle.settle_committed(rows=committed, now=now)
+    for _, row, out in others:
+        if row["id"] in ids:
+            out.status, out.duplicate = S.DONE.value, True
+    batch.failed = [i for i in batch.failed if i[1]["id"] not in ids]
+    batch.retry = [i for i in batch.retry if i[1]["id"] not in ids]
+    batch.pending = [i for i in batch.pending if i[1]["id"] not in ids]
+
+
+def _classify(
+    reports: Sequence[ReportIn], outs: list[ReportOut], current: dict[str, dict[str, Any]]
+) -> _Batch:
+    batch = _Batch()
+    seen: set[str] = set()
+    for report, out in zip(reports, outs, strict=True):
+        row = current.get(report.task_id)
+        if row is None:
+            out.error = TaskNotFound(f"no task {report.task_id}")
+            continue
+        if report.task_id in seen:
+            # The same task twice in one batch: the first report decides, this one repeats it.
+            out.duplicate, out.status = True, row["status"]
+            continue
+        seen.add(report.task_id)
+        out.status = row["status"]
+        if row["status"] in TelegramTask.FINAL:
+            out.duplicate = True
+            continue
+        if row["lease_id"] is None:
+            out.error = TaskConflict("the task was never handed out", code="task_not_leased")
+            continue
+        if report.state == "done":
+            batch.done.append((report, row, out))  # accepted from any holder, once
+            continue
+        if report.lease_id is not None and report.lease_id != row["lease_id"]:
+            out.error = TaskConflict("lease_id is not the task's current lease", code="stale_lease")
+            continue
+        if row["status"] == S.QUEUED:
+            out.error = TaskConflict("the task is queued, not handed out", code="task_not_leased")
+            continue
+        if report.state == "pending":
+            batch.pending.append((report, row, out))
+            continue
+        plan = failures.plan_failure(report.error_code, report.retry_after)
+        batch.plans[report.task_id] = plan
+        if plan.retry_after is not None and row["attempt"] + 2 <= app_settings.MAX_ATTEMPTS:
+            batch.retry.append((report, row, out))
+        else:
+            if plan.retry_after is not None:  # no hand-out left to run it again
+                batch.plans[report.task_id] = replace(plan, reason="attempts_exhausted")
+            batch.failed.append((report, row, out))
+    return batch

@@ -1,0 +1,199 @@
+"""The shared kernel of a task's life: end tasks, re-arm their locks, mark them done, settle a
+COMMIT whose ledger step was lost, and run Redis effects once the ledger has committed. Every
+phase (pull, report, leases, operator, accounts, housekeeping) ends and settles tasks through
+these functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from redis.exceptions import RedisError
+
+from telegram_tasks import claims
+from telegram_tasks.claims import Claim, ExtendResult, Refusal, Target
+from telegram_tasks.conf import app_settings
+from telegram_tasks.services import orders, sql
+
+logger = logging.getLogger(__name__)
+
+# The columns every function here needs to know a task's claim.
+CLAIM_COLUMNS = "id, order_id, telegram_account_id, action, link_hash, payload"
+
+
+def claim_of(row: dict[str, Any]) -> Claim:
+    """The claim a task row holds on its account (the token is the task id)."""
+    post_id = row["post_id"] if "post_id" in row else row["payload"].get("post_id")
+    return Claim(
+        row["telegram_account_id"], row["action"], Target(row["link_hash"], post_id), row["id"]
+    )
+
+
+def grace() -> timedelta:
+    """A hand-out's lock outlives its lease by this much, so a report a little late still finds
+    its account locked, and a lapsed lease is re-leased before anyone else takes the account."""
+    return timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+
+
+def after_commit(effect: Callable[[], Any]) -> None:
+    """Run a Redis effect once the ledger has committed. The ledger is the truth: if Redis is
+    down then, the change stands and the effect is left to time and housekeeping (a lock lapses
+    by its deadline and the sweep releases it; a hold or flag is set again by the next report
+    with that error), instead of answering an error for a write that did happen."""
+
+    def run() -> None:
+        try:
+            effect()
+        except RedisError:
+            logger.warning("Redis effect after commit skipped (Redis unavailable)", exc_info=True)
+
+    transaction.on_commit(run)
+
+
+def after_commit_rollback(rows: Sequence[dict[str, Any]]) -> None:
+    """ROLLBACK the locks of tasks that just ended, once their end is committed. If Redis is
+    down then, the locks lapse by their own deadline: a lock outlives its task by its TTL at
+    most."""
+    with_account = [claim_of(r) for r in rows if r["telegram_account_id"] is not None]
+    if with_account:
+        after_commit(lambda: claims.rollback_many(with_account))
+
+
+def split_committed(rows: Sequence[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """(rows whose COMMIT already counted a success, the others), in one round trip."""
+    with_account = [r for r in rows if r["telegram_account_id"] is not None]
+    flags = claims.committed_many([claim_of(r) for r in with_account])
+    committed = {r["id"] for r, flag in zip(with_account, flags, strict=True) if flag}
+    return (
+        [r for r in rows if r["id"] in committed],
+        [r for r in rows if r["id"] not in committed],
+    )
+
+
+def end_tasks(
+    *, where: str, params: dict[str, Any], reason: str, now: datetime, skip_locked: bool = False
+) -> list[dict[str, Any]]:
+    """End the unfinished tasks ``where`` selects as failed with ``reason`` — except those whose
+    COMMIT already counted a success (a ledger step lost to a crash): those are settled as done,
+    never failed, so no success is lost. Rows are locked in id order (every path that locks
+    several tasks does, so none deadlocks another); ``skip_locked`` passes over rows someone
+    holds (housekeeping: they are being decided right now). Locks are rolled back after the
+    commit. Returns the rows failed."""
+    lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+    rows = sql.fetch(
+        f"SELECT {CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
+        f"WHERE status IN {sql.LIVE} AND ({where}) ORDER BY id {lock}",
+        params,
+    )
+    if not rows:
+        return []
+    committed, others = split_committed(rows)
+    settle_committed(rows=committed, now=now)
+    ended = fail_rows([r["id"] for r in others], reason=reason, now=now)
+    after_commit_rollback(ended)
+    return ended
+
+
+def fail_rows(ids: Sequence[str], *, reason: str, now: datetime) -> list[dict[str, Any]]:
+    """Mark these (locked, unfinished) tasks failed with ``reason``; returns their rows."""
+    if not ids:
+        return []
+    return sql.fetch(
+        f"""
+        UPDATE {sql.TASKS} SET status = {sql.FAILED}, failure_reason = %(reason)s,
+               finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
+        WHERE id = ANY(%(ids)s) AND status IN {sql.LIVE}
+        RETURNING {CLAIM_COLUMNS}
+        """,  # noqa: S608
+        {"reason": reason, "now": now, "ids": list(ids)},
+    )
+
+
+def rearm(
+    rows: list[dict[str, Any]], *, until: Sequence[datetime] | datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """Re-arm live tasks' locks (one pipeline of RESERVE with each task's own token: a lock
+    it holds is renewed, one that lapsed is taken again only if the account is still eligible).
+    Returns the rows re-armed. Tasks whose COMMIT already happened are settled as done; tasks
+    whose account went to another task cannot run safely any more and fail (``lock_lost``)."""
+    if not rows:
+        return []
+    untils = [until] * len(rows) if isinstance(until, datetime) else list(until)
+    claims_ = [claim_of(r) for r in rows]
+    # Most locks are still held: a one-key EXTEND renews them; only the others need RESERVE.
+    extended = claims.extend_many(claims_, now=now, until=untils)
+    kept = [r for r, e in zip(rows, extended, strict=True) if e is ExtendResult.REARMED]
+    # Not held any more (lapsed, or taken by another task): RESERVE says whether the task
+    # already succeeded (COMMIT released its lock), can take it back, or has lost it.
+    lapsed = [i for i, e in enumerate(extended) if e is not ExtendResult.REARMED]
+    lost: list[str] = []
+    committed = []
+    if lapsed:
+        refusals = claims.reserve_many(
+            [claims_[i] for i in lapsed], now=now, until=[untils[i] for i in lapsed]
+        )
+        for i, refusal in zip(lapsed, refusals, strict=True):
+            if refusal is None:
+                kept.append(rows[i])
+            elif refusal is Refusal.COMMITTED:
+                committed.append(rows[i])
+            else:
+                lost.append(rows[i]["id"])
+    settle_committed(rows=committed, now=now)
+    fail_rows(lost, reason="lock_lost", now=now)
+    return kept
+
+
+def settle_committed(*, rows: Sequence[dict[str, Any]], now: datetime) -> set[str]:
+    """Tasks Redis says were committed (a ``done`` whose ledger step never happened: the
+    process died or PostgreSQL failed after COMMIT) are done in the ledger too, at the moment
+    COMMIT counted them. Every path that would end, re-arm or requeue a task calls this when
+    Redis answers ``committed`` for the task's own token."""
+    if not rows:
+        return set()
+    results = claims.commit_many_at([claim_of(r) for r in rows], now=now)  # no-op: tells when
+    return mark_done(
+        [(r["id"], at, None, None) for r, (_, at) in zip(rows, results, strict=True)], now=now
+    )
+
+
+def mark_done(
+    done: Sequence[tuple[str, datetime, str | None, str | None]], *, now: datetime
+) -> set[str]:
+    """Mark tasks done — (task id, when COMMIT counted it, result JSON, provider_task_id) — and
+    take their units off their orders; returns the ids this call finished.
+
+    ``finished_at`` is when COMMIT first counted the success (a retried report keeps it), so
+    the ledger's times are the ones cooldowns were measured from. The status guard lets one
+    call per task through, and only that one counts its units (never below zero).
+    """
+    if not done:
+        return set()
+    orders.lock_orders_of_tasks([d[0] for d in done])
+    deliver, deliver_params = orders.deliver_cte("done")
+    rows = json.dumps(
+        [{"id": i, "at": at.isoformat(), "result": res, "ptid": ptid} for i, at, res, ptid in done]
+    )
+    finished = sql.fetch(
+        f"""
+        WITH r AS (
+            SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+                          AS r(id varchar, result text, ptid varchar, at timestamptz)
+        ), done AS (
+            UPDATE {sql.TASKS} AS t
+            SET status = {sql.DONE}, result = COALESCE(r.result::jsonb, t.result),
+                provider_task_id = COALESCE(r.ptid, t.provider_task_id),
+                finished_at = r.at, updated_at = %(now)s, leased_until = NULL
+            FROM r
+            WHERE t.id = r.id AND t.status IN {sql.LIVE}
+            RETURNING t.id, t.order_id, t.per_call
+        ), {deliver}
+        SELECT id FROM done
+        """,  # noqa: S608
+        {"rows": rows, "now": now, **deliver_params},
+    )
+    return {r["id"] for r in finished}

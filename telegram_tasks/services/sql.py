@@ -1,0 +1,101 @@
+"""The raw-SQL vocabulary of the services: one fetch helper, the table names, the status
+fragments (built from the model's constants), the order model's columns, and the batch-size
+check. Every SQL string in ``services`` takes its statuses and names from here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from django.db import connection
+
+from telegram_tasks.conf import get_order_model
+from telegram_tasks.exceptions import BatchTooLarge
+from telegram_tasks.models import TelegramAccount, TelegramTask
+
+S = TelegramTask.Status
+TASKS = TelegramTask._meta.db_table
+ACCOUNTS = TelegramAccount._meta.db_table
+
+
+def literal(value: str) -> str:
+    """A status as an SQL literal. Only for the model's own constants, never for input."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def literals(values: Sequence[str]) -> str:
+    return "(" + ", ".join(literal(v) for v in values) + ")"
+
+
+QUEUED = literal(S.QUEUED)
+LEASED = literal(S.LEASED)
+PENDING = literal(S.PENDING)
+DONE = literal(S.DONE)
+FAILED = literal(S.FAILED)
+# Unfinished: queued, leased or pending (``status IN {LIVE}``).
+LIVE = literals(TelegramTask.IN_FLIGHT)
+# Handed out and not finished: leased or pending.
+HANDED_OUT = literals((S.LEASED, S.PENDING))
+FINISHED = literals(TelegramTask.FINAL)
+
+
+def fetch(sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+    """Run one statement; its rows as dicts (a ``payload`` column decoded from JSON)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.description is None:
+            return []
+        names = [c.name for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    # Django has psycopg hand jsonb over as text (it decodes JSON itself in the ORM).
+    for row in rows:
+        if isinstance(row.get("payload"), str):
+            row["payload"] = json.loads(row["payload"])
+    return rows
+
+
+def rows(sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement; its rows as tuples (aggregates read in bulk)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+@dataclass(frozen=True)
+class OrderTable:
+    """The order model's table and the columns the services write (it is a swappable model:
+    its column names are read from its fields, never assumed)."""
+
+    table: str
+    pk: str
+    columns: dict[str, str]
+
+    def __getitem__(self, field: str) -> str:
+        return self.columns[field]
+
+
+ORDER_FIELDS = (
+    "action", "link", "post_id", "link_hash", "quantity", "remains", "per_call",
+    "interval_seconds", "next_run_at", "status", "paused_at", "updated_at",
+)  # fmt: skip
+
+
+@cache
+def order_table() -> OrderTable:
+    meta = get_order_model()._meta
+    return OrderTable(
+        table=meta.db_table,
+        pk=meta.pk.column,
+        columns={f: meta.get_field(f).column for f in ORDER_FIELDS},
+    )
+
+
+def check_batch(items: Sequence[Any], *, most: int, what: str) -> None:
+    """413 before anything is done: a batch larger than the setting allows."""
+    if len(items) > most:
+        raise BatchTooLarge(
+            f"{what}: at most {most} items per request", {"max": most, "got": len(items)}
+        )
