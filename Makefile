@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEVSTACK := $(PY) scripts/devstack.py
 
-.PHONY: run test lint format bench bench-claims bench-generate bench-api sim sim-large clean
+.PHONY: run manage test lint format bench bench-claims bench-generate bench-api sim sim-large clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 run: $(STAMP)
 	$(DEVSTACK) run
+
+# A management command against the stack `make run` started (in another terminal):
+#   make manage ARGS="generate_telegram_tasks --limit=100"
+manage: $(STAMP)
+	@test -f .devstack/env || { echo "make manage talks to the stack of a running 'make run'; start it in another terminal first" >&2; exit 2; }
+	@. ./.devstack/env && $(PY) manage.py $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

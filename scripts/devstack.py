@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -250,12 +251,44 @@ def cmd_exec(args: list[str]) -> int:
         return subprocess.call(args, env=child_env, cwd=ROOT)
 
 
+ENV_FILE = STATE / "env"
+
+
+def _write_env_file(env: dict[str, str]) -> None:
+    """What a second terminal needs to reach the running stack: ``source .devstack/env``."""
+    keys = ("DATABASE_URL", "REDIS_URL", "PROVIDER_TOKEN", "SECRET_KEY", "DEBUG", "API")
+    lines = [f"export {k}={shlex.quote(env[k])}" for k in keys if k in env]
+    ENV_FILE.write_text("# written by `make run` while it runs; removed when it stops\n"
+                        + "\n".join(lines) + "\n")  # fmt: skip
+    ENV_FILE.chmod(0o600)
+
+
+@contextlib.contextmanager
+def _foreground() -> Iterator[None]:
+    """Take the terminal's foreground for our own process group while ``make run`` runs, so
+    Ctrl-C reaches us (and honcho's processes) but not make, which would otherwise report the
+    interrupt as an error; give it back on the way out."""
+    previous = None
+    if os.isatty(0):
+        with contextlib.suppress(OSError):
+            previous = os.tcgetpgrp(0)
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            os.tcsetpgrp(0, os.getpgrp())
+    try:
+        yield
+    finally:
+        if previous is not None:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(0, previous)
+
+
 def cmd_run() -> int:
     py = sys.executable
     # The Procfile names bare commands (gunicorn, celery): find them in this interpreter's venv
     # even when the venv is not activated, as under `make run`.
     bindir = str(Path(py).parent)
-    with stack() as env:
+    with _foreground(), stack() as env:
         child_env = {**os.environ, **env}
         child_env["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", os.defpath)])
         child_env.setdefault("DEBUG", "1")
@@ -272,14 +305,18 @@ def cmd_run() -> int:
             check=True,
         )
         base = f"http://127.0.0.1:{child_env['WEB_PORT']}"
+        api = f"{base}/api/provider/telegram"
+        _write_env_file({**child_env, "API": api})
         print(
             "\n".join(
                 [
                     "",
                     f"  admin:          {base}/admin/   (login: admin / {admin_password})",
-                    f"  provider API:   {base}/api/provider/telegram/",
-                    f"  API docs:       {base}/api/docs/",
+                    f"  API docs:       {base}/api/docs/   (OpenAPI schema: {base}/api/schema/)",
+                    f"  provider API:   POST {api}/tasks/pull   (accounts/sync, tasks/report, …)",
                     f"  provider token: {child_env['PROVIDER_TOKEN']}",
+                    "  other shell:    source .devstack/env   (PROVIDER_TOKEN, API, DATABASE_URL)",
+                    '  commands:       make manage ARGS="generate_telegram_tasks --limit=100"',
                     "  Ctrl-C stops the web server, the worker, beat and the private servers.",
                     "",
                 ]
@@ -292,11 +329,17 @@ def cmd_run() -> int:
         # servers stop as the stack unwinds.
         signal.signal(signal.SIGTERM, _interrupt)
         try:
-            return proc.wait()
+            code = proc.wait()
         except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait()
-            return 0
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            with contextlib.suppress(KeyboardInterrupt):
+                proc.wait()
+            code = 0
+        finally:
+            ENV_FILE.unlink(missing_ok=True)
+    print("devstack: web, worker, beat and the private servers have stopped.", flush=True)
+    return code
 
 
 def _interrupt(signum: int, frame: object) -> None:

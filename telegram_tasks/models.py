@@ -34,16 +34,18 @@ class TelegramAccount(models.Model):
         return self.provider_account_id or self.phone or f"account #{self.pk}"
 
 
+class TaskStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    LEASED = "leased", "leased"
+    PENDING = "pending", "pending"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
 class TelegramTask(models.Model):
     """One unit of work handed to the provider: one account performs one action once."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "queued"
-        LEASED = "leased", "leased"
-        PENDING = "pending", "pending"
-        DONE = "done", "done"
-        FAILED = "failed", "failed"
-
+    Status = TaskStatus
     IN_FLIGHT = (Status.QUEUED, Status.LEASED, Status.PENDING)
     FINAL = (Status.DONE, Status.FAILED)
 
@@ -94,17 +96,19 @@ class TelegramTask(models.Model):
             # The pull query: queued tasks oldest first, and leases that have run out.
             models.Index(
                 fields=["available_at", "id"],
-                condition=Q(status="queued"),
+                condition=Q(status=TaskStatus.QUEUED),
                 name="tg_task_pull_queued",
             ),
             models.Index(
-                fields=["leased_until"], condition=Q(status="leased"), name="tg_task_pull_expired"
+                fields=["leased_until"],
+                condition=Q(status=TaskStatus.LEASED),
+                name="tg_task_pull_expired",
             ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(per_call__gte=1), name="tg_task_per_call_gte_1"),
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "leased", "pending", "done", "failed"]),
+                condition=Q(status__in=TaskStatus.values),
                 name="tg_task_status_valid",
             ),
         ]

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import error_code
+from telegram_tasks.services.report import ReportState
 
 TASK_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a ULID (Crockford base32)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -243,7 +244,7 @@ class ErrorField(serializers.JSONField):
 
 class ReportIn(StrictSerializer):
     task_id = TaskIdField()
-    state = serializers.ChoiceField(choices=["done", "failed", "pending"])
+    state = serializers.ChoiceField(choices=[s.value for s in ReportState])
     ok = StrictBool(required=False, allow_null=True)
     error = ErrorField(
         required=False,
@@ -269,11 +270,11 @@ class ReportIn(StrictSerializer):
         raise serializers.ValidationError('must be a string or {"code": str, "message": str}')
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("ok") is False and attrs["state"] == "done":
+        if attrs.get("ok") is False and attrs["state"] == ReportState.DONE:
             raise serializers.ValidationError({"ok": ["ok is false but state is done"]})
-        if attrs.get("ok") is True and attrs["state"] == "failed":
+        if attrs.get("ok") is True and attrs["state"] == ReportState.FAILED:
             raise serializers.ValidationError({"ok": ["ok is true but state is failed"]})
-        if attrs.get("retry_after") and attrs["state"] != "failed":
+        if attrs.get("retry_after") and attrs["state"] != ReportState.FAILED:
             raise serializers.ValidationError({"retry_after": ["only a failed report may retry"]})
         return attrs
 

@@ -277,10 +277,16 @@ def pull_replay_forget(request_id: str) -> None:
     connection().delete(keys.pull_replay(request_id))
 
 
-def pass_lock(name: str, *, timeout: int) -> Any:
-    """A Redis lock with a TTL for a periodic pass: held while it runs, so a run never overlaps
-    the previous one (like Laravel's withoutOverlapping); a dead holder's lock lapses."""
-    return connection().lock(keys.pass_lock(name), timeout=timeout, blocking=False)
+def pass_lock(name: str, *, timeout: int, wait: float | None = None) -> Any:
+    """A Redis lock with a TTL for a pass: held while it runs, so a run never overlaps the
+    previous one (like Laravel's withoutOverlapping); a dead holder's lock lapses. With
+    ``wait``, ``acquire()`` waits that many seconds for a holder to finish."""
+    return connection().lock(
+        keys.pass_lock(name),
+        timeout=timeout,
+        blocking=wait is not None,
+        blocking_timeout=wait,
+    )
 
 
 # --- state marker, account flags and rebuild -----------------------------------------------------

@@ -33,8 +33,12 @@ from telegram_tasks.services.operator import (
     tasks_requeue,
 )
 from telegram_tasks.services.pull import PullResult, lease_params, lease_sql, tasks_pull
-from telegram_tasks.services.rebuild import RebuildSummary, claims_rebuild
-from telegram_tasks.services.report import ReportIn, ReportOut, tasks_report
+from telegram_tasks.services.rebuild import (
+    RebuildSummary,
+    claims_rebuild,
+    claims_restore_if_lost,
+)
+from telegram_tasks.services.report import ReportIn, ReportOut, ReportState, tasks_report
 from telegram_tasks.services.settle import settle_committed as tasks_settle_committed
 
 __all__ = [
@@ -46,10 +50,12 @@ __all__ = [
     "RebuildSummary",
     "ReportIn",
     "ReportOut",
+    "ReportState",
     "SyncResult",
     "accounts_deactivate",
     "accounts_sync",
     "claims_rebuild",
+    "claims_restore_if_lost",
     "lease_params",
     "lease_sql",
     "order_slots",

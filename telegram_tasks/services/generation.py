@@ -24,6 +24,7 @@ from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.models import TelegramTask, new_ulid
 from telegram_tasks.services import orders, sql
+from telegram_tasks.services.rebuild import claims_restore_if_lost
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _due_orders(now: datetime, exclude: set[int], size: int) -> list[DueOrder]:
 def tasks_generate(*, limit: int, now: datetime) -> GenerationSummary:
     """One generation pass: at most ``limit`` tasks over the orders due at ``now``."""
     started = time.perf_counter()
-    claims.ensure_state()
+    claims_restore_if_lost(now=now)
     summary = GenerationSummary()
     examined: set[int] = set()
     exhausted_actions: set[str] = set()

@@ -18,7 +18,7 @@ from django.db import transaction
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.services import settle, sql
-from telegram_tasks.services.rebuild import claims_rebuild
+from telegram_tasks.services.rebuild import claims_restore_if_lost
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ class HousekeepingSummary:
 def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
     started = time.perf_counter()
     summary = HousekeepingSummary()
-    if not claims.state_present():
-        claims_rebuild(now=now)
-        summary.rebuilt = True
+    summary.rebuilt = claims_restore_if_lost(now=now) is not None
     grace = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     for reason, where in (
         # Queued and never handed out before its reservation lapsed.

@@ -35,6 +35,36 @@ class RebuildSummary:
         )
 
 
+# A rebuild reads the ledger's recent facts; far longer than one takes.
+REBUILD_LOCK_SECONDS = 600
+REBUILD_WAIT_SECONDS = 60
+
+
+def claims_restore_if_lost(*, now: datetime) -> RebuildSummary | None:
+    """Make sure Redis holds the claim state before a pass judges eligibility against it.
+
+    Present: nothing to do. Lost (a fresh install, a flushed or replaced Redis): if the ledger
+    holds nothing to rebuild, the marker is simply set; otherwise the state is rebuilt once,
+    under a lock, while concurrent callers wait for it. Returns the rebuild's summary when one
+    ran. Raises ``ClaimsStateLost`` when another rebuild holds the lock for too long.
+    """
+    if claims.state_present():
+        return None
+    lock = claims.pass_lock("rebuild", timeout=REBUILD_LOCK_SECONDS, wait=REBUILD_WAIT_SECONDS)
+    if not lock.acquire():
+        raise claims.ClaimsStateLost("a rebuild of the claim state is still running")
+    try:
+        if claims.state_present():  # rebuilt by whoever held the lock
+            return None
+        if not sql.rows(f"SELECT 1 FROM {sql.TASKS} LIMIT 1"):  # noqa: S608
+            claims.mark_state(str(ULID()))
+            logger.info("claim state marked present: the ledger holds nothing to rebuild")
+            return RebuildSummary()
+        return claims_rebuild(now=now)
+    finally:
+        lock.release()
+
+
 def claims_rebuild(*, now: datetime) -> RebuildSummary:
     """Restore the claim state from the ledger: cooldowns still running, today's cap counts,
     link states and dedupe keys within their TTL (from done tasks), and the locks of unfinished

@@ -4,6 +4,7 @@ path: every result, whatever brought it, goes through ``tasks_report``."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,10 +21,18 @@ from telegram_tasks.services import outcomes, settle, sql
 S = TelegramTask.Status
 
 
+class ReportState(enum.StrEnum):
+    """What a provider says of a task it was handed."""
+
+    DONE = "done"
+    FAILED = "failed"
+    PENDING = "pending"
+
+
 @dataclass(frozen=True)
 class ReportIn:
     task_id: str
-    state: str  # done | failed | pending
+    state: str  # a ReportState
     error_code: str | None = None
     error_message: str | None = None
     retry_after: int | None = None
@@ -161,7 +170,7 @@ def _classify(
         if row["lease_id"] is None:
             out.error = TaskConflict("the task was never handed out", code="task_not_leased")
             continue
-        if report.state == "done":
+        if report.state == ReportState.DONE:
             batch.done.append((report, row, out))  # accepted from any holder, once
             continue
         if report.lease_id is not None and report.lease_id != row["lease_id"]:
@@ -170,7 +179,7 @@ def _classify(
         if row["status"] == S.QUEUED:
             out.error = TaskConflict("the task is queued, not handed out", code="task_not_leased")
             continue
-        if report.state == "pending":
+        if report.state == ReportState.PENDING:
             batch.pending.append((report, row, out))
             continue
         plan = failures.plan_failure(report.error_code, report.retry_after)

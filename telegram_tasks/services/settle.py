@@ -174,7 +174,7 @@ def mark_done(
     if not done:
         return set()
     orders.lock_orders_of_tasks([d[0] for d in done])
-    deliver, deliver_params = orders.deliver_cte("done")
+    deliver, deliver_params = orders.deliver_cte("finished_now")
     rows = json.dumps(
         [{"id": i, "at": at.isoformat(), "result": res, "ptid": ptid} for i, at, res, ptid in done]
     )
@@ -183,7 +183,7 @@ def mark_done(
         WITH r AS (
             SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
                           AS r(id varchar, result text, ptid varchar, at timestamptz)
-        ), done AS (
+        ), finished_now AS (
             UPDATE {sql.TASKS} AS t
             SET status = {sql.DONE}, result = COALESCE(r.result::jsonb, t.result),
                 provider_task_id = COALESCE(r.ptid, t.provider_task_id),
@@ -192,7 +192,7 @@ def mark_done(
             WHERE t.id = r.id AND t.status IN {sql.LIVE}
             RETURNING t.id, t.order_id, t.per_call
         ), {deliver}
-        SELECT id FROM done
+        SELECT id FROM finished_now
         """,  # noqa: S608
         {"rows": rows, "now": now, **deliver_params},
     )

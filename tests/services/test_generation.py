@@ -223,18 +223,16 @@ def test_beat_task_never_overlaps_itself():
         held.release()
 
 
-def test_command_refuses_a_redis_that_lost_its_state(redis_client, redis_prefix):
-    from django.core.management.base import CommandError
+def test_command_and_beat_task_restore_a_lost_state_instead_of_refusing(redis_client, redis_prefix):
+    from telegram_tasks import tasks
 
     redis_client.delete(f"{redis_prefix}:marker")
     make_account()
-    make_order(action="view", quantity=1)
-    with pytest.raises(CommandError, match="rebuild_claims"):
-        call_command("generate_telegram_tasks", "--limit=5")
-    from telegram_tasks import tasks
-
-    assert tasks.generate_telegram_tasks.apply().get().startswith("refused: Redis has lost")
-    assert not TelegramTask.objects.exists()
+    make_order(action="view", quantity=2, link="t.me/durov/5")
+    call_command("generate_telegram_tasks", "--limit=1")
+    redis_client.delete(f"{redis_prefix}:marker")
+    assert tasks.generate_telegram_tasks.apply().get().startswith("examined=1")
+    assert TelegramTask.objects.count() == 1
 
 
 def test_beat_schedule_is_created_by_a_migration():

@@ -11,13 +11,12 @@ from telegram_tasks.claims import Claim, Refusal, Target, keys
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.services import (
     ReportIn,
-    claims_rebuild,
     tasks_generate,
     tasks_housekeep,
     tasks_pull,
     tasks_report,
 )
-from tests.factories import make_account, make_accounts, make_order
+from tests.factories import make_account, make_order
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -168,95 +167,6 @@ def test_housekeeping_command_prints_every_reason():
         assert part in line
 
 
-# --- rebuild -------------------------------------------------------------------------------------
-
-
-def _done(account, action, target, token, at):
-    claims.reserve(Claim(account.id, action, target, token), now=at)
-    claims.commit(Claim(account.id, action, target, token), now=at)
-
-
-def test_rebuild_restores_what_redis_lost(settings, redis_client, redis_prefix):
-    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "ACTIONS": {"view": {"daily_cap": 2}}}
-    accounts = make_accounts(3)
-    sub = make_order(action="subscribe", link="t.me/durov", quantity=5)
-    view = make_order(action="view", link="t.me/durov/9", quantity=5)
-    now = T0
-    tasks_generate(limit=10, now=now)
-    leased = tasks_pull(limit=100, now=now).tasks
-    by_action = {}
-    for t in leased:
-        by_action.setdefault(t["action"], []).append(t)
-    # One subscribe and two views succeed, on known accounts.
-    done = [by_action["subscribe"][0], *by_action["view"][:2]]
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        tasks_report(reports=[ReportIn(t["task_id"], "done") for t in done], now=now)
-    later = now + timedelta(seconds=10)
-    probe = {}
-    for t in done:
-        account = next(
-            a for a in accounts if a.provider_account_id == t["account"]["provider_account_id"]
-        )
-        order = sub if t["action"] == "subscribe" else view
-        probe[(account.id, t["action"])] = Target(order.link_hash, order.post_id)
-    before = {k: claims.reserve(Claim(k[0], k[1], v, "probe"), now=later) for k, v in probe.items()}
-    assert all(r is not None for r in before.values())
-    unfinished = {t["task_id"] for t in leased} - {t["task_id"] for t in done}
-
-    for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
-        redis_client.delete(key)  # Redis lost everything (this test's prefix only)
-    assert not claims.state_present()
-    summary = claims_rebuild(now=later)
-    assert claims.state_present()
-    assert summary.locks == len(unfinished)
-    after = {k: claims.reserve(Claim(k[0], k[1], v, "probe"), now=later) for k, v in probe.items()}
-    assert after == before  # the same reservations refused, for the same reasons
-    lock_tokens = set(locks(redis_client, redis_prefix).values())
-    assert lock_tokens == unfinished
-
-
-def test_rebuild_restores_cooldown_cap_state_and_dedupe_values(
-    settings, redis_client, redis_prefix
-):
-    account = make_account()
-    order = make_order(action="view", link="t.me/durov/9", quantity=5)
-    tasks_generate(limit=10, now=T0)
-    [task] = tasks_pull(limit=10, now=T0).tasks
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        tasks_report(reports=[ReportIn(task["task_id"], "done")], now=T0)
-    expected = {
-        key: redis_client.get(key)
-        for key in (
-            keys.cooldown(account.id, "view"),
-            keys.cap(account.id, "view", claims.operations.local_day(T0)),
-            keys.dedupe(account.id, "view", order.link_hash, 9),
-        )
-    }
-    for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
-        redis_client.delete(key)
-    claims_rebuild(now=T0 + timedelta(seconds=1))
-    assert {k: redis_client.get(k) for k in expected} == expected
-
-
-def test_housekeeping_rebuilds_by_itself_and_generation_waits_for_it(redis_client, redis_prefix):
-    make_account()
-    make_order(action="view", quantity=1)
-    redis_client.delete(f"{redis_prefix}:marker")
-    with pytest.raises(claims.ClaimsStateLost):
-        tasks_generate(limit=10, now=T0)
-    assert housekeep(T0).rebuilt is True
-    assert tasks_generate(limit=10, now=T0).created == 1
-
-
-def test_rebuild_command(redis_client, redis_prefix):
-    from io import StringIO
-
-    redis_client.delete(f"{redis_prefix}:marker")
-    out = StringIO()
-    call_command("rebuild_claims", stdout=out)
-    assert "locks=" in out.getvalue() and claims.state_present()
-
-
 def test_services_used_by_beat_are_the_same_functions():
     from telegram_tasks import tasks
     from telegram_tasks.management.commands import telegram_housekeeping
@@ -268,38 +178,3 @@ def test_services_used_by_beat_are_the_same_functions():
 
     assert PeriodicTask.objects.get(task="telegram_tasks.housekeep").interval.every == 60
     assert services.tasks_fail  # the admin actions' service
-
-
-def _committed_without_ledger(account, now=T0):
-    order = make_order(action="view", quantity=2)
-    tasks_generate(limit=10, now=now)
-    [task] = tasks_pull(limit=10, now=now).tasks
-    row = TelegramTask.objects.get(pk=task["task_id"])
-    claims.commit(
-        Claim(account.id, "view", Target(row.link_hash, row.payload["post_id"]), row.pk), now=now
-    )
-    return order, task, row
-
-
-@pytest.mark.parametrize("ender", ["admin_fail", "failed_report", "attempts_exhausted", "cancel"])
-def test_ending_a_task_whose_commit_happened_settles_it_as_done(ender, settings, redis_client):
-    """No path that ends tasks may turn a counted success into a failure."""
-    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "MAX_ATTEMPTS": 1}
-    account = make_account()
-    order, _task, row = _committed_without_ledger(account)
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        if ender == "admin_fail":
-            services.tasks_fail(reason="admin_failed", now=T0, task_ids=[row.pk])
-        elif ender == "failed_report":
-            [out] = tasks_report(reports=[ReportIn(row.pk, "failed", error_code="X")], now=T0)
-            assert (out.status, out.duplicate) == ("done", True)
-        elif ender == "attempts_exhausted":
-            tasks_housekeep(now=T0 + timedelta(seconds=61))
-        else:
-            from telegram_tasks.services import orders_cancel as order_cancel
-
-            order_cancel(order_ids=[order.pk], now=T0)
-    row.refresh_from_db()
-    assert row.status == "done" and row.finished_at == T0
-    order.refresh_from_db()
-    assert order.remains == 1
