@@ -51,7 +51,7 @@ def test_starved_selection_reports_the_tally_and_reserves_nothing(redis_client):
     claims.reserve(Claim(subscribed.id, "subscribe", target(1), "s"), now=T0)
     claims.commit(Claim(subscribed.id, "subscribe", target(1), "s"), now=T0 - timedelta(hours=1))
     sel = claims.select_account(action="subscribe", target=target(1), token="t", now=T0)
-    assert sel.starved
+    assert sel.account is None
     assert dict(sel.tally) == {"locked": 1, "cooldown": 1, "gate": 1}
     for acc in (cooling, subscribed):
         assert not redis_client.exists(keys.lock(acc.id, "subscribe"))

@@ -45,13 +45,19 @@ class Demand:
 
 @dataclass(slots=True)
 class Selection:
+    """What selection found for one demand: an account, or none with the tally of refusals.
+    ``skipped``: the selection stopped (``most`` demands served) before this demand was
+    served or refused by every candidate."""
+
     account: AccountRef | None = None
     tally: Counter[str] = field(default_factory=Counter)
     tried: int = 0
+    skipped: bool = False
 
     @property
     def starved(self) -> bool:
-        return self.account is None
+        """Refused by every candidate it tried (not merely skipped)."""
+        return self.account is None and not self.skipped
 
 
 class Selections(list):
@@ -80,11 +86,20 @@ def _pages(after: int, size: int) -> Iterator[list[AccountRef]]:
 
 
 def select_accounts(
-    *, action: str, demands: Sequence[Demand], now: datetime, budget: int | None = None
+    *,
+    action: str,
+    demands: Sequence[Demand],
+    now: datetime,
+    budget: int | None = None,
+    most: int | None = None,
 ) -> Selections:
-    """RESERVE one account per demand; a demand no account takes comes back starved, with the
-    tally of refusals. ``budget`` (default ACCOUNT_SCAN_BUDGET) caps RESERVEs tried per demand."""
+    """RESERVE one account per demand, serving demands in the order given; a demand no account
+    takes comes back starved, with the tally of refusals. ``budget`` (default
+    ACCOUNT_SCAN_BUDGET) caps RESERVEs tried per demand; ``most`` caps the demands served (the
+    rest come back ``skipped``). A candidate refused for a target (gate, dedupe) is refused
+    for every demand of that target: it is learned once, not once per task."""
     budget = budget or app_settings.ACCOUNT_SCAN_BUDGET
+    most = len(demands) if most is None else most
     default_until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     results = Selections(Selection() for _ in demands)
     if not demands:
@@ -95,7 +110,11 @@ def select_accounts(
 
     candidates: list[AccountRef] = []
     usable: list[bool] = []  # False once taken by a demand or refused account-wide
-    refused_for: list[set[int]] = [set() for _ in demands]  # target refusals, per demand
+    # Target refusals, shared by the demands of one target (the slots of one order, and the
+    # orders that aim at the same link and post).
+    by_target: dict[Target, set[int]] = {}
+    refused_for: list[set[int]] = [by_target.setdefault(d.target, set()) for d in demands]
+    served_count = 0
     first_usable = 0
     last_taken: AccountRef | None = None  # the furthest account taken, in scan order
     scanned = 0  # candidates dropped from the front (see below)
@@ -105,7 +124,7 @@ def select_accounts(
     pages = _pages(cursor, max(MIN_PAGE, 2 * len(demands)))
     exhausted = False
 
-    while waiting:
+    while waiting and served_count < most:
         # Pair each waiting demand with the next usable candidate no other demand has this round.
         while first_usable < len(candidates) and not usable[first_usable]:
             first_usable += 1
@@ -176,6 +195,10 @@ def select_accounts(
                 continue
         else:
             pairs = [(d, mine[0]) for d, mine in offered]
+        # No more RESERVEs than demands can still be served, the earlier demands first: when
+        # accounts run short, the order the caller gave (a pass's fair order) decides.
+        pairs = pairs[: most - served_count]
+        if per == 1:
             for d, _ in pairs:
                 results[d].tried += 1
 
@@ -195,8 +218,12 @@ def select_accounts(
                     last_taken, last_position = candidates[i], position
             else:
                 _refused(results[d], refusal, i, d, usable, refused_for, candidates)
+        served_count += len(served)
         waiting = [d for d in waiting if d not in served and results[d].tried < budget]
 
+    for d in waiting:
+        if results[d].account is None and served_count >= most:
+            results[d].skipped = True
     results.scanned_all = exhausted
     if last_taken is not None:
         # Round-robin: the next selection for this action starts after the last account taken.

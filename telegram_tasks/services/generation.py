@@ -11,8 +11,10 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import zip_longest
 from typing import NamedTuple
 
 from django.db import connection, transaction
@@ -104,8 +106,13 @@ def _relax_commit() -> None:
         cursor.execute("SET LOCAL synchronous_commit = off")
 
 
-def _due_orders(now: datetime, exclude: set[int], size: int) -> list[DueOrder]:
-    """Lock a page of due orders; orders another pass holds are skipped, not waited for."""
+OrderKey = tuple[datetime | None, int]  # (next_run_at, pk): the order pages are read in
+
+
+def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrder]:
+    """Lock the next page of due orders after ``after`` (keyset: a pass never reads an order
+    twice, however many pages it reads); orders another pass holds are skipped, not waited
+    for."""
     Order = get_order_model()
     units_in_flight = (
         TelegramTask.objects.filter(order=OuterRef("pk"), status__in=TelegramTask.IN_FLIGHT)
@@ -117,35 +124,64 @@ def _due_orders(now: datetime, exclude: set[int], size: int) -> list[DueOrder]:
         Order.objects.filter(status__in=[s.value for s in Order.ACTIVE], paused_at__isnull=True)
         .filter(Q(next_run_at__isnull=True) | Q(next_run_at__lte=now))
         .filter(remains__gt=Coalesce(Subquery(units_in_flight), 0))
-        .exclude(pk__in=exclude)
-        .order_by(F("next_run_at").asc(nulls_first=True), "pk")
+    )
+    if after is not None:
+        at, pk = after
+        if at is None:
+            qs = qs.filter(Q(next_run_at__isnull=True, pk__gt=pk) | Q(next_run_at__isnull=False))
+        else:
+            qs = qs.filter(Q(next_run_at__gt=at) | Q(next_run_at=at, pk__gt=pk))
+    qs = (
+        qs.order_by(F("next_run_at").asc(nulls_first=True), "pk")
         .select_for_update(skip_locked=True, of=("self",))
         .values_list(*DueOrder._fields)
     )
     return list(map(DueOrder._make, qs[:size]))
 
 
-def tasks_generate(*, limit: int, now: datetime) -> GenerationSummary:
-    """One generation pass: at most ``limit`` tasks over the orders due at ``now``."""
-    started = time.perf_counter()
+def tasks_generate(
+    *, limit: int, now: datetime, clock: Callable[[], float] = time.monotonic
+) -> GenerationSummary:
+    """One generation pass: at most ``limit`` tasks created over the orders due at ``now``.
+
+    The budget counts tasks created, never slots planned: an order no account can take costs
+    the pass nothing but its scan, stops no order behind it, and is pushed behind the orders
+    waiting longer than it. Each page schedules from the moment it starts (``now`` plus the
+    time the pass has run, by ``clock``), so a long pass never creates a task whose
+    reservation window has already passed.
+    """
+    started = clock()
     claims_restore_if_lost(now=now)
     summary = GenerationSummary()
-    examined: set[int] = set()
+    after: OrderKey | None = None
     exhausted_actions: set[str] = set()
     while summary.created < limit:
+        # Whole seconds: a pass shorter than a second schedules at exactly ``now``.
+        page_now = now + timedelta(seconds=int(max(0.0, clock() - started)))
         with transaction.atomic():
             _relax_commit()
-            page = _due_orders(now, examined, PAGE_SIZE)
+            page = _due_orders(now, after, PAGE_SIZE)
             if not page:
                 break
-            examined.update(o.pk for o in page)
+            after = (page[-1].next_run_at, page[-1].pk)
             summary.examined += len(page)
-            _generate_page(page, limit - summary.created, now, summary, exhausted_actions)
+            _generate_page(page, limit - summary.created, page_now, summary, exhausted_actions)
         if len(page) < PAGE_SIZE:
             break
-    summary.seconds = time.perf_counter() - started
+    summary.seconds = clock() - started
     logger.info("generation pass: %s", summary.line())
     return summary
+
+
+def fair_order(slots: list[_Slot]) -> list[_Slot]:
+    """Round-robin over orders: every order's first slot, then every order's second, …, so when
+    accounts run short each competing order gets its share instead of the first ones taking
+    all."""
+    by_order: dict[int, list[_Slot]] = defaultdict(list)
+    for slot in slots:
+        by_order[slot.order.pk].append(slot)
+    rounds = zip_longest(*by_order.values())
+    return [slot for round_ in rounds for slot in round_ if slot is not None]
 
 
 def _generate_page(
@@ -157,13 +193,13 @@ def _generate_page(
 ) -> None:
     # Counted after the rows are locked, in a statement of its own: every task of an order is
     # created under its row lock, so this count cannot miss a concurrent pass's tasks.
-    with connection.cursor() as cursor:
-        cursor.execute(
+    in_flight = dict(
+        sql.rows(
             f"SELECT order_id, SUM(per_call) FROM {sql.TASKS} "  # noqa: S608
-            "WHERE order_id = ANY(%s) AND status = ANY(%s) GROUP BY order_id",
-            [[o.pk for o in page], [s.value for s in TelegramTask.IN_FLIGHT]],
+            f"WHERE order_id = ANY(%s) AND status IN {sql.LIVE} GROUP BY order_id",
+            [[o.pk for o in page]],
         )
-        in_flight = dict(cursor.fetchall())
+    )
     slots_by_action: dict[str, list[_Slot]] = defaultdict(list)
     for order in page:
         open_units = order.remains - in_flight.get(order.pk, 0)
@@ -176,8 +212,6 @@ def _generate_page(
             per_call=order.per_call,
             now=now,
         )
-        times = times[: max(0, budget)]
-        budget -= len(times)
         for i, at in enumerate(times):
             # Never deliver more than the order still needs: the last task may carry less.
             units = min(order.per_call, open_units - i * order.per_call)
@@ -188,7 +222,10 @@ def _generate_page(
     starved_orders: set[int] = set()
     served_orders: set[int] = set()
     try:
-        for action, slots in slots_by_action.items():
+        for action, planned in slots_by_action.items():
+            if budget - len(served) <= 0:
+                break
+            slots = fair_order(planned)
             if action in exhausted_actions:
                 starved_orders.update(s.order.pk for s in slots)
                 summary.starved_slots += len(slots)
@@ -197,25 +234,28 @@ def _generate_page(
                 Demand(Target(s.order.link_hash, s.order.post_id), s.token, s.at + lock_for)
                 for s in slots
             ]
-            results = claims.select_accounts(action=action, demands=demands, now=now)
+            results = claims.select_accounts(
+                action=action, demands=demands, now=now, most=budget - len(served)
+            )
             for slot, result in zip(slots, results, strict=True):
                 for reason, count in result.tally.items():
                     summary.refusals[reason] += count
-                if result.account is None:
-                    summary.starved_slots += 1
-                    starved_orders.add(slot.order.pk)
-                else:
+                if result.account is not None:
                     served.append((slot, result.account))
                     served_orders.add(slot.order.pk)
+                elif not result.skipped:
+                    summary.starved_slots += 1
+                    starved_orders.add(slot.order.pk)
             if (
                 results.scanned_all
-                and all(r.account is None for r in results)
+                and all(r.account is None and not r.skipped for r in results)
                 and all(all(Refusal(reason).account_wide for reason in r.tally) for r in results)
             ):
                 # Every account is out for this action whatever the target: later pages of
                 # this pass would only scan them again.
                 exhausted_actions.add(action)
-        _store(served, now)
+        starved = starved_orders - served_orders
+        _store(served, [o for o in page if o.pk in starved], now)
     except BaseException:
         # The tasks were not stored: give their reservations back before the error goes on.
         # (A crash of the process itself leaves them to lapse at slot + RESERVE_LOCK_SECONDS.)
@@ -227,12 +267,15 @@ def _generate_page(
         )
         raise
     summary.created += len(served)
-    summary.starved_orders += len(starved_orders - served_orders)
+    summary.starved_orders += len(starved)
 
 
-def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime) -> None:
-    """Insert the page's tasks with COPY and advance its orders with one UPDATE."""
-    if not served:
+def _store(
+    served: list[tuple[_Slot, claims.AccountRef]], starved: list[DueOrder], now: datetime
+) -> None:
+    """Insert the page's tasks with COPY and advance its orders with one UPDATE: a served order
+    to its next slot, a starved one behind the orders waiting longer than it."""
+    if not served and not starved:
         return
     lock_for = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     queued = TelegramTask.Status.QUEUED.value
@@ -275,6 +318,10 @@ def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime) -> None
                 "status": orders.started_status(order.status),
             }
         )
+    updates += [
+        {"id": o.pk, "next_run_at": (now + EPSILON).isoformat(), "status": o.status}
+        for o in starved
+    ]
     with connection.cursor() as cursor:
         # COPY: the cheapest way to write a batch of rows (psycopg's cursor under Django's).
         copy_sql = (
@@ -283,7 +330,8 @@ def _store(served: list[tuple[_Slot, claims.AccountRef]], now: datetime) -> None
             "reserved_until, attempt, payload, failure_reason, last_error, created_at, updated_at) "
             "FROM STDIN"
         )
-        with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
-            for row in rows:
-                copy.write_row(row)
+        if rows:
+            with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
     orders.orders_advance(updates, now=now)

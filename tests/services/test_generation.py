@@ -19,6 +19,7 @@ from tests.factories import make_account, make_accounts, make_order, make_task
 
 pytestmark = pytest.mark.django_db
 
+EPS = timedelta(milliseconds=1)
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
@@ -132,15 +133,16 @@ def test_one_live_task_per_account_and_action_spreads_work():
     assert sorted(used) == [a.id for a in accounts]
 
 
-def test_order_without_an_eligible_account_is_starved_and_left_due():
+def test_order_without_an_eligible_account_is_starved_and_pushed_behind():
     make_account(is_active=False)
     order = make_order(action="view", quantity=1)
     summary = tasks_generate(limit=100, now=NOW)
     assert (summary.created, summary.starved_orders, summary.starved_slots) == (0, 1, 1)
     order.refresh_from_db()
-    assert order.status == Order.Status.AWAITING and order.next_run_at is None
+    # Still due at the next pass, but behind every order that has waited longer.
+    assert order.status == Order.Status.AWAITING and NOW < order.next_run_at < NOW + EPS
     make_account()
-    assert tasks_generate(limit=100, now=NOW).created == 1
+    assert tasks_generate(limit=100, now=NOW + EPS).created == 1
 
 
 def test_limit_caps_the_pass():
@@ -291,3 +293,86 @@ def test_the_last_task_carries_only_what_the_order_still_needs():
     units = sorted(TelegramTask.objects.filter(order=order).values_list("per_call", flat=True))
     assert units == [1, 2, 2] and sum(units) == order.quantity
     assert sorted(t.payload["per_call"] for t in TelegramTask.objects.all()) == [1, 2, 2]
+
+
+# --- head-of-line starvation, budgets, long passes (hardening) ------------------------------
+
+
+def test_starved_orders_at_the_head_stop_nobody_behind_them():
+    """Subscribe orders larger than the pool, due first and refused by every account, must not
+    spend the pass's budget: the orders behind them, of any action, still get their tasks."""
+    accounts = make_accounts(5)
+    for i in range(3):
+        order = make_order(action="subscribe", link=f"t.me/bigchan{i}", quantity=100)
+        Order.objects.filter(pk=order.pk).update(next_run_at=NOW - timedelta(minutes=10))
+    for a in accounts:  # every account is busy with another subscribe
+        claims.reserve(
+            claims.Claim(a.id, "subscribe", claims.Target("x" * 64), f"busy{a.id}"), now=NOW
+        )
+    views = [make_order(action="view", link=f"t.me/viewchan{i}/1", quantity=1) for i in range(4)]
+    Order.objects.filter(pk__in=[v.pk for v in views]).update(
+        next_run_at=NOW - timedelta(minutes=5)
+    )
+    summary = tasks_generate(limit=4, now=NOW)
+    assert summary.created == 4 and summary.starved_orders == 3
+    assert set(TelegramTask.objects.values_list("order_id", flat=True)) == {v.pk for v in views}
+
+
+def test_a_starved_order_goes_behind_the_orders_that_waited_longer():
+    [account] = make_accounts(1)
+    starved = make_order(action="view", link="t.me/starvedchan/1", quantity=1)
+    Order.objects.filter(pk=starved.pk).update(next_run_at=NOW - timedelta(minutes=10))
+    claims.reserve(claims.Claim(account.id, "view", claims.Target("y" * 64), "busy"), now=NOW)
+    assert tasks_generate(limit=10, now=NOW).starved_orders == 1
+    claims.rollback(claims.Claim(account.id, "view", claims.Target("y" * 64), "busy"))
+    waiting = make_order(action="view", link="t.me/waitingchan/1", quantity=1)
+    Order.objects.filter(pk=waiting.pk).update(next_run_at=NOW - timedelta(seconds=5))
+    # One account, one task: the order that waited longer than the pushed-back one wins.
+    assert tasks_generate(limit=10, now=NOW + timedelta(seconds=1)).created == 1
+    assert TelegramTask.objects.get().order_id == waiting.pk
+
+
+def test_target_refusals_are_learned_once_per_order_not_once_per_slot():
+    accounts = make_accounts(10)
+    order = make_order(action="view", link="t.me/durov/3", quantity=50)
+    for a in accounts:  # every account already viewed this post
+        c = claims.Claim(a.id, "view", claims.Target(order.link_hash, 3), f"old{a.id}")
+        claims.reserve(c, now=NOW - timedelta(hours=1))
+        claims.commit(c, now=NOW - timedelta(hours=1))
+    summary = tasks_generate(limit=100, now=NOW)
+    assert summary.created == 0 and summary.starved_slots == 50
+    assert summary.refusals == {"dedupe": 10}
+
+
+def test_pages_are_read_by_keyset_not_by_a_growing_exclusion_list(monkeypatch):
+    from django.test.utils import CaptureQueriesContext
+
+    from telegram_tasks.services import generation
+
+    monkeypatch.setattr(generation, "PAGE_SIZE", 5)
+    make_accounts(1)
+    for i in range(20):
+        make_order(action="view", link=f"t.me/keysetchan{i}/1", quantity=1)
+    with CaptureQueriesContext(db_connection) as ctx:
+        summary = tasks_generate(limit=100, now=NOW)
+    assert summary.examined == 20
+    pages = [q["sql"] for q in ctx.captured_queries if "SKIP LOCKED" in q["sql"]]
+    assert len(pages) == 5  # four full pages, then an empty one
+    assert len({len(sql) for sql in pages[1:]}) == 1  # the same statement on every page
+
+
+def test_a_long_pass_schedules_each_page_from_when_it_starts(monkeypatch):
+    """A pass that takes minutes must not create tasks whose reservation already lapsed."""
+    from telegram_tasks.services import generation
+
+    monkeypatch.setattr(generation, "PAGE_SIZE", 2)
+    make_accounts(4)
+    for i in range(4):
+        make_order(action="view", link=f"t.me/longchan{i}/1", quantity=1)
+    ticks = iter([0.0, 0.0, 300.0, 300.0, 600.0, 600.0])
+    tasks_generate(limit=100, now=NOW, clock=lambda: next(ticks, 600.0))
+    times = sorted(TelegramTask.objects.values_list("available_at", "reserved_until"))
+    assert [t[0] for t in times] == [NOW, NOW, NOW + timedelta(seconds=300)] * 1 + [
+        NOW + timedelta(seconds=300)
+    ]
+    assert all(until > at for at, until in times)
