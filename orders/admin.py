@@ -67,23 +67,41 @@ class OrderAdmin(admin.ModelAdmin):
     def meta_pretty(self, obj: Order) -> str:
         return pretty_json(obj.execution_meta)
 
-    @admin.action(description="Cancel (fail and roll back their unfinished tasks)")
+    @admin.action(
+        description="Cancel (fail and roll back their unfinished tasks)", permissions=["cancel"]
+    )
     def cancel_orders(self, request, queryset) -> None:
         done = services.orders_cancel(
             order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
         )
         self.message_user(request, f"{done} order(s) canceled.", messages.SUCCESS)
 
-    @admin.action(description="Pause (no new tasks; queued ones released)")
+    @admin.action(description="Pause (no new tasks; queued ones released)", permissions=["pause"])
     def pause_orders(self, request, queryset) -> None:
         done = services.orders_pause(
             order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
         )
         self.message_user(request, f"{done} order(s) paused.", messages.SUCCESS)
 
-    @admin.action(description="Resume")
+    @admin.action(description="Resume", permissions=["pause"])
     def resume_orders(self, request, queryset) -> None:
         done = services.orders_resume(
             order_ids=list(queryset.values_list("pk", flat=True)), now=timezone.now()
         )
         self.message_user(request, f"{done} order(s) resumed.", messages.SUCCESS)
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("orders.cancel_order")
+
+    def has_pause_permission(self, request) -> bool:
+        return request.user.has_perm("orders.pause_order")
+
+    def save_model(self, request, obj: Order, form, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Only what the form edits: remains, status and the schedule's state belong to the
+        # services, and a report committed while the form was open must not be written back.
+        fields = [f for f in form.changed_data if f not in self.get_readonly_fields(request, obj)]
+        if fields:
+            obj.save(update_fields=[*fields, "updated_at"])

@@ -50,6 +50,10 @@ class Order(models.Model):
                 name="order_due",
             ),
         ]
+        permissions = [
+            ("cancel_order", "Can cancel orders"),
+            ("pause_order", "Can pause and resume orders"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gte=1), name="order_quantity_gte_1"),
             models.CheckConstraint(condition=Q(per_call__gte=1), name="order_per_call_gte_1"),

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from telegram_tasks import services
+from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramAccount, TelegramTask
 
 
@@ -104,7 +105,10 @@ class TelegramTaskAdmin(admin.ModelAdmin):
     def result_pretty(self, obj: TelegramTask) -> str:
         return pretty_json(obj.result)
 
-    @admin.action(description="Requeue (back to the queue now, same account, fresh reservation)")
+    @admin.action(
+        description="Requeue (back to the queue now, same account, fresh reservation)",
+        permissions=["requeue"],
+    )
     def requeue_tasks(self, request, queryset) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         requeued, refused = services.tasks_requeue(task_ids=ids, now=timezone.now())
@@ -116,18 +120,24 @@ class TelegramTaskAdmin(admin.ModelAdmin):
             messages.SUCCESS if not refused else messages.WARNING,
         )
 
-    @admin.action(description="Fail (and roll back their reservations)")
+    @admin.action(description="Fail (and roll back their reservations)", permissions=["fail"])
     def fail_tasks(self, request, queryset) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        failed = services.tasks_fail(reason="admin_failed", now=timezone.now(), task_ids=ids)
+        failed = services.tasks_fail(reason=Reason.ADMIN_FAILED, now=timezone.now(), task_ids=ids)
         self.message_user(request, f"{failed} task(s) failed.", messages.SUCCESS)
 
+    def has_requeue_permission(self, request) -> bool:
+        return request.user.has_perm("telegram_tasks.requeue_telegramtask")
+
+    def has_fail_permission(self, request) -> bool:
+        return request.user.has_perm("telegram_tasks.fail_telegramtask")
+
+    # Machine-written: seen with the view permission, changed only through the actions above.
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        # The change page renders read-only; admin actions (which call services) stay available.
-        return request.method in ("GET", "HEAD") or obj is None

@@ -46,6 +46,12 @@ DEFAULTS: dict[str, Any] = {
     "REPORT_MAX_BATCH": 1000,  # most reports / leases in one report, extend or release request
     "MAX_LEASE_SECONDS": 3600,  # a hand-out's total lease, heartbeats (extend) included
     "PULL_REPLAY_SECONDS": 300,  # how long a pull's request_id replays the same tasks
+    "MAX_WAIT_SECONDS": 7 * 86400,  # longest FLOOD_WAIT / SLOWMODE / retry_after waited for
+    # Housekeeping re-applies the claim effects of what finished (and the locks of what was
+    # written) this far back: longer than Redis can lose on a crash or failover.
+    "HEAL_WINDOW_SECONDS": 300,
+    "JSON_MAX_DEPTH": 32,  # deepest JSON a request may nest (every JSON field we store)
+    "JSON_MAX_BYTES": 65536,  # largest JSON value stored per field (report data, account meta)
 }
 
 

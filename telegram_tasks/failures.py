@@ -8,6 +8,32 @@ import random
 import re
 from dataclasses import dataclass
 
+from telegram_tasks.conf import app_settings
+
+
+class Reason(enum.StrEnum):
+    """Why a task failed (``TelegramTask.failure_reason``): every reason any path writes."""
+
+    PROVIDER_FAILED = "provider_failed"  # the provider reported an error with no known code
+    FLOOD_WAIT = "flood_wait"
+    WAIT_TOO_LONG = "wait_too_long"  # a wait longer than MAX_WAIT_SECONDS: the order moves on
+    PEER_FLOOD = "peer_flood"
+    SLOWMODE_WAIT = "slowmode_wait"
+    ACCOUNT_DEAD = "account_dead"
+    CHANNELS_TOO_MUCH = "channels_too_much"
+    TARGET_UNAVAILABLE = "target_unavailable"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    EXPIRED = "expired"  # queued, never handed out before its reservation lapsed
+    PENDING_TIMEOUT = "pending_timeout"
+    LEASE_ABANDONED = "lease_abandoned"
+    LOCK_LOST = "lock_lost"
+    ACCOUNT_INACTIVE = "account_inactive"
+    ACCOUNT_HELD = "account_held"  # its account's hold outlasts the task's window
+    ORDER_PAUSED = "order_paused"
+    ORDER_CANCELED = "order_canceled"
+    ORDER_INACTIVE = "order_inactive"  # its order finished or stopped meanwhile
+    ADMIN_FAILED = "admin_failed"
+
 
 class Scope(enum.StrEnum):
     TASK = "task"  # this task failed; nothing else is wrong
@@ -19,25 +45,26 @@ class Scope(enum.StrEnum):
     TARGET_DEAD = "target_dead"  # the channel or invite is unusable: the order stops
 
 
+R = Reason
 # Telegram error code -> (scope, failure reason kept on the task)
-TABLE: dict[str, tuple[Scope, str]] = {
-    "FLOOD_WAIT": (Scope.ACCOUNT_HOLD, "flood_wait"),
-    "FLOOD_PREMIUM_WAIT": (Scope.ACCOUNT_HOLD, "flood_wait"),
-    "PEER_FLOOD": (Scope.ACCOUNT_FLOOD, "peer_flood"),
-    "SLOWMODE_WAIT": (Scope.RETRY, "slowmode_wait"),
-    "AUTH_KEY_UNREGISTERED": (Scope.ACCOUNT_DEAD, "account_dead"),
-    "AUTH_KEY_DUPLICATED": (Scope.ACCOUNT_DEAD, "account_dead"),
-    "SESSION_REVOKED": (Scope.ACCOUNT_DEAD, "account_dead"),
-    "SESSION_EXPIRED": (Scope.ACCOUNT_DEAD, "account_dead"),
-    "USER_DEACTIVATED": (Scope.ACCOUNT_DEAD, "account_dead"),
-    "USER_DEACTIVATED_BAN": (Scope.ACCOUNT_DEAD, "account_dead"),
-    "CHANNELS_TOO_MUCH": (Scope.ACCOUNT_FULL, "channels_too_much"),
-    "CHANNEL_PRIVATE": (Scope.TARGET_DEAD, "target_unavailable"),
-    "CHANNEL_INVALID": (Scope.TARGET_DEAD, "target_unavailable"),
-    "USERNAME_NOT_OCCUPIED": (Scope.TARGET_DEAD, "target_unavailable"),
-    "USERNAME_INVALID": (Scope.TARGET_DEAD, "target_unavailable"),
-    "INVITE_HASH_EXPIRED": (Scope.TARGET_DEAD, "target_unavailable"),
-    "INVITE_HASH_INVALID": (Scope.TARGET_DEAD, "target_unavailable"),
+TABLE: dict[str, tuple[Scope, Reason]] = {
+    "FLOOD_WAIT": (Scope.ACCOUNT_HOLD, R.FLOOD_WAIT),
+    "FLOOD_PREMIUM_WAIT": (Scope.ACCOUNT_HOLD, R.FLOOD_WAIT),
+    "PEER_FLOOD": (Scope.ACCOUNT_FLOOD, R.PEER_FLOOD),
+    "SLOWMODE_WAIT": (Scope.RETRY, R.SLOWMODE_WAIT),
+    "AUTH_KEY_UNREGISTERED": (Scope.ACCOUNT_DEAD, R.ACCOUNT_DEAD),
+    "AUTH_KEY_DUPLICATED": (Scope.ACCOUNT_DEAD, R.ACCOUNT_DEAD),
+    "SESSION_REVOKED": (Scope.ACCOUNT_DEAD, R.ACCOUNT_DEAD),
+    "SESSION_EXPIRED": (Scope.ACCOUNT_DEAD, R.ACCOUNT_DEAD),
+    "USER_DEACTIVATED": (Scope.ACCOUNT_DEAD, R.ACCOUNT_DEAD),
+    "USER_DEACTIVATED_BAN": (Scope.ACCOUNT_DEAD, R.ACCOUNT_DEAD),
+    "CHANNELS_TOO_MUCH": (Scope.ACCOUNT_FULL, R.CHANNELS_TOO_MUCH),
+    "CHANNEL_PRIVATE": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
+    "CHANNEL_INVALID": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
+    "USERNAME_NOT_OCCUPIED": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
+    "USERNAME_INVALID": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
+    "INVITE_HASH_EXPIRED": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
+    "INVITE_HASH_INVALID": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
 }
 
 PEER_FLOOD_HOLD_SECONDS = 24 * 3600
@@ -51,7 +78,7 @@ ERROR_CODE = re.compile(r"^([A-Z][A-Z0-9_]*?)(?:_(\d+))?$")
 @dataclass(frozen=True)
 class Plan:
     scope: Scope
-    reason: str
+    reason: Reason
     retry_after: int | None = None  # run the task again after this many seconds
     hold_seconds: float = 0.0  # keep the account off every action this long
 
@@ -74,20 +101,33 @@ def parse(code: str | None) -> tuple[str | None, int | None]:
 
 
 def plan_failure(
-    code: str | None, retry_after: int | None, rng: random.Random | None = None
+    code: str | None,
+    retry_after: int | None,
+    rng: random.Random | None = None,
+    *,
+    max_wait: int | None = None,
 ) -> Plan:
+    """What to do about one failed report. A wait longer than ``max_wait`` (default
+    MAX_WAIT_SECONDS) is not waited for: the task fails (``wait_too_long``) and its order moves
+    on to other accounts; an account-wide wait still holds the account, for ``max_wait``."""
+    longest = app_settings.MAX_WAIT_SECONDS if max_wait is None else max_wait
     name, seconds = parse(code)
-    scope, reason = TABLE.get(name or "", (Scope.TASK, "provider_failed"))
+    scope, reason = TABLE.get(name or "", (Scope.TASK, Reason.PROVIDER_FAILED))
     wait = seconds if seconds is not None else retry_after
     rng = rng or random
     if scope is Scope.ACCOUNT_HOLD:
         wait = wait or 60
+        if wait > longest:
+            return Plan(scope, Reason.WAIT_TOO_LONG, hold_seconds=longest)
         jittered = wait + rng.uniform(0, wait * JITTER_FRACTION) + rng.uniform(0, 3)
         return Plan(scope, reason, retry_after=int(jittered + 0.999), hold_seconds=jittered)
     if scope is Scope.RETRY:
+        if (wait or 0) > longest:
+            return Plan(scope, Reason.WAIT_TOO_LONG)
         return Plan(scope, reason, retry_after=wait or 10)
     if scope is Scope.ACCOUNT_FLOOD:
-        return Plan(scope, reason, hold_seconds=max(PEER_FLOOD_HOLD_SECONDS, wait or 0))
+        hold = max(PEER_FLOOD_HOLD_SECONDS, min(wait or 0, longest))
+        return Plan(scope, reason, hold_seconds=hold)
     if scope is Scope.TASK and retry_after:
         # An unknown error with retry_after: the provider asks for a wait (issue #5 semantics).
         return Plan(Scope.ACCOUNT_HOLD, reason, retry_after=retry_after, hold_seconds=retry_after)

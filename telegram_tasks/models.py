@@ -18,6 +18,9 @@ class TelegramAccount(models.Model):
     provider_account_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     phone = models.CharField(max_length=32, blank=True, default="", db_index=True)
     is_active = models.BooleanField(default=True, db_index=True)
+    # A flood wait (FLOOD_WAIT, PEER_FLOOD) keeps the account off every action until then: the
+    # ledger's copy of the Redis hold, so pulls skip its tasks and a rebuild restores it.
+    held_until = models.DateTimeField(null=True, blank=True)
     meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -28,6 +31,14 @@ class TelegramAccount(models.Model):
         indexes = [
             # Selection scans active accounts by id from a cursor.
             models.Index(fields=["id"], condition=Q(is_active=True), name="tg_account_active_id"),
+            models.Index(
+                fields=["held_until"],
+                condition=Q(held_until__isnull=False),
+                name="tg_account_held",
+            ),
+        ]
+        permissions = [
+            ("manage_telegramaccount", "Can deactivate, reactivate and clear holds of accounts"),
         ]
 
     def __str__(self) -> str:
@@ -99,11 +110,21 @@ class TelegramTask(models.Model):
                 condition=Q(status=TaskStatus.QUEUED),
                 name="tg_task_pull_queued",
             ),
+            # A pull for some accounts only: an account has at most one queued task per action.
+            models.Index(
+                fields=["provider_account_id", "available_at", "id"],
+                condition=Q(status=TaskStatus.QUEUED),
+                name="tg_task_pull_queued_account",
+            ),
             models.Index(
                 fields=["leased_until"],
                 condition=Q(status=TaskStatus.LEASED),
                 name="tg_task_pull_expired",
             ),
+        ]
+        permissions = [
+            ("requeue_telegramtask", "Can requeue tasks"),
+            ("fail_telegramtask", "Can fail tasks"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(per_call__gte=1), name="tg_task_per_call_gte_1"),
@@ -115,3 +136,18 @@ class TelegramTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.id} ({self.status})"
+
+
+class ClaimsCheckpoint(models.Model):
+    """The last heartbeat housekeeping wrote to Redis, kept in the ledger too: a Redis whose
+    heartbeat is older than this one has lost writes (a failover to a lagging replica, a restart
+    from an old snapshot) even if its marker survived. One row."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    heartbeat_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "telegram_claims_checkpoint"
+
+    def __str__(self) -> str:
+        return f"claims heartbeat at {self.heartbeat_at:%Y-%m-%d %H:%M:%S}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.validators import MaxValueValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import error_code
+from telegram_tasks.parsers import stored_json_size
 from telegram_tasks.services.report import ReportState
 
 TASK_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a ULID (Crockford base32)
@@ -82,6 +84,15 @@ class StrictChar(serializers.CharField):
         return super().to_internal_value(data)
 
 
+def limit_stored_json(value: Any) -> Any:
+    """The one size limit of every JSON value we store (depth is limited at parse time)."""
+    if value is not None and stored_json_size(value) > app_settings.JSON_MAX_BYTES:
+        raise serializers.ValidationError(
+            f"larger than {app_settings.JSON_MAX_BYTES} bytes of JSON once stored"
+        )
+    return value
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 
@@ -106,9 +117,7 @@ class AccountIn(StrictSerializer):
     meta = serializers.DictField(required=False)
 
     def validate_meta(self, value: Any) -> dict[str, Any]:
-        if len(str(value)) > 10_000:
-            raise serializers.ValidationError("meta is larger than 10,000 characters")
-        return value
+        return limit_stored_json(value)
 
 
 @extend_schema_field(AccountIn(many=True))
@@ -251,10 +260,26 @@ class ReportIn(StrictSerializer):
         allow_null=True,
         help_text='a string ("FLOOD_WAIT_30") or {"code", "message"}',
     )
-    retry_after = StrictInt(required=False, allow_null=True, min_value=0, max_value=7 * 86400)
+    retry_after = StrictInt(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        help_text="seconds to wait before the task runs again (at most MAX_WAIT_SECONDS)",
+    )
     provider_task_id = StrictChar(required=False, allow_null=True, max_length=255)
     data = serializers.JSONField(required=False, allow_null=True)
     lease_id = StrictChar(required=False, allow_null=True, max_length=26, min_length=1)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The bound follows the setting (the schema served shows the one in force).
+        self.fields["retry_after"].max_value = app_settings.MAX_WAIT_SECONDS
+        self.fields["retry_after"].validators.append(
+            MaxValueValidator(app_settings.MAX_WAIT_SECONDS)
+        )
+
+    def validate_data(self, value: Any) -> Any:
+        return limit_stored_json(value)
 
     def validate_error(self, value: Any) -> dict[str, str] | None:
         if value is None:

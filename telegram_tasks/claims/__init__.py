@@ -13,12 +13,15 @@ slot):
     P:{aID}:cd:ACTION                    cooldown deadline (ms since epoch)
     P:{aID}:cap:ACTION:YYYYMMDD          successes on that local day (TIME_ZONE); expires an hour
                                          after the next local midnight
-    P:{aID}:state:LINKHASH               "subscribed" | "unsubscribed" (gated actions, 90 days)
+    P:{aID}:state:LINKHASH               "subscribed@MS" | "unsubscribed@MS" (gated actions, 90
+                                         days; MS: when, so a restore never undoes a newer one)
     P:{aID}:dedupe:ACTION:LINKHASH:POST  one-shot success marker (90 days)
     P:{aID}:hold                         account-wide hold deadline (flood wait)
     P:{aID}:done:TASKID                  COMMIT marker that makes COMMIT idempotent (7 days)
     P:{aID}:full                         CHANNELS_TOO_MUCH: no subscribe until an unsubscribe
     P:marker                             the state is present (set by rebuild_claims)
+    P:heartbeat                          when housekeeping last wrote (ms); an older one than the
+                                         ledger's checkpoint means Redis lost writes
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
     P:celery-lock:NAME                   held while a periodic pass runs (no overlap)
     P:pull:REQUESTID                     what a pull with that request_id leased (replay, 5 min)
@@ -43,8 +46,10 @@ from telegram_tasks.claims.operations import (
     ensure_state,
     extend,
     extend_many,
+    heartbeat,
     hold,
     hold_many,
+    lock_holders,
     mark_full,
     mark_state,
     next_local_midnight,
@@ -58,6 +63,7 @@ from telegram_tasks.claims.operations import (
     reserve_many,
     rollback,
     rollback_many,
+    set_heartbeat,
     state_present,
 )
 from telegram_tasks.claims.selection import (
@@ -86,8 +92,10 @@ __all__ = [
     "ensure_state",
     "extend",
     "extend_many",
+    "heartbeat",
     "hold",
     "hold_many",
+    "lock_holders",
     "mark_full",
     "mark_state",
     "next_local_midnight",
@@ -103,5 +111,6 @@ __all__ = [
     "rollback_many",
     "select_account",
     "select_accounts",
+    "set_heartbeat",
     "state_present",
 ]

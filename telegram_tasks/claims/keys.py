@@ -57,6 +57,11 @@ def pull_replay(request_id: str) -> str:
     return f"{_prefix()}:pull:{request_id}"
 
 
+def heartbeat() -> str:
+    """When housekeeping last wrote to this Redis (ms): see ``services.heal``."""
+    return f"{_prefix()}:heartbeat"
+
+
 def pass_lock(name: str) -> str:
     """The lock a periodic pass (Celery) holds while it runs, so it never overlaps itself."""
     return f"{_prefix()}:celery-lock:{name}"

@@ -256,17 +256,24 @@ REPLAY_IN_PROGRESS = object()
 _IN_PROGRESS = "in-progress"
 
 
-def pull_replay_begin(request_id: str, *, ttl: int) -> dict | object | None:
+def pull_replay_begin(request_id: str, fingerprint: str, *, ttl: int) -> dict | object | None:
     """Claim ``request_id`` for a new pull (None), or return what an earlier pull with it
-    leased, or REPLAY_IN_PROGRESS while that pull is still running."""
+    leased ({"fp", "lease_id", "ids"}), or REPLAY_IN_PROGRESS while that pull is still running
+    with the same parameters (``fingerprint``)."""
     conn = connection()
     key = keys.pull_replay(request_id)
-    if conn.set(key, _IN_PROGRESS, nx=True, ex=ttl):
+    marker = f"{_IN_PROGRESS}:{fingerprint}"
+    if conn.set(key, marker, nx=True, ex=ttl):
         return None
     stored = conn.get(key)
-    if stored is None or stored.decode() == _IN_PROGRESS:
+    if stored is None:
         return REPLAY_IN_PROGRESS
-    return json.loads(stored)
+    text = stored.decode()
+    if text.startswith(f"{_IN_PROGRESS}:"):
+        if text == marker:
+            return REPLAY_IN_PROGRESS
+        return {"fp": text.split(":", 1)[1]}  # in progress, with other parameters
+    return json.loads(text)
 
 
 def pull_replay_store(request_id: str, leased: dict, *, ttl: int) -> None:
@@ -308,6 +315,26 @@ def ensure_state() -> None:
             "Redis has lost the claim state (no marker key): run `manage.py rebuild_claims` "
             "(housekeeping does it by itself within a minute)"
         )
+
+
+def heartbeat(*, tz: Any = None) -> datetime | None:
+    """When housekeeping last wrote its heartbeat to this Redis (None: never)."""
+    value = connection().get(keys.heartbeat())
+    return None if value is None else datetime.fromtimestamp(int(value) / 1000, tz=tz)
+
+
+def set_heartbeat(now: datetime) -> None:
+    connection().set(keys.heartbeat(), ms(now))
+
+
+def lock_holders(locks: Sequence[tuple[int, str]]) -> list[str | None]:
+    """The token holding each (account, action) lock, or None; one round trip."""
+    if not locks:
+        return []
+    pipe = connection().pipeline(transaction=False)
+    for account_id, action in locks:
+        pipe.hget(keys.lock(account_id, action), "token")
+    return [None if t is None else t.decode() for t in pipe.execute()]
 
 
 def mark_state(instance: str) -> None:

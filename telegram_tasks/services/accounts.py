@@ -3,6 +3,7 @@ can no longer run them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ from django.db import transaction
 
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
+from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramAccount
 from telegram_tasks.services import settle, sql
 
@@ -42,6 +44,8 @@ def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
         present = tuple(sorted(k for k in SYNC_FIELDS if k in item))
         groups.setdefault(present, []).append(item)
     turned_off = [i["provider_account_id"] for i in items if i.get("is_active") is False]
+    # The accounts first, committed on their own; their tasks after (the same two steps as a
+    # deactivation): no transaction holds account rows while it waits for task rows.
     with transaction.atomic():
         list(
             TelegramAccount.objects.select_for_update()
@@ -69,30 +73,76 @@ def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
                 unique_fields=["provider_account_id"],
                 update_fields=[*present, "updated_at"],
             )
-        tasks_release_for_accounts(account_ids=sorted(was_active), now=now)
+    tasks_release_for_accounts(account_ids=sorted(was_active), now=now)
     return SyncResult(synced=len(items))
 
 
-def tasks_release_for_accounts(*, account_ids: Sequence[int], now: datetime) -> int:
-    """Queued tasks of these accounts fail (``account_inactive``) and give back their locks, so
-    their orders get tasks on other accounts. Leased and pending tasks are left to finish."""
+def tasks_release_for_accounts(
+    *, account_ids: Sequence[int], now: datetime, reason: Reason = Reason.ACCOUNT_INACTIVE
+) -> int:
+    """Queued tasks of these accounts fail and give back their locks, so their orders get tasks
+    on other accounts. Leased and pending tasks are left to finish."""
     if not account_ids:
         return 0
-    ended = settle.end_tasks(
-        where=f"telegram_account_id = ANY(%(accounts)s) AND status = {sql.QUEUED}",
-        params={"accounts": list(account_ids)},
-        reason="account_inactive",
-        now=now,
-    )
+    with transaction.atomic():
+        ended = settle.end_tasks(
+            where=f"telegram_account_id = ANY(%(accounts)s) AND status = {sql.QUEUED}",
+            params={"accounts": list(account_ids)},
+            reason=reason,
+            now=now,
+        )
     return len(ended)
 
 
 def accounts_deactivate(*, account_ids: Sequence[int], now: datetime) -> int:
-    """An account that is gone (banned, session revoked): never picked again, and its queued
-    tasks are released for other accounts."""
+    """An account that is gone (banned, session revoked): never picked again and never handed a
+    task again (pulls check the account), then its queued tasks are released for other
+    accounts."""
     with transaction.atomic():
-        tasks_release_for_accounts(account_ids=account_ids, now=now)
         changed = TelegramAccount.objects.filter(id__in=account_ids, is_active=True).update(
             is_active=False, updated_at=now
         )
+    tasks_release_for_accounts(account_ids=account_ids, now=now)
     return changed
+
+
+def accounts_hold(holds: Sequence[tuple[int, datetime]], *, now: datetime) -> None:
+    """Record flood holds in the ledger — (account, until), the later deadline kept — inside the
+    caller's transaction (after its task locks: tasks before accounts). Pulls skip a held
+    account's tasks; ``rebuild`` restores the hold from here."""
+    if not holds:
+        return
+    latest: dict[int, datetime] = {}
+    for account_id, until in holds:
+        latest[account_id] = max(until, latest.get(account_id, until))
+    sql.fetch(
+        f"""
+        UPDATE {sql.ACCOUNTS} AS a
+        SET held_until = GREATEST(COALESCE(a.held_until, v.until), v.until), updated_at = %(now)s
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, until timestamptz)
+        WHERE a.id = v.id
+        """,  # noqa: S608
+        {
+            "now": now,
+            "rows": json.dumps(
+                [{"id": i, "until": u.isoformat()} for i, u in sorted(latest.items())]
+            ),
+        },
+    )
+
+
+def tasks_release_outlasted(*, account_ids: Sequence[int], now: datetime) -> int:
+    """Queued tasks of held accounts whose reservation ends before the hold does could only
+    expire: they fail (``account_held``) now, so their orders move to other accounts."""
+    if not account_ids:
+        return 0
+    with transaction.atomic():
+        ended = settle.end_tasks(
+            where=f"telegram_account_id = ANY(%(accounts)s) AND status = {sql.QUEUED} "  # noqa: S608
+            f"AND reserved_until < (SELECT held_until FROM {sql.ACCOUNTS} AS a "
+            "WHERE a.id = telegram_account_id)",
+            params={"accounts": list(account_ids)},
+            reason=Reason.ACCOUNT_HELD,
+            now=now,
+        )
+    return len(ended)

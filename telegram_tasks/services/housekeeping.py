@@ -17,7 +17,9 @@ from django.db import transaction
 
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
+from telegram_tasks.failures import Reason
 from telegram_tasks.services import settle, sql
+from telegram_tasks.services.heal import claims_heal
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 
 logger = logging.getLogger(__name__)
@@ -28,13 +30,14 @@ class HousekeepingSummary:
     ended: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rearmed: int = 0
     swept: int = 0
+    healed: int = 0
     rebuilt: bool = False
     seconds: float = 0.0
 
     def line(self) -> str:
         ended = " ".join(f"{k}={v}" for k, v in sorted(self.ended.items())) or "ended=0"
         return (
-            f"{ended} rearmed={self.rearmed} swept={self.swept} "
+            f"{ended} rearmed={self.rearmed} swept={self.swept} healed={self.healed} "
             f"rebuilt={'yes' if self.rebuilt else 'no'} seconds={self.seconds:.3f}"
         )
 
@@ -46,17 +49,18 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
     grace = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     for reason, where in (
         # Queued and never handed out before its reservation lapsed.
-        ("expired", f"status = {sql.QUEUED} AND reserved_until <= %(now)s"),
-        # Handed out MAX_ATTEMPTS times, the last lease over, no final report.
+        (Reason.EXPIRED, f"status = {sql.QUEUED} AND reserved_until <= %(now)s"),
+        # Handed out MAX_ATTEMPTS times, the last lease over for longer than the grace any
+        # lease gets (a done arriving within it still counts), no final report.
         (
-            "attempts_exhausted",
-            f"status = {sql.LEASED} AND leased_until <= %(now)s AND attempt + 1 >= %(max)s",
+            Reason.ATTEMPTS_EXHAUSTED,
+            f"status = {sql.LEASED} AND leased_until <= %(abandoned)s AND attempt + 1 >= %(max)s",
         ),
         # Pending past its TTL (leased_until holds its deadline).
-        ("pending_timeout", f"status = {sql.PENDING} AND leased_until <= %(now)s"),
+        (Reason.PENDING_TIMEOUT, f"status = {sql.PENDING} AND leased_until <= %(now)s"),
         # A lease over for longer than the grace and not pulled again (its worker is gone, or
         # pulls filter by accounts that no longer include it): its lock is lapsing.
-        ("lease_abandoned", f"status = {sql.LEASED} AND leased_until <= %(abandoned)s"),
+        (Reason.LEASE_ABANDONED, f"status = {sql.LEASED} AND leased_until <= %(abandoned)s"),
     ):
         # Each rule in a transaction of its own, passing over rows a report or pull holds.
         with transaction.atomic():
@@ -68,6 +72,7 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
                 skip_locked=True,
             )
         summary.ended[reason] += len(ended)
+    _end_blocked_lapsed_leases(now, summary)
     # Every live hand-out keeps its account locked as long as it lives: re-arm leased and
     # pending tasks' locks (a re-arm that failed earlier, a lease waiting to be pulled again).
     # A task whose COMMIT happened without its ledger step is settled as done here.
@@ -103,6 +108,28 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
     )
     if recent:
         summary.swept = sum(claims.rollback_many([settle.claim_of(r) for r in recent]))
+    if not summary.rebuilt:
+        healed = claims_heal(now=now)
+        summary.healed = healed.restored
+        summary.rebuilt = healed.rebuilt
+        summary.ended[Reason.LOCK_LOST] += healed.conflicts
     summary.seconds = time.perf_counter() - started
     logger.info("housekeeping: %s", summary.line())
     return summary
+
+
+def _end_blocked_lapsed_leases(now: datetime, summary: HousekeepingSummary) -> None:
+    """A lease that ran out is never handed out again when its order is no longer active or is
+    paused, or its account is inactive (pulls check): end it now rather than after the grace."""
+    with transaction.atomic():
+        rows = sql.fetch(
+            f"SELECT {settle.CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
+            f"WHERE status = {sql.LEASED} AND leased_until <= %s "
+            "ORDER BY id FOR UPDATE SKIP LOCKED",
+            [now],
+        )
+        _, ended = settle.fail_blocked(rows, now=now)
+    for reason in (Reason.ORDER_PAUSED, Reason.ORDER_INACTIVE, Reason.ACCOUNT_INACTIVE):
+        n = sum(1 for r in ended if r.get("failure_reason") == reason)
+        if n:
+            summary.ended[reason] += n

@@ -86,7 +86,8 @@ def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]
 def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]:
     """Hand tasks back unfinished: queued again at once, keeping their account, and the
     hand-out not counted as an attempt. A task whose COMMIT already happened is settled as
-    done instead (and reported as not released)."""
+    done instead (and reported as not released); one whose order is no longer active or is
+    paused, or whose account is inactive, ends instead of going back to the queue."""
     sql.check_batch(leases, most=app_settings.REPORT_MAX_BATCH, what="leases")
     if not leases:
         return []
@@ -105,6 +106,7 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
         ]
         committed, others = settle.split_committed(rows)
         settle.settle_committed(rows=committed, now=now)
+        others, ended = settle.fail_blocked(others, now=now)
         released = sql.fetch(
             f"""
             UPDATE {sql.TASKS} AS t
@@ -119,7 +121,7 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
             {"ids": [r["id"] for r in others], "now": now, "until": until},
         )
         released = settle.rearm(released, until=until, now=now)
-    return _in_order(leases, {r["id"]: LeaseOut(r["id"]) for r in released})
+    return _in_order(leases, {r["id"]: LeaseOut(r["id"]) for r in [*released, *ended]})
 
 
 def _in_order(refs: Sequence[LeaseRef], done: dict[str, LeaseOut]) -> list[LeaseOut]:

@@ -1,6 +1,13 @@
 """What an operator (the admin, the orders app) does to tasks and orders: fail, requeue, and
 cancel, pause, resume or stop orders. Each ends or re-arms tasks through the kernel
-(``settle``) and writes orders through ``orders``; tasks are locked before orders."""
+(``settle``) and writes orders through ``orders``.
+
+Stopping an order happens in two steps, each committed on its own: first the order's state
+(waiting for a generation pass that holds the row to commit), then its tasks. Once the first
+step has committed no pass creates a task for the order and no pull hands one out (pulls check
+the order), so the second step ends every task the order will ever have; and neither step
+holds an order lock while it waits for a task lock, so none deadlocks a report (which locks
+tasks, then orders)."""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from telegram_tasks.conf import app_settings
+from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.services import orders, settle, sql
 
@@ -44,8 +52,9 @@ def tasks_fail(
 
 def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
     """Put stuck unfinished tasks back in the queue at once, on the same account, with a fresh
-    reservation (see ``settle.rearm``). Returns (requeued, not requeued); finished tasks are
-    left alone (their orders get new tasks from generation)."""
+    reservation (see ``settle.rearm``). A task whose order or account can no longer run it ends
+    instead. Returns (requeued, not requeued); finished tasks are left alone (their orders get
+    new tasks from generation)."""
     until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     with transaction.atomic():
         rows = sql.fetch(
@@ -56,7 +65,8 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
         )
         if not rows:
             return 0, 0
-        ok = [r["id"] for r in settle.rearm(rows, until=until, now=now)]
+        runnable, _ = settle.fail_blocked(rows, now=now)
+        ok = [r["id"] for r in settle.rearm(runnable, until=until, now=now)]
         if ok:
             sql.fetch(
                 f"""
@@ -71,24 +81,29 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
 
 def orders_stop(*, order_ids: Sequence[int], reason: str, now: datetime) -> int:
     """The target is unusable: active orders end PARTIAL (something was delivered) or CANCELED,
-    and their unfinished tasks are failed and rolled back."""
+    then their unfinished tasks are failed and rolled back."""
     with transaction.atomic():
-        tasks_fail(reason=reason, now=now, order_ids=list(order_ids))
-        return len(orders.orders_mark_stopped(order_ids, now=now))
+        stopped = orders.orders_mark_stopped(order_ids, now=now)
+    tasks_fail(reason=reason, now=now, order_ids=stopped)
+    return len(stopped)
 
 
 def orders_cancel(*, order_ids: Sequence[int], now: datetime) -> int:
-    """Cancel: no more tasks, and every unfinished task is failed and its lock rolled back."""
+    """Cancel: the order ends CANCELED, then every unfinished task is failed and its lock rolled
+    back."""
     with transaction.atomic():
-        tasks_fail(reason="order_canceled", now=now, order_ids=list(order_ids))
-        return len(orders.orders_mark_canceled(order_ids, now=now))
+        canceled = orders.orders_mark_canceled(order_ids, now=now)
+    tasks_fail(reason=Reason.ORDER_CANCELED, now=now, order_ids=canceled)
+    return len(canceled)
 
 
 def orders_pause(*, order_ids: Sequence[int], now: datetime) -> int:
-    """Pause: no new tasks; queued ones are released, handed-out ones may still finish."""
+    """Pause: no new tasks and no hand-outs; queued tasks are released. Handed-out ones may
+    still finish, but none is queued or handed out again while the order is paused."""
     with transaction.atomic():
-        tasks_fail(reason="order_paused", now=now, order_ids=list(order_ids), statuses=[S.QUEUED])
-        return len(orders.orders_mark_paused(order_ids, now=now))
+        paused = orders.orders_mark_paused(order_ids, now=now)
+    tasks_fail(reason=Reason.ORDER_PAUSED, now=now, order_ids=paused, statuses=[S.QUEUED])
+    return len(paused)
 
 
 def orders_resume(*, order_ids: Sequence[int], now: datetime) -> int:

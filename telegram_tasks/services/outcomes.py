@@ -13,8 +13,13 @@ from redis.exceptions import RedisError
 
 from telegram_tasks import claims, failures
 from telegram_tasks.conf import app_settings
+from telegram_tasks.failures import Reason
 from telegram_tasks.services import settle, sql
-from telegram_tasks.services.accounts import accounts_deactivate
+from telegram_tasks.services.accounts import (
+    accounts_deactivate,
+    accounts_hold,
+    tasks_release_outlasted,
+)
 from telegram_tasks.services.operator import orders_stop
 
 if TYPE_CHECKING:
@@ -88,20 +93,12 @@ def _apply_consequences(
     scope = failures.Scope
     dead = sorted({r["telegram_account_id"] for r in by_scope.get(scope.ACCOUNT_DEAD, [])})
     full = sorted({r["telegram_account_id"] for r in by_scope.get(scope.ACCOUNT_FULL, [])})
+    if full:
+        settle.after_commit(
+            lambda: claims.mark_full(full, ttl_seconds=app_settings.STATE_TTL_SECONDS)
+        )
     # A flood wait on the last hand-out still holds the account off, even though the task ends.
-    flooded = [
-        (r["telegram_account_id"], plans[r["id"]].hold_seconds)
-        for s in (scope.ACCOUNT_FLOOD, scope.ACCOUNT_HOLD)
-        for r in by_scope.get(s, [])
-        if plans[r["id"]].hold_seconds
-    ]
-    if full or flooded:
-
-        def redis_effects() -> None:
-            claims.mark_full(full, ttl_seconds=app_settings.STATE_TTL_SECONDS)
-            claims.hold_many(flooded, now=now)
-
-        settle.after_commit(redis_effects)
+    _apply_holds(ended, plans, now)
     stopped = sorted({r["order_id"] for r in by_scope.get(scope.TARGET_DEAD, [])})
     # Deactivating an account and stopping an order touch other tasks than the reported ones:
     # done after the report commits, each in a transaction of its own, so a report never
@@ -113,11 +110,38 @@ def _apply_consequences(
                 if dead:
                     accounts_deactivate(account_ids=dead, now=now)
                 if stopped:
-                    orders_stop(order_ids=stopped, reason="target_unavailable", now=now)
+                    orders_stop(order_ids=stopped, reason=Reason.TARGET_UNAVAILABLE, now=now)
             except (DatabaseError, RedisError):
                 logger.warning("consequence of a failure report not applied", exc_info=True)
 
         transaction.on_commit(ledger_effects)
+
+
+def _apply_holds(
+    rows: list[dict[str, Any]], plans: dict[str, failures.Plan], now: datetime
+) -> None:
+    """Flood waits hold their accounts off every action: in the ledger within this transaction
+    (pulls skip a held account's tasks at once), in Redis once it commits (RESERVE refuses the
+    account); then the account's queued tasks that would expire before the hold ends are
+    released to other accounts."""
+    holds = [
+        (r["telegram_account_id"], plans[r["id"]].hold_seconds)
+        for r in rows
+        if plans[r["id"]].hold_seconds and r["telegram_account_id"] is not None
+    ]
+    if not holds:
+        return
+    accounts_hold([(a, now + timedelta(seconds=s)) for a, s in holds], now=now)
+    settle.after_commit(lambda: claims.hold_many(holds, now=now))
+    held = sorted({a for a, _ in holds})
+
+    def release_outlasted() -> None:
+        try:
+            tasks_release_outlasted(account_ids=held, now=now)
+        except (DatabaseError, RedisError):
+            logger.warning("tasks of held accounts not released", exc_info=True)
+
+    transaction.on_commit(release_outlasted)
 
 
 def apply_retry(items: list[Item], plans: dict[str, failures.Plan], now: datetime) -> set[str]:
@@ -157,17 +181,8 @@ def apply_retry(items: list[Item], plans: dict[str, failures.Plan], now: datetim
     if requeued:
         claims_ = [settle.claim_of(r) for r in requeued]
         untils = [r["reserved_until"] for r in requeued]
-        holds = [
-            (r["telegram_account_id"], plans[r["id"]].hold_seconds)
-            for r in requeued
-            if plans[r["id"]].hold_seconds
-        ]
-
-        def redis_effects() -> None:
-            claims.hold_many(holds, now=now)
-            claims.extend_many(claims_, now=now, until=untils)
-
-        settle.after_commit(redis_effects)
+        settle.after_commit(lambda: claims.extend_many(claims_, now=now, until=untils))
+        _apply_holds(requeued, plans, now)
     return {r["id"] for r in requeued}
 
 

@@ -4,6 +4,8 @@ provider; and replay a pull repeated with the same request_id."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,21 +59,34 @@ RETURNING = (
 
 
 @cache
-def lease_sql() -> str:
+def lease_sql(*, by_accounts: bool = False) -> str:
     """One statement leases a batch: pick with SKIP LOCKED (concurrent pulls skip each other's
-    rows), lease, return everything the response needs (the payload snapshot: no join, no
-    per-task query). Queued tasks due and still reserved, and leases over but not abandoned,
-    oldest first."""
+    rows), lease, return everything the response needs (the payload snapshot: no per-task
+    query). Leases that ran out (with hand-outs left, not abandoned) first, then queued tasks
+    due and still reserved, oldest first — two index range scans (the partial indexes of
+    ``leased`` and ``queued`` tasks; with ``by_accounts``, the one by account), never a sort of
+    the backlog. Only tasks that may run now: order active and not paused, account active and
+    not held."""
+    accounts = "AND t.provider_account_id = ANY(%(accounts)s)" if by_accounts else ""
+    runnable = settle.runnable_sql("t")
     return f"""
-    WITH picked AS (
-        SELECT id FROM {sql.TASKS}
-        WHERE ((status = {sql.QUEUED} AND available_at <= %(now)s AND reserved_until > %(now)s)
-            OR (status = {sql.LEASED} AND leased_until <= %(now)s
-                AND leased_until > %(abandoned)s AND attempt + 1 < %(max_attempts)s))
-          AND (%(accounts)s::varchar[] IS NULL OR provider_account_id = ANY(%(accounts)s))
-        ORDER BY available_at, id
+    WITH expired AS (
+        SELECT t.id FROM {sql.TASKS} AS t
+        WHERE t.status = {sql.LEASED} AND t.leased_until <= %(now)s
+          AND t.leased_until > %(abandoned)s AND t.attempt + 1 < %(max_attempts)s
+          {accounts} AND {runnable}
+        ORDER BY t.leased_until, t.id
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF t SKIP LOCKED
+    ), queued AS (
+        SELECT t.id FROM {sql.TASKS} AS t
+        WHERE t.status = {sql.QUEUED} AND t.available_at <= %(now)s
+          AND t.reserved_until > %(now)s {accounts} AND {runnable}
+        ORDER BY t.available_at, t.id
+        LIMIT %(limit)s - (SELECT count(*) FROM expired)
+        FOR UPDATE OF t SKIP LOCKED
+    ), picked AS (
+        SELECT id FROM expired UNION ALL SELECT id FROM queued
     )
     UPDATE {sql.TASKS} AS t
     SET status = {sql.LEASED},
@@ -99,6 +114,12 @@ def lease_params(
     }
 
 
+def replay_fingerprint(limit: int, accounts: Sequence[str] | None) -> str:
+    """What a request_id is bound to: the same id with other parameters is another request."""
+    body = json.dumps([limit, None if accounts is None else sorted(accounts)])
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
 def tasks_pull(
     *,
     limit: int,
@@ -110,13 +131,23 @@ def tasks_pull(
     that ran out (with hand-outs left), oldest first. Two pulls never get the same task."""
     claims.ping()
     if request_id:
-        replay = claims.pull_replay_begin(request_id, ttl=app_settings.PULL_REPLAY_SECONDS)
+        fingerprint = replay_fingerprint(limit, accounts)
+        replay = claims.pull_replay_begin(
+            request_id, fingerprint, ttl=app_settings.PULL_REPLAY_SECONDS
+        )
         if replay is claims.REPLAY_IN_PROGRESS:
             raise TaskConflict(
                 "a pull with this request_id is still in progress", {"request_id": request_id}
             )
         if replay is not None:
-            return PullResult(tasks=_replayed(replay), replayed=True)
+            if replay.get("fp") != fingerprint:
+                raise TaskConflict(
+                    "this request_id was used for a pull with other parameters (limit, "
+                    "accounts); use a new request_id for a new pull",
+                    {"request_id": request_id},
+                    code="request_id_reused",
+                )
+            return PullResult(tasks=_replayed(replay, now=now), replayed=True)
     try:
         tasks = _lease(limit=limit, now=now, accounts=accounts)
     except BaseException:
@@ -128,7 +159,7 @@ def tasks_pull(
         try:
             claims.pull_replay_store(
                 request_id,
-                {"lease_id": lease_id, "ids": [t["task_id"] for t in tasks]},
+                {"fp": fingerprint, "lease_id": lease_id, "ids": [t["task_id"] for t in tasks]},
                 ttl=app_settings.PULL_REPLAY_SECONDS,
             )
         except RedisError:
@@ -141,7 +172,7 @@ def tasks_pull(
 def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list[dict[str, Any]]:
     params = lease_params(limit=limit, now=now, accounts=accounts, lease_id=new_ulid())
     with transaction.atomic():
-        rows = sql.fetch(lease_sql(), params)
+        rows = sql.fetch(lease_sql(by_accounts=accounts is not None), params)
         if not rows:
             return []
         # Re-arming checks eligibility against Redis: a Redis that lost its state (flushed,
@@ -153,12 +184,16 @@ def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list
     return [task_out(r) for r in rows]
 
 
-def _replayed(replay: dict[str, Any]) -> list[dict[str, Any]]:
+def _replayed(replay: dict[str, Any], *, now: datetime) -> list[dict[str, Any]]:
+    """What the first pull with this request_id leased, as far as it is still that pull's: the
+    same hand-out (lease_id), still leased, its lease not run out. A lease that ran out may be
+    another puller's by now; it is never returned."""
     if not replay.get("ids"):
         return []
     rows = sql.fetch(
         f"SELECT {RETURNING} FROM {sql.TASKS} AS t "  # noqa: S608
-        f"WHERE t.id = ANY(%s) AND t.lease_id = %s AND t.status = {sql.LEASED} ORDER BY t.id",
-        [replay["ids"], replay["lease_id"]],
+        f"WHERE t.id = ANY(%s) AND t.lease_id = %s AND t.status = {sql.LEASED} "
+        "AND t.leased_until > %s ORDER BY t.id",
+        [replay["ids"], replay["lease_id"], now],
     )
     return [task_out(r) for r in rows]

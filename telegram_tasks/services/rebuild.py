@@ -14,6 +14,7 @@ from telegram_tasks import claims
 from telegram_tasks.claims import Restore, keys
 from telegram_tasks.claims.operations import CAP_TTL_MARGIN_MS, local_day, ms, next_local_midnight
 from telegram_tasks.conf import app_settings
+from telegram_tasks.models import ClaimsCheckpoint
 from telegram_tasks.services import sql
 
 logger = logging.getLogger(__name__)
@@ -65,94 +66,176 @@ def claims_restore_if_lost(*, now: datetime) -> RebuildSummary | None:
         lock.release()
 
 
+Restores = dict[int, list[Restore]]  # per account: the keys to write (one script call each)
+
+
 def claims_rebuild(*, now: datetime) -> RebuildSummary:
     """Restore the claim state from the ledger: cooldowns still running, today's cap counts,
-    link states and dedupe keys within their TTL (from done tasks), and the locks of unfinished
-    tasks. Numbers are merged with what Redis holds (the larger wins), so reports committing
-    during a rebuild are not undone. Then the marker says the state is present."""
+    link states and dedupe keys within their TTL (from done tasks), holds (from accounts) and
+    the locks of unfinished tasks. Merged with what Redis holds (the larger or newer wins), so
+    reports committing during a rebuild are not undone. Then the marker says the state is
+    present."""
     summary = RebuildSummary()
-    actions = app_settings.ACTIONS
-    policies = {a: app_settings.policy(a) for a in actions}
-    per_account: dict[int, list[Restore]] = defaultdict(list)
-    now_ms = ms(now)
-    longest_cd = max((p.cooldown for p in policies.values()), default=0)
+    per_account: Restores = defaultdict(list)
+    longest_cd = max((app_settings.policy(a).cooldown for a in app_settings.ACTIONS), default=0)
+    summary.cooldowns = restore_cooldowns(per_account, since=now - seconds(longest_cd), now=now)
+    summary.caps = restore_caps(per_account, now=now)
+    summary.states = restore_states(
+        per_account, since=now - seconds(app_settings.STATE_TTL_SECONDS), now=now
+    )
+    summary.dedupes = restore_dedupes(
+        per_account, since=now - seconds(app_settings.DEDUPE_TTL_SECONDS), now=now
+    )
+    restore_holds(per_account, now=now)
+    summary.locks = restore_locks(per_account, now=now)
+    summary.written = claims.rebuild_accounts(per_account)
+    claims.mark_state(str(ULID()))
+    record_heartbeat(now)
+    logger.warning("claims rebuilt from the ledger: %s", summary.line())
+    return summary
 
+
+def record_heartbeat(now: datetime) -> None:
+    """Redis and the ledger agree the state is whole as of ``now`` (see ``services.heal``):
+    Redis first, so a failure between the two only makes the next pass heal once more."""
+    claims.set_heartbeat(now)
+    ClaimsCheckpoint.objects.update_or_create(pk=1, defaults={"heartbeat_at": now})
+
+
+def seconds(n: float) -> timedelta:
+    return timedelta(seconds=n)
+
+
+def restore_cooldowns(per_account: Restores, *, since: datetime, now: datetime) -> int:
+    """Cooldowns of the successes since ``since`` that are still running (larger wins)."""
+    n = 0
+    now_ms = ms(now)
     for account, action, last in sql.rows(
         f"SELECT telegram_account_id, action, max(finished_at) FROM {sql.TASKS} "  # noqa: S608
         f"WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND finished_at > %s "
         "GROUP BY 1, 2",
-        [now - timedelta(seconds=longest_cd)],
+        [since],
     ):
-        policy = policies.get(action)
-        if policy is None or not policy.cooldown:
+        if action not in app_settings.ACTIONS or not app_settings.policy(action).cooldown:
             continue
-        deadline = ms(last) + policy.cooldown * 1000
+        deadline = ms(last) + app_settings.policy(action).cooldown * 1000
         if deadline > now_ms:
-            per_account[account].append(
-                Restore(keys.cooldown(account, action), "max", str(deadline), deadline - now_ms)
-            )
-            summary.cooldowns += 1
+            key = keys.cooldown(account, action)
+            per_account[account].append(Restore(key, "max", str(deadline), deadline - now_ms))
+            n += 1
+    return n
 
+
+def restore_caps(
+    per_account: Restores, *, now: datetime, only: set[tuple[int, str]] | None = None
+) -> int:
+    """Today's success counts (larger wins), for every (account, action) or ``only`` these."""
+    n = 0
     day = local_day(now)
     midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
-    cap_ttl = ms(next_local_midnight(now)) - now_ms + CAP_TTL_MARGIN_MS
+    cap_ttl = ms(next_local_midnight(now)) - ms(now) + CAP_TTL_MARGIN_MS
+    accounts = None if only is None else sorted({a for a, _ in only})
     for account, action, count in sql.rows(
         f"SELECT telegram_account_id, action, count(*) FROM {sql.TASKS} "  # noqa: S608
         f"WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND finished_at >= %s "
-        "GROUP BY 1, 2",
-        [midnight],
+        "AND (%s::bigint[] IS NULL OR telegram_account_id = ANY(%s)) GROUP BY 1, 2",
+        [midnight, accounts, accounts],
     ):
+        if only is not None and (account, action) not in only:
+            continue
+        key = keys.cap(account, action, day)
+        per_account[account].append(Restore(key, "max", str(count), cap_ttl))
+        n += 1
+    return n
+
+
+def restore_states(per_account: Restores, *, since: datetime, now: datetime) -> int:
+    """Link states from the latest gated success per (account, link) since ``since`` (the
+    newer of stored and restored wins)."""
+    gated = {a: p.gate for a in app_settings.ACTIONS if (p := app_settings.policy(a)).gate}
+    if not gated:
+        return 0
+    n = 0
+    state_ttl, now_ms = app_settings.STATE_TTL_SECONDS * 1000, ms(now)
+    for account, link_hash, action, last in sql.rows(
+        f"""
+        SELECT DISTINCT ON (telegram_account_id, link_hash)
+               telegram_account_id, link_hash, action, finished_at
+        FROM {sql.TASKS}
+        WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND action = ANY(%s)
+          AND finished_at > %s
+        ORDER BY telegram_account_id, link_hash, finished_at DESC
+        """,  # noqa: S608
+        [list(gated), since],
+    ):
+        word = "subscribed" if gated[action] == "subscribe" else "unsubscribed"
+        key = keys.state(account, link_hash)
+        value = f"{word}@{ms(last)}"
+        per_account[account].append(Restore(key, "newer", value, ms(last) + state_ttl - now_ms))
+        n += 1
+    return n
+
+
+def restore_dedupes(per_account: Restores, *, since: datetime, now: datetime) -> int:
+    """One-shot markers of the successes since ``since``."""
+    one_shot = [a for a in app_settings.ACTIONS if app_settings.policy(a).one_shot]
+    if not one_shot:
+        return 0
+    n = 0
+    dedupe_ttl, now_ms = app_settings.DEDUPE_TTL_SECONDS * 1000, ms(now)
+    for account, action, link_hash, post, last in sql.rows(
+        f"""
+        SELECT telegram_account_id, action, link_hash, payload->>'post_id', max(finished_at)
+        FROM {sql.TASKS}
+        WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND action = ANY(%s)
+          AND finished_at > %s
+        GROUP BY 1, 2, 3, 4
+        """,  # noqa: S608
+        [one_shot, since],
+    ):
+        key = keys.dedupe(account, action, link_hash, int(post) if post else None)
+        per_account[account].append(Restore(key, "set", "1", ms(last) + dedupe_ttl - now_ms))
+        n += 1
+    return n
+
+
+def restore_holds(per_account: Restores, *, now: datetime) -> int:
+    """Flood holds still running, from the accounts' ``held_until`` (later wins)."""
+    n = 0
+    now_ms = ms(now)
+    for account, until in sql.rows(
+        f"SELECT id, held_until FROM {sql.ACCOUNTS} WHERE held_until > %s",  # noqa: S608
+        [now],
+    ):
+        deadline = ms(until)
         per_account[account].append(
-            Restore(keys.cap(account, action, day), "max", str(count), cap_ttl)
+            Restore(keys.hold(account), "max", str(deadline), deadline - now_ms)
         )
-        summary.caps += 1
+        n += 1
+    return n
 
-    gated = [a for a, p in policies.items() if p.gate]
-    if gated:
-        state_ttl = app_settings.STATE_TTL_SECONDS * 1000
-        for account, link_hash, action, last in sql.rows(
-            f"""
-            SELECT DISTINCT ON (telegram_account_id, link_hash)
-                   telegram_account_id, link_hash, action, finished_at
-            FROM {sql.TASKS}
-            WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND action = ANY(%s)
-              AND finished_at > %s
-            ORDER BY telegram_account_id, link_hash, finished_at DESC
-            """,  # noqa: S608
-            [gated, now - timedelta(seconds=app_settings.STATE_TTL_SECONDS)],
-        ):
-            value = "subscribed" if policies[action].gate == "subscribe" else "unsubscribed"
-            ttl = ms(last) + state_ttl - now_ms
-            per_account[account].append(Restore(keys.state(account, link_hash), "set", value, ttl))
-            summary.states += 1
 
-    one_shot = [a for a, p in policies.items() if p.one_shot]
-    if one_shot:
-        dedupe_ttl = app_settings.DEDUPE_TTL_SECONDS * 1000
-        for account, action, link_hash, post, last in sql.rows(
-            f"""
-            SELECT telegram_account_id, action, link_hash, payload->>'post_id', max(finished_at)
-            FROM {sql.TASKS}
-            WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND action = ANY(%s)
-              AND finished_at > %s
-            GROUP BY 1, 2, 3, 4
-            """,  # noqa: S608
-            [one_shot, now - timedelta(seconds=app_settings.DEDUPE_TTL_SECONDS)],
-        ):
-            post_id = int(post) if post else None
-            key = keys.dedupe(account, action, link_hash, post_id)
-            per_account[account].append(Restore(key, "set", "1", ms(last) + dedupe_ttl - now_ms))
-            summary.dedupes += 1
-
+def restore_locks(
+    per_account: Restores, *, now: datetime, queued_since: datetime | None = None
+) -> int:
+    """Locks of unfinished tasks (set where no live lock is): every one, or — with
+    ``queued_since`` — only queued tasks due since then (those whose reservation was written
+    since: a slot is never before the moment it was reserved)."""
+    n = 0
+    now_ms = ms(now)
     grace_ms = app_settings.RESERVE_LOCK_SECONDS * 1000
+    if queued_since is None:
+        where, params = f"status IN {sql.LIVE}", []
+    else:
+        where, params = f"status = {sql.QUEUED} AND available_at > %s", [queued_since]
     for task_id, account, action, status, reserved_until, leased_until in sql.rows(
         f"""
         SELECT id, telegram_account_id, action, status, reserved_until, leased_until
         FROM {sql.TASKS}
-        WHERE status IN {sql.LIVE} AND telegram_account_id IS NOT NULL
+        WHERE {where} AND telegram_account_id IS NOT NULL
         ORDER BY id
         """,  # noqa: S608
-        [],
+        params,
     ):
         if status == sql.S.QUEUED:
             until = ms(reserved_until) if reserved_until else 0
@@ -163,9 +246,5 @@ def claims_rebuild(*, now: datetime) -> RebuildSummary:
             per_account[account].append(
                 Restore(keys.lock(account, action), "lock", f"{task_id}|{until}", until - now_ms)
             )
-            summary.locks += 1
-
-    summary.written = claims.rebuild_accounts(per_account)
-    claims.mark_state(str(ULID()))
-    logger.warning("claims rebuilt from the ledger: %s", summary.line())
-    return summary
+            n += 1
+    return n

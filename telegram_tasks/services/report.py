@@ -15,6 +15,7 @@ from django.db import transaction
 from telegram_tasks import claims, failures
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
+from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.services import outcomes, settle, sql
 
@@ -97,6 +98,7 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
         }
         batch = _classify(reports, outs, current)
         _settle_instead(batch, now)
+        _end_blocked_retries(batch)
         committed_at: dict[str, datetime] = {}
         if batch.done:
             # A Redis that lost its state must be rebuilt first: counting into it now would
@@ -126,6 +128,23 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
             else:
                 out.duplicate = True
     return outs
+
+
+def _end_blocked_retries(batch: _Batch) -> None:
+    """A failure that asks to run the task again cannot requeue it when its order is no longer
+    active or is paused, or its account is inactive: the task ends, with that reason (the
+    account is still held if the error says so)."""
+    if not batch.retry:
+        return
+    reasons = settle.blocked([r.task_id for r, _, _ in batch.retry])
+    for report, _, _ in batch.retry:
+        if report.task_id in reasons:
+            plan = batch.plans[report.task_id]
+            batch.plans[report.task_id] = replace(
+                plan, reason=reasons[report.task_id], retry_after=None
+            )
+    batch.failed += [i for i in batch.retry if i[0].task_id in reasons]
+    batch.retry = [i for i in batch.retry if i[0].task_id not in reasons]
 
 
 def _settle_instead(batch: _Batch, now: datetime) -> None:
@@ -188,6 +207,6 @@ def _classify(
             batch.retry.append((report, row, out))
         else:
             if plan.retry_after is not None:  # no hand-out left to run it again
-                batch.plans[report.task_id] = replace(plan, reason="attempts_exhausted")
+                batch.plans[report.task_id] = replace(plan, reason=Reason.ATTEMPTS_EXHAUSTED)
             batch.failed.append((report, row, out))
     return batch

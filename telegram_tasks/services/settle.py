@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, ExtendResult, Refusal, Target
 from telegram_tasks.conf import app_settings
+from telegram_tasks.failures import Reason
 from telegram_tasks.services import orders, sql
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,68 @@ def claim_of(row: dict[str, Any]) -> Claim:
     return Claim(
         row["telegram_account_id"], row["action"], Target(row["link_hash"], post_id), row["id"]
     )
+
+
+def runnable_sql(alias: str = "t") -> str:
+    """SQL that holds for a task that may be handed out now: its order active and not paused,
+    its account active and not held (``%(now)s`` is the moment)."""
+    o = sql.order_table()
+    return (
+        f"EXISTS (SELECT 1 FROM {o.table} AS o WHERE o.{o.pk} = {alias}.order_id "  # noqa: S608
+        f"AND o.{o['status']} IN {sql.literals(orders.active_statuses())} "
+        f"AND o.{o['paused_at']} IS NULL) "
+        f"AND EXISTS (SELECT 1 FROM {sql.ACCOUNTS} AS a WHERE a.id = {alias}.telegram_account_id "
+        "AND a.is_active AND (a.held_until IS NULL OR a.held_until <= %(now)s))"
+    )
+
+
+def blocked(task_ids: Sequence[str]) -> dict[str, Reason]:
+    """The tasks among these that may never run again, and why: their account is inactive,
+    their order finished or stopped, or is paused. (A held account is not a reason: its tasks
+    wait for the hold to end.)"""
+    if not task_ids:
+        return {}
+    o = sql.order_table()
+    rows = sql.rows(
+        f"""
+        SELECT t.id,
+               CASE WHEN a.id IS NULL OR NOT a.is_active THEN %(account)s
+                    WHEN o.{o["status"]} NOT IN {sql.literals(orders.active_statuses())}
+                         THEN %(inactive)s
+                    WHEN o.{o["paused_at"]} IS NOT NULL THEN %(paused)s END
+        FROM {sql.TASKS} AS t
+        JOIN {o.table} AS o ON o.{o.pk} = t.order_id
+        LEFT JOIN {sql.ACCOUNTS} AS a ON a.id = t.telegram_account_id
+        WHERE t.id = ANY(%(ids)s)
+        """,  # noqa: S608
+        {
+            "ids": list(task_ids),
+            "account": Reason.ACCOUNT_INACTIVE.value,
+            "inactive": Reason.ORDER_INACTIVE.value,
+            "paused": Reason.ORDER_PAUSED.value,
+        },
+    )
+    return {task_id: Reason(reason) for task_id, reason in rows if reason}
+
+
+def fail_blocked(
+    rows: list[dict[str, Any]], *, now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Before a path requeues or hands out these (locked) tasks: end the ones that may never run
+    again (see ``blocked``), each with its reason (a task whose COMMIT already counted is
+    settled as done instead), and roll their locks back after the commit. Returns (the rows
+    still runnable, the rows ended)."""
+    reasons = blocked([r["id"] for r in rows])
+    if not reasons:
+        return rows, []
+    committed, others = split_committed([r for r in rows if r["id"] in reasons])
+    settle_committed(rows=committed, now=now)
+    ended: list[dict[str, Any]] = []
+    for reason in {reasons[r["id"]] for r in others}:
+        ids = [r["id"] for r in others if reasons[r["id"]] is reason]
+        ended += fail_rows(ids, reason=reason, now=now)
+    after_commit_rollback(ended)
+    return [r for r in rows if r["id"] not in reasons], ended
 
 
 def grace() -> timedelta:
@@ -107,7 +170,7 @@ def fail_rows(ids: Sequence[str], *, reason: str, now: datetime) -> list[dict[st
         UPDATE {sql.TASKS} SET status = {sql.FAILED}, failure_reason = %(reason)s,
                finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
         WHERE id = ANY(%(ids)s) AND status IN {sql.LIVE}
-        RETURNING {CLAIM_COLUMNS}
+        RETURNING {CLAIM_COLUMNS}, failure_reason
         """,  # noqa: S608
         {"reason": reason, "now": now, "ids": list(ids)},
     )
@@ -144,7 +207,7 @@ def rearm(
             else:
                 lost.append(rows[i]["id"])
     settle_committed(rows=committed, now=now)
-    fail_rows(lost, reason="lock_lost", now=now)
+    fail_rows(lost, reason=Reason.LOCK_LOST, now=now)
     return kept
 
 

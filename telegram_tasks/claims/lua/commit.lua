@@ -4,7 +4,7 @@ KEYS (one account, one hash tag):
   1 lock    P:{aID}:lock:ACTION
   2 cd      P:{aID}:cd:ACTION
   3 cap     P:{aID}:cap:ACTION:YYYYMMDD      (the local day of now_ms)
-  4 state   P:{aID}:state:LINKHASH
+  4 state   P:{aID}:state:LINKHASH           "subscribed@MS" | "unsubscribed@MS" (MS: when)
   5 dedupe  P:{aID}:dedupe:ACTION:LINKHASH:POST
   6 done    P:{aID}:done:TOKEN               when this token was committed (ms)
   7 full    P:{aID}:full                     cleared by a successful unsubscribe
@@ -40,9 +40,9 @@ redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]))
 
 local gate = ARGV[5]
 if gate == 'subscribe' then
-  redis.call('SET', KEYS[4], 'subscribed', 'PX', tonumber(ARGV[7]))
+  redis.call('SET', KEYS[4], 'subscribed@' .. ARGV[2], 'PX', tonumber(ARGV[7]))
 elseif gate == 'unsubscribe' then
-  redis.call('SET', KEYS[4], 'unsubscribed', 'PX', tonumber(ARGV[7]))
+  redis.call('SET', KEYS[4], 'unsubscribed@' .. ARGV[2], 'PX', tonumber(ARGV[7]))
   redis.call('DEL', KEYS[7])
 end
 if ARGV[6] == '1' then

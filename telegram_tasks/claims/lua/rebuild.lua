@@ -3,7 +3,8 @@
 KEYS: the keys to restore, all of one account (one hash tag).
 ARGV: for each key, three values: mode, value, ttl_ms
   mode "max"   numeric values (cooldown deadline, cap count): keep the larger of stored and given
-  mode "set"   state, dedupe: set the value
+  mode "set"   dedupe, flags: set the value
+  mode "newer" link state "WORD@MS": set unless the stored one is as new (its MS >= MS)
   mode "lock"  a lock of an unfinished task: value "token|until"; set only if no live lock is there
 Every key gets PEXPIRE ttl_ms (ttl_ms > 0). Returns the number of keys written.
 ]]
@@ -22,6 +23,15 @@ for i, key in ipairs(KEYS) do
     elseif mode == 'set' then
       redis.call('SET', key, value, 'PX', ttl)
       written = written + 1
+    elseif mode == 'newer' then
+      local function at(v)
+        local sep = v and string.find(v, '@', 1, true)
+        return sep and tonumber(string.sub(v, sep + 1)) or -1
+      end
+      if at(value) > at(redis.call('GET', key)) then
+        redis.call('SET', key, value, 'PX', ttl)
+        written = written + 1
+      end
     elseif mode == 'lock' then
       local sep = string.find(value, '|', 1, true)
       local token = string.sub(value, 1, sep - 1)

@@ -4,7 +4,7 @@ KEYS (all of one account, one hash tag, so one Redis Cluster slot):
   1 lock    P:{aID}:lock:ACTION                hash {token, until}  (ms epoch)
   2 cd      P:{aID}:cd:ACTION                  string: cooldown ends at (ms epoch)
   3 cap     P:{aID}:cap:ACTION:YYYYMMDD        integer: successes on that local day
-  4 state   P:{aID}:state:LINKHASH             "subscribed" | "unsubscribed"
+  4 state   P:{aID}:state:LINKHASH             "subscribed@MS" | "unsubscribed@MS"
   5 dedupe  P:{aID}:dedupe:ACTION:LINKHASH:POST  "1" once a one-shot action succeeded
   6 hold    P:{aID}:hold                       string: account-wide hold ends at (ms epoch)
   7 full    P:{aID}:full                       "1" after CHANNELS_TOO_MUCH, until an unsubscribe
@@ -61,13 +61,15 @@ end
 local gate = ARGV[5]
 if gate ~= '' then
   local state = redis.call('GET', KEYS[4])
-  if gate == 'subscribe' and state == 'subscribed' then
+  -- "subscribed@…" (115 = "s"); "unsubscribed@…" or no state at all: not subscribed
+  local subscribed = state and string.byte(state, 1) == 115
+  if gate == 'subscribe' and subscribed then
     return 4
   end
   if gate == 'subscribe' and redis.call('EXISTS', KEYS[7]) == 1 then
     return 7
   end
-  if gate == 'unsubscribe' and state ~= 'subscribed' then
+  if gate == 'unsubscribe' and not subscribed then
     return 4
   end
 end
