@@ -691,3 +691,49 @@ def test_schema_and_docs_are_served():
     assert "cdn.jsdelivr" not in body  # the UI is served by the app itself, offline too
     bundle = next(p for p in body.split('"') if p.endswith("swagger-ui-bundle.js"))
     assert client.get(bundle).status_code == 200
+
+
+# --- JSON depth and size (hardening) ---------------------------------------------------------
+
+
+def nested(levels: int):
+    value: object = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_json_just_under_the_depth_limit_is_stored_and_readable(api, admin_client):
+    generate(n_accounts=1, quantity=1)
+    [task] = pull(api)
+    data = nested(31)  # the body is one level more: 32, the limit
+    response = report(api, task, data=data)
+    assert response.status_code == 200, response.content
+    stored = TelegramTask.objects.get()
+    assert stored.result["data"] == data
+    page = admin_client.get(f"/admin/telegram_tasks/telegramtask/{stored.pk}/change/")
+    assert page.status_code == 200
+
+
+@pytest.mark.parametrize("levels", [32, 900, 5000])
+def test_json_beyond_the_depth_limit_is_400_and_changes_nothing(api, levels):
+    generate(n_accounts=1, quantity=1)
+    [task] = pull(api)
+    deep = "[" * levels + '"x"' + "]" * levels
+    raw = '{"task_id": "' + task["task_id"] + '", "state": "done", "data": ' + deep + "}"
+    response = api.post(f"{BASE}/tasks/report", raw, content_type="application/json")
+    assert_error(response, 400, "malformed_json")
+    assert TelegramTask.objects.get().status == "leased"
+
+
+def test_json_larger_than_the_size_limit_is_400(api, settings):
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "JSON_MAX_BYTES": 1000}
+    generate(n_accounts=1, quantity=1)
+    [task] = pull(api)
+    assert_error(report(api, task, data={"x": "y" * 2000}), 400, "validation_error", "data")
+    response = post(
+        api,
+        "accounts/sync",
+        {"accounts": [{"provider_account_id": "big", "meta": {"x": "y" * 2000}}]},
+    )
+    assert response.status_code == 200 and response.json()["errors"][0]["errors"]["meta"]

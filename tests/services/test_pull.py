@@ -60,9 +60,30 @@ def test_request_id_replays_the_same_tasks(queued):
 
 def test_request_id_in_progress_is_a_conflict(queued, redis_client, redis_prefix):
     from telegram_tasks.claims import keys
-
     from telegram_tasks.services.pull import replay_fingerprint
 
     redis_client.set(keys.pull_replay("busy"), f"in-progress:{replay_fingerprint(2, None)}")
     with pytest.raises(TaskConflict):
         tasks_pull(limit=2, now=T0, request_id="busy")
+
+
+# --- replays bound to their request (hardening) ----------------------------------------------
+
+
+def test_a_request_id_reused_with_other_parameters_is_refused(queued):
+    tasks_pull(limit=2, now=T0, request_id="r-2")
+    with pytest.raises(TaskConflict) as refused:
+        tasks_pull(limit=3, now=T0, request_id="r-2")
+    assert refused.value.code == "request_id_reused"
+    with pytest.raises(TaskConflict):
+        tasks_pull(limit=2, now=T0, request_id="r-2", accounts=[queued[0].provider_account_id])
+
+
+def test_a_replay_never_returns_a_lease_that_ran_out(queued):
+    first = tasks_pull(limit=2, now=T0, request_id="r-3").tasks
+    later = T0 + timedelta(seconds=61)
+    # The leases ran out; another puller takes them.
+    other = tasks_pull(limit=10, now=later).tasks
+    assert {t["task_id"] for t in first} <= {t["task_id"] for t in other}
+    replay = tasks_pull(limit=2, now=later, request_id="r-3")
+    assert replay.replayed and replay.tasks == []

@@ -110,3 +110,68 @@ def test_a_batch_reporting_one_task_twice_counts_it_once(leased):
     assert [o.duplicate for o in outs] == [False, True]
     order.refresh_from_db()
     assert order.remains == 2
+
+
+# --- holds, long waits, the last hand-out (hardening) ----------------------------------------
+
+
+def test_a_held_accounts_reserved_work_waits_or_goes_elsewhere(redis_client):
+    """FLOOD_WAIT on one task holds the account off every action: its queued tasks that would
+    expire before the hold ends are released to other accounts, and nothing of it (queued or
+    a lapsed lease) is handed out until the hold ends."""
+    from telegram_tasks.models import TelegramAccount
+
+    [account] = make_accounts(1)
+    make_order(action="view", link="t.me/durov/7", quantity=1)
+    make_order(action="reaction", link="t.me/durov/8", quantity=1)
+    make_order(action="subscribe", link="t.me/durov", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    sub = TelegramTask.objects.get(action="subscribe")
+    TelegramTask.objects.exclude(pk=sub.pk).filter(action="reaction").update(
+        available_at=T0 + timedelta(seconds=30)
+    )
+    leased = tasks_pull(limit=10, now=T0).tasks
+    view = next(t for t in leased if t["action"] == "view")
+    subscribe = next(t for t in leased if t["action"] == "subscribe")
+    [out] = report(ReportIn(subscribe["task_id"], "failed", error_code="FLOOD_WAIT_600"))
+    assert out.status == "queued"
+    account.refresh_from_db()
+    assert account.held_until >= T0 + timedelta(seconds=600)
+    reaction = TelegramTask.objects.get(action="reaction")
+    assert (reaction.status, reaction.failure_reason) == ("failed", "account_held")
+    # The view's lease runs out while the account is held: it is not handed out again.
+    assert tasks_pull(limit=10, now=T0 + timedelta(seconds=61)).tasks == []
+    assert TelegramTask.objects.get(pk=view["task_id"]).status == "leased"
+    TelegramAccount.objects.update(held_until=T0 + timedelta(seconds=60))
+    assert {t["task_id"] for t in tasks_pull(limit=10, now=T0 + timedelta(seconds=61)).tasks} == {
+        view["task_id"]
+    }
+
+
+def test_an_absurd_flood_wait_fails_the_task_and_frees_the_order(leased, redis_client):
+    order, tasks = leased
+    [out] = report(ReportIn(tasks[0]["task_id"], "failed", error_code="FLOOD_WAIT_999999999"))
+    assert out.status == "failed"
+    task = TelegramTask.objects.get(pk=tasks[0]["task_id"])
+    assert task.failure_reason == "wait_too_long"
+    account = task.telegram_account
+    assert account.held_until == T0 + timedelta(seconds=7 * 86400)
+    # Nothing of the order waits on it: the unit is free for another account.
+    assert TelegramTask.objects.filter(order=order, status__in=["queued", "leased"]).count() == 2
+
+
+def test_a_done_just_after_the_last_lease_ended_still_counts(settings):
+    from telegram_tasks.services import tasks_housekeep
+
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "MAX_ATTEMPTS": 1}
+    make_accounts(1)
+    order = make_order(action="view", link="t.me/durov/7", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    [task] = tasks_pull(limit=10, now=T0).tasks
+    after = T0 + timedelta(seconds=61)  # the last hand-out's lease ended a second ago
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_housekeep(now=after)
+    [out] = report(ReportIn(task["task_id"], "done"), now=after)
+    assert (out.status, out.duplicate) == ("done", False)
+    order.refresh_from_db()
+    assert order.remains == 0
