@@ -83,51 +83,85 @@ def test_an_account_deactivated_during_a_pass_is_never_handed_a_task(monkeypatch
     assert tasks_pull(limit=10, now=T0).tasks == []
 
 
-@pytest.mark.django_db(transaction=True)
-def test_syncs_and_reports_deactivating_the_same_accounts_never_deadlock():
-    """Sync switches accounts off (accounts, then their tasks) while failure reports deactivate
-    the same accounts (their tasks, then the accounts): one lock order, no deadlock."""
-    import logging
+def _connect():
+    import psycopg
+    from django.db import connection
 
-    from telegram_tasks.services import ReportIn, tasks_pull, tasks_report
-    from tests.concurrency import run_concurrently
+    c = connection.settings_dict
+    return psycopg.connect(
+        host=c["HOST"], port=c["PORT"] or 5432, user=c["USER"], dbname=c["NAME"],
+        password=c["PASSWORD"] or None,
+    )  # fmt: skip
 
-    accounts = make_accounts(12)
-    for i in range(4):
-        make_order(action="view", link=f"t.me/deadlockchan{i}/1", quantity=12)
-    tasks_generate(limit=100, now=T0)
-    leased = tasks_pull(limit=24, now=T0).tasks
-    records: list[logging.LogRecord] = []
 
-    class Catch(logging.Handler):
-        def emit(self, record):
-            records.append(record)
+def _wait_until_blocked(conn, timeout=10.0):
+    import time
 
-    handler = Catch(level=logging.WARNING)
-    logging.getLogger("telegram_tasks").addHandler(handler)
-    ids = [a.provider_account_id for a in accounts]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        ).fetchone()[0]
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the service never waited for the lock")
 
-    def work(i):
-        if i % 2 == 0:
-            for _ in range(3):
-                accounts_sync(
-                    items=[{"provider_account_id": p, "is_active": False} for p in ids], now=T0
-                )
-                accounts_sync(
-                    items=[{"provider_account_id": p, "is_active": True} for p in ids], now=T0
-                )
-            return "sync"
-        mine = leased[i // 2 :: 3]
-        tasks_report(
-            reports=[
-                ReportIn(t["task_id"], "failed", error_code="AUTH_KEY_UNREGISTERED") for t in mine
-            ],
-            now=T0,
-        )
-        return "report"
+
+def _free(conn, table, pk) -> bool:
+    import psycopg
 
     try:
-        run_concurrently(work, threads=6)
+        with conn.transaction():
+            conn.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [pk])  # noqa: S608
+        return True
+    except psycopg.errors.LockNotAvailable:
+        return False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["sync", "deactivate"])
+def test_no_transaction_holds_accounts_while_waiting_for_tasks_or_the_reverse(path):
+    """Sync (accounts, then their tasks) and deactivation after a report (which comes from a
+    report that locked tasks) never deadlock: neither holds one kind of row while it waits
+    for the other."""
+    import threading
+
+    [account] = make_accounts(1)
+    make_order(action="view", link="t.me/durov/9", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    task = TelegramTask.objects.get()
+    blocker, probe, watch = _connect(), _connect(), _connect()
+    watch.autocommit = True
+    blocker.execute(
+        *(
+            ("SELECT 1 FROM telegram_tasks WHERE id = %s FOR UPDATE", [task.pk])
+            if path == "sync"
+            else ("SELECT 1 FROM telegram_accounts WHERE id = %s FOR UPDATE", [account.id])
+        )
+    )
+    if path == "sync":
+        item = {"provider_account_id": account.provider_account_id, "is_active": False}
+
+        def call():
+            accounts_sync(items=[item], now=T0)
+    else:
+
+        def call():
+            accounts_deactivate(account_ids=[account.id], now=T0)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    try:
+        _wait_until_blocked(watch)
+        if path == "sync":  # waiting for the task: the account must not be held meanwhile
+            assert _free(probe, "telegram_accounts", account.id)
+        else:  # waiting for the account: the task must not be held meanwhile
+            assert _free(probe, "telegram_tasks", task.pk)
     finally:
-        logging.getLogger("telegram_tasks").removeHandler(handler)
-    assert not [r for r in records if "not applied" in r.getMessage()]
+        blocker.rollback()
+        worker.join(20)
+        for c in (blocker, probe, watch):
+            c.close()
+    assert TelegramTask.objects.get().failure_reason == "account_inactive"

@@ -82,7 +82,9 @@ def test_a_request_id_reused_with_other_parameters_is_refused(queued):
 def test_a_replay_never_returns_a_lease_that_ran_out(queued):
     first = tasks_pull(limit=2, now=T0, request_id="r-3").tasks
     later = T0 + timedelta(seconds=61)
-    # The leases ran out; another puller takes them.
+    # The leases ran out: any puller may take them now, so the replay no longer returns them.
+    assert tasks_pull(limit=2, now=later, request_id="r-3").tasks == []
+    # Another puller takes them.
     other = tasks_pull(limit=10, now=later).tasks
     assert {t["task_id"] for t in first} <= {t["task_id"] for t in other}
     replay = tasks_pull(limit=2, now=later, request_id="r-3")
