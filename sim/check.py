@@ -1,4 +1,4 @@
-"""The invariants of SPEC, checked on what a run left in PostgreSQL, Redis and the providers'
+"""The invariants of the contract (docs/contract.md), checked on what a run left in PostgreSQL, Redis and the providers'
 logs. Each check returns the violations it found (an empty list is a pass)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """End-to-end simulation: the real web server (gunicorn) over a private PostgreSQL and Redis,
 generation and housekeeping on a short tick, several provider processes pulling and reporting
 over HTTP with a random mix of outcomes, Redis restarted empty and PostgreSQL restarted mid-run;
-then a checker verifies every SPEC invariant on what is left.
+then a checker verifies every invariant of docs/contract.md on what is left.
 
     python sim/run.py                 # small: ~1 minute, run by `make test`
     python sim/run.py --size large    # on demand (`make sim-large`), prints its figures
