@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from telegram_tasks.conf import app_settings
 from telegram_tasks.links import InvalidTelegramLink, normalize_link
@@ -32,6 +32,12 @@ class Order(models.Model):
     per_call = models.PositiveIntegerField(default=1)
     interval_seconds = models.PositiveIntegerField(default=0)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Higher first when orders of one action want more accounts than there are; within a
+    # priority, accounts are shared evenly between orders.
+    priority = models.IntegerField(default=0)
+    # Subscribe orders: each subscription ends (an automatic unsubscribe of the same account)
+    # this many days after it succeeded. None: subscriptions stay.
+    duration_days = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AWAITING)
     # Paused by an operator: no new tasks until resumed (the status is left as it was).
     paused_at = models.DateTimeField(null=True, blank=True)
@@ -43,9 +49,12 @@ class Order(models.Model):
         db_table = "orders"
         ordering = ["-id"]
         indexes = [
-            # Generation reads due orders: active ones, by next_run_at.
+            # Generation reads due orders in the order it serves them: active ones, higher
+            # priority first, then those waiting longest (never scheduled first).
             models.Index(
-                fields=["next_run_at", "id"],
+                F("priority").desc(),
+                F("next_run_at").asc(nulls_first=True),
+                "id",
                 condition=Q(status__in=["awaiting", "pending", "in_progress"], paused_at=None),
                 name="order_due",
             ),

@@ -1,5 +1,5 @@
-"""The invariants of the contract (docs/contract.md), checked on what a run left in PostgreSQL, Redis and the providers'
-logs. Each check returns the violations it found (an empty list is a pass)."""
+"""The invariants of the contract (docs/contract.md), checked on what a run left in PostgreSQL,
+Redis and the providers' logs. Each check returns the violations it found (none: a pass)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,20 @@ DEFAULT_ACTIONS: dict[str, dict[str, Any]] = {
 # Knobs an action declared in a project's settings gets when it leaves them out.
 DEFAULT_POLICY: dict[str, Any] = {"cooldown": 0, "daily_cap": None, "gate": None, "one_shot": False}
 
+# Account tiers: limits of the account as a whole, and per-action overrides of ACTIONS. A tier
+# missing a knob takes the "default" tier's value.
+DEFAULT_TIER = "default"
+DEFAULT_TIERS: dict[str, dict[str, Any]] = {
+    "default": {
+        "max_channels": 500,  # Telegram refuses a 501st channel (CHANNELS_TOO_MUCH)
+        "account_cooldown": 0,  # seconds between any two successes of one account
+        "account_daily_cap": None,  # successes of one account per local day, all actions
+        "actions": {},
+    },
+    "premium": {"max_channels": 1000, "actions": {"subscribe": {"daily_cap": 40}}},
+}
+TIER_KNOBS = ("max_channels", "account_cooldown", "account_daily_cap", "actions")
+
 DEFAULTS: dict[str, Any] = {
     "ORDER_MODEL": "orders.Order",
     "LEASE_SECONDS": 60,
@@ -40,7 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_TASKS_PER_ORDER_PER_PASS": 50,
     "ACCOUNT_SCAN_BUDGET": 500,
     "ACTIONS": DEFAULT_ACTIONS,
-    # Beyond SPEC's list:
+    "TIERS": DEFAULT_TIERS,
+    # Beyond the contract's first list (docs/contract.md):
     "KEY_PREFIX": "tg",  # prefix of every Redis key (tests isolate by it)
     "SYNC_MAX_BATCH": 10_000,  # most accounts in one sync request
     "REPORT_MAX_BATCH": 1000,  # most reports / leases in one report, extend or release request
@@ -57,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """What RESERVE and COMMIT enforce for one action."""
+    """What RESERVE and COMMIT enforce for one action (of one tier's accounts)."""
 
     action: str
     cooldown: int
@@ -66,10 +81,21 @@ class Policy:
     one_shot: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TierPolicy:
+    """The limits of an account as a whole, across every action."""
+
+    tier: str
+    max_channels: int | None
+    account_cooldown: int
+    account_daily_cap: int | None
+
+
 class TelegramTasksSettings:
     def __init__(self) -> None:
         self._cached_attrs: set[str] = set()
-        self._policies: dict[str, Policy] = {}
+        self._policies: dict[tuple[str, str], Policy] = {}
+        self._tiers: dict[str, TierPolicy] = {}
 
     @property
     def user_settings(self) -> dict[str, Any]:
@@ -80,6 +106,8 @@ class TelegramTasksSettings:
             raise AttributeError(f"Invalid TELEGRAM_TASKS setting: {attr!r}")
         if attr == "ACTIONS":
             value = self._merged_actions()
+        elif attr == "TIERS":
+            value = self._merged_tiers()
         else:
             value = self.user_settings.get(attr, DEFAULTS[attr])
         # Cached as a plain attribute (as DRF does): hot paths read settings per task.
@@ -97,15 +125,54 @@ class TelegramTasksSettings:
             merged[name] = {**base, **knobs}
         return merged
 
-    def policy(self, action: str) -> Policy:
-        """The policy of a configured action; KeyError for an unknown one."""
-        policy = self._policies.get(action)
+    def _merged_tiers(self) -> dict[str, dict[str, Any]]:
+        """Tier by tier and knob by knob over the defaults; a tier's ``actions`` override
+        merges action by action and knob by knob; a knob a tier leaves out comes from the
+        "default" tier."""
+        merged = {name: _copy_tier(knobs) for name, knobs in DEFAULT_TIERS.items()}
+        for name, knobs in (self.user_settings.get("TIERS") or {}).items():
+            if knobs is None:
+                merged.pop(name, None)
+                continue
+            base = merged.setdefault(name, {"actions": {}})
+            for knob, value in knobs.items():
+                if knob == "actions":
+                    for action, over in (value or {}).items():
+                        base["actions"][action] = {**base["actions"].get(action, {}), **over}
+                else:
+                    base[knob] = value
+        fallback = merged.get(DEFAULT_TIER, DEFAULT_TIERS[DEFAULT_TIER])
+        for knobs in merged.values():
+            for knob in TIER_KNOBS:
+                if knob not in knobs:
+                    knobs[knob] = _copy_tier(fallback)[knob]
+        return merged
+
+    def policy(self, action: str, tier: str = DEFAULT_TIER) -> Policy:
+        """The policy of a configured action for accounts of ``tier`` (an unknown tier is the
+        default tier); KeyError for an unknown action."""
+        policy = self._policies.get((action, tier))
         if policy is None:
-            policy = self._policies[action] = self._policy(action)
+            policy = self._policies[(action, tier)] = self._policy(action, tier)
         return policy
 
-    def _policy(self, action: str) -> Policy:
+    def tier(self, name: str = DEFAULT_TIER) -> TierPolicy:
+        """The account-wide limits of a tier (an unknown tier is the default tier)."""
+        found = self._tiers.get(name)
+        if found is None:
+            knobs = self.TIERS.get(name) or self.TIERS.get(DEFAULT_TIER) or {}
+            found = self._tiers[name] = TierPolicy(
+                tier=name,
+                max_channels=_optional_int(knobs.get("max_channels")),
+                account_cooldown=int(knobs.get("account_cooldown") or 0),
+                account_daily_cap=_optional_int(knobs.get("account_daily_cap")),
+            )
+        return found
+
+    def _policy(self, action: str, tier: str) -> Policy:
         knobs = self.ACTIONS[action]
+        tier_knobs = self.TIERS.get(tier) or self.TIERS.get(DEFAULT_TIER) or {}
+        knobs = {**knobs, **(tier_knobs.get("actions") or {}).get(action, {})}
         return Policy(
             action=action,
             cooldown=int(knobs.get("cooldown") or 0),
@@ -119,6 +186,17 @@ class TelegramTasksSettings:
             delattr(self, attr)
         self._cached_attrs.clear()
         self._policies.clear()
+        self._tiers.clear()
+
+
+def _copy_tier(knobs: dict[str, Any]) -> dict[str, Any]:
+    copied = dict(knobs)
+    copied["actions"] = {a: dict(k) for a, k in (knobs.get("actions") or {}).items()}
+    return copied
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 app_settings = TelegramTasksSettings()

@@ -93,6 +93,8 @@ def _first_message(detail: Any, path: str = "") -> str:
     """The first validation message, prefixed with the field it concerns."""
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int):  # an item of a list field
+                return _first_message(value, f"{path}[{key}]")
             name = key if key != "non_field_errors" else ""
             return _first_message(value, f"{path}.{name}".strip(".") if name else path)
     if isinstance(detail, list) and detail:

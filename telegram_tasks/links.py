@@ -95,7 +95,7 @@ def normalize_link(raw: str) -> TelegramTarget:
 def _username(name: str, post: int | None, raw: str) -> TelegramTarget:
     if not USERNAME.fullmatch(name):
         raise InvalidTelegramLink(
-            f"{raw!r}: {name!r} is not a valid Telegram username (5-32 letters, digits or _, "
+            f"{raw!r}: {name!r} is not a valid Telegram username (4-32 letters, digits or _, "
             "starting with a letter)"
         )
     return TelegramTarget(link=f"https://t.me/{name.lower()}", post_id=post, kind="username")

@@ -18,6 +18,9 @@ class TelegramAccount(models.Model):
     provider_account_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     phone = models.CharField(max_length=32, blank=True, default="", db_index=True)
     is_active = models.BooleanField(default=True, db_index=True)
+    # Which TELEGRAM_TASKS["TIERS"] limits apply: channels, account-wide cooldown and cap, and
+    # per-action overrides.
+    tier = models.CharField(max_length=32, default="default")
     # A flood wait (FLOOD_WAIT, PEER_FLOOD) keeps the account off every action until then: the
     # ledger's copy of the Redis hold, so pulls skip its tasks and a rebuild restores it.
     held_until = models.DateTimeField(null=True, blank=True)
@@ -77,6 +80,16 @@ class TelegramTask(models.Model):
         db_index=False,
     )
     provider_account_id = models.CharField(max_length=255, null=True, blank=True)
+    # Set for an automatic unsubscribe (a membership whose time is up): its units are not the
+    # order's, and it runs whatever the order's state.
+    membership = models.ForeignKey(
+        "Membership",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="unsubscribe_tasks",
+        db_index=False,
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     per_call = models.PositiveIntegerField(default=1)
     available_at = models.DateTimeField(default=timezone.now)
@@ -117,6 +130,11 @@ class TelegramTask(models.Model):
                 name="tg_task_pull_queued_account",
             ),
             models.Index(
+                fields=["membership"],
+                condition=Q(membership__isnull=False),
+                name="tg_task_membership",
+            ),
+            models.Index(
                 fields=["leased_until"],
                 condition=Q(status=TaskStatus.LEASED),
                 name="tg_task_pull_expired",
@@ -151,3 +169,91 @@ class ClaimsCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"claims heartbeat at {self.heartbeat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Membership(models.Model):
+    """An account in a channel: opened by a done subscribe, closed by a done unsubscribe, in the
+    same transaction as the report. The ledger behind ``max_channels`` (open memberships are the
+    account's channels) and behind the link states a rebuild restores. A membership whose order
+    bought ``duration_days`` is due at ``due_at``: then the account unsubscribes."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "subscribed"
+        CLOSED = "closed", "unsubscribed"
+
+    account = models.ForeignKey(
+        TelegramAccount, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    link_hash = models.CharField(max_length=64)
+    link = models.CharField(max_length=255)
+    order = models.ForeignKey(
+        order_model_label(),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="memberships",
+        db_index=False,
+    )
+    subscribed_at = models.DateTimeField()
+    due_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    subscribe_task_id = models.CharField(max_length=26, null=True, blank=True)
+    unsubscribe_task_id = models.CharField(max_length=26, null=True, blank=True)
+    # Automatic unsubscribes tried so far, and when the next may be (backoff after a failure).
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "telegram_memberships"
+        ordering = ["-id"]
+        constraints = [
+            # One open membership per account and channel.
+            models.UniqueConstraint(
+                fields=["account", "link_hash"],
+                condition=Q(state="open"),
+                name="tg_membership_one_open",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["order", "state"], name="tg_membership_order"),
+            models.Index(
+                fields=["due_at"],
+                condition=Q(state="open", due_at__isnull=False),
+                name="tg_membership_due",
+            ),
+            models.Index(fields=["subscribed_at"], name="tg_membership_subscribed"),
+            models.Index(
+                fields=["unsubscribed_at"],
+                condition=Q(unsubscribed_at__isnull=False),
+                name="tg_membership_unsubscribed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} in {self.link} ({self.get_state_display()})"
+
+
+class OrderPassStats(models.Model):
+    """What the last generation passes found for one order: tasks made, slots starved, and the
+    refusals by reason — the answer to "why is this order slow?". One row per order, written
+    once per page of a pass."""
+
+    order = models.OneToOneField(
+        order_model_label(), on_delete=models.CASCADE, primary_key=True, related_name="pass_stats"
+    )
+    last_pass_at = models.DateTimeField()
+    created = models.PositiveIntegerField(default=0)  # in the last pass
+    starved_slots = models.PositiveIntegerField(default=0)  # in the last pass
+    refusals = models.JSONField(default=dict)  # reason -> count, in the last pass
+    created_total = models.PositiveBigIntegerField(default=0)
+    starved_total = models.PositiveBigIntegerField(default=0)
+    # The last few passes, newest first: [{"at", "created", "starved", "refusals"}, …].
+    recent = models.JSONField(default=list)
+
+    class Meta:
+        db_table = "telegram_order_pass_stats"
+        verbose_name_plural = "order pass stats"
+
+    def __str__(self) -> str:
+        return f"order {self.order_id}: {self.created} made, {self.starved_slots} starved"

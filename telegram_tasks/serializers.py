@@ -179,7 +179,7 @@ def _str(value: Any) -> str | None:
 
 
 class PullIn(StrictSerializer):
-    limit = StrictInt(min_value=1, max_value=1000, help_text="1..PULL_MAX_LIMIT (default 1000)")
+    limit = StrictInt(min_value=1, max_value=1000, help_text="1..PULL_MAX_LIMIT")
     request_id = StrictRegex(
         REQUEST_ID.pattern,
         "1-64 characters of A-Z a-z 0-9 _ . : -",

@@ -19,6 +19,9 @@ slot):
     P:{aID}:hold                         account-wide hold deadline (flood wait)
     P:{aID}:done:TASKID                  COMMIT marker that makes COMMIT idempotent (7 days)
     P:{aID}:full                         CHANNELS_TOO_MUCH: no subscribe until an unsubscribe
+    P:{aID}:acd                          account-wide cooldown deadline (tier account_cooldown)
+    P:{aID}:acap:YYYYMMDD                the account's successes that local day, all actions
+    P:{aID}:channels                     channels the account is in (open memberships)
     P:marker                             the state is present (set by rebuild_claims)
     P:heartbeat                          when housekeeping last wrote (ms); an older one than the
                                          ledger's checkpoint means Redis lost writes

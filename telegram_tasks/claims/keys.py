@@ -37,6 +37,18 @@ def dedupe(account_id: int, action: str, link_hash: str, post_id: int | None) ->
     return f"{account_tag(account_id)}:dedupe:{action}:{link_hash}:{post}"
 
 
+def account_cooldown(account_id: int) -> str:
+    return f"{account_tag(account_id)}:acd"
+
+
+def account_cap(account_id: int, local_day: datetime) -> str:
+    return f"{account_tag(account_id)}:acap:{day_stamp(local_day)}"
+
+
+def channels(account_id: int) -> str:
+    return f"{account_tag(account_id)}:channels"
+
+
 def full(account_id: int) -> str:
     return f"{account_tag(account_id)}:full"
 
@@ -77,10 +89,17 @@ def day_stamp(local_day: datetime) -> str:
 
 
 def reserve_keys(
-    account_id: int, action: str, day: str, link_hash: str, post_id: int | None, token: str
+    account_id: int,
+    action: str,
+    day: str,
+    link_hash: str,
+    post_id: int | None,
+    token: str,
+    other_actions: tuple[str, ...] = (),
 ) -> list[str]:
     """KEYS of reserve.lua in order (``day`` from ``day_stamp``), built in one go: this runs
-    once per task of a generation pass."""
+    once per task of a generation pass. ``other_actions``: the actions whose live locks count
+    against account-wide limits."""
     tag = f"{app_settings.KEY_PREFIX}:{{a{account_id}}}"
     post = "-" if post_id is None else post_id
     return [
@@ -92,4 +111,8 @@ def reserve_keys(
         f"{tag}:hold",
         f"{tag}:full",
         f"{tag}:done:{token}",
+        f"{tag}:acd",
+        f"{tag}:acap:{day}",
+        f"{tag}:channels",
+        *(f"{tag}:lock:{other}" for other in other_actions),
     ]

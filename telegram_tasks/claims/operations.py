@@ -14,7 +14,7 @@ from django.conf import settings
 
 from telegram_tasks.claims import keys
 from telegram_tasks.claims.scripts import Call, connection, run_many
-from telegram_tasks.conf import app_settings
+from telegram_tasks.conf import DEFAULT_TIER, app_settings
 
 # Commit markers outlive any report retry; the ledger (task status) guards beyond that.
 DONE_TTL_MS = 7 * 86400 * 1000
@@ -33,6 +33,9 @@ class Refusal(enum.StrEnum):
     HOLD = "hold"
     FULL = "full"  # CHANNELS_TOO_MUCH: no subscribe until the account unsubscribes somewhere
     COMMITTED = "committed"  # the token's own task already succeeded (re-arming found it)
+    ACCOUNT_COOLDOWN = "account_cooldown"  # the tier's cooldown across actions, or busy
+    ACCOUNT_CAP = "account_cap"  # the tier's successes per day across actions
+    CHANNELS = "channels"  # the tier's max_channels reached (subscribes in flight included)
 
     @property
     def account_wide(self) -> bool:
@@ -48,6 +51,9 @@ _RESERVE_CODES = {
     6: Refusal.HOLD,
     7: Refusal.FULL,
     8: Refusal.COMMITTED,
+    9: Refusal.ACCOUNT_COOLDOWN,
+    10: Refusal.ACCOUNT_CAP,
+    11: Refusal.CHANNELS,
 }
 
 
@@ -68,13 +74,14 @@ class Target(NamedTuple):
 
 
 class Claim(NamedTuple):
-    """One task's claim on one account: the token is the task id. (Tuples, not dataclasses:
-    a pull or a pass builds thousands of them.)"""
+    """One task's claim on one account: the token is the task id; the account's tier says which
+    limits apply. (Tuples, not dataclasses: a pull or a pass builds thousands of them.)"""
 
     account_id: int
     action: str
     target: Target
     token: str
+    tier: str = DEFAULT_TIER
 
 
 def ping() -> None:
@@ -99,10 +106,8 @@ def next_local_midnight(now: datetime) -> datetime:
 
 def check_many(claims: Sequence[Claim], *, now: datetime) -> list[Refusal | None]:
     """What RESERVE would answer for each claim, writing nothing (one round trip)."""
-    calls = reserve_calls(claims, now, [now] * len(claims))
-    return [
-        _RESERVE_CODES.get(int(code)) for code in run_many([(n, k, [*a, "1"]) for n, k, a in calls])
-    ]
+    calls = reserve_calls(claims, now, [now] * len(claims), check=True)
+    return [_RESERVE_CODES.get(int(code)) for code in run_many(calls)]
 
 
 def reserve_many(
@@ -119,28 +124,56 @@ def reserve_many(
     return [_RESERVE_CODES.get(int(code)) for code in run_many(reserve_calls(claims, now, untils))]
 
 
-def reserve_calls(claims: Sequence[Claim], now: datetime, untils: Sequence[datetime]) -> list[Call]:
+def reserve_calls(
+    claims: Sequence[Claim], now: datetime, untils: Sequence[datetime], *, check: bool = False
+) -> list[Call]:
     """The EVALSHA calls of RESERVE for these claims (also the benchmarks' baseline)."""
     # Per-batch constants first: this runs once per task of a generation pass.
     now_ms, day = ms(now), keys.day_stamp(local_day(now))
-    policy_args: dict[str, tuple[int, str, str]] = {}
+    per_kind: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[str, ...]]] = {}
+    check_flag = "1" if check else "0"
     calls = []
     for c, u in zip(claims, untils, strict=True):
-        args = policy_args.get(c.action)
-        if args is None:
-            policy = app_settings.policy(c.action)
-            cap = -1 if policy.daily_cap is None else policy.daily_cap
-            args = policy_args[c.action] = (cap, policy.gate or "", "1" if policy.one_shot else "0")
+        kind = per_kind.get((c.action, c.tier))
+        if kind is None:
+            kind = per_kind[(c.action, c.tier)] = _reserve_policy(c.action, c.tier, check_flag)
+        args, others = kind
         calls.append(
             (
                 "reserve",
                 keys.reserve_keys(
-                    c.account_id, c.action, day, c.target.link_hash, c.target.post_id, c.token
+                    c.account_id, c.action, day, c.target.link_hash, c.target.post_id, c.token,
+                    others,
                 ),
                 [c.token, now_ms, ms(u), *args],
             )
-        )
+        )  # fmt: skip
     return calls
+
+
+def _reserve_policy(action: str, tier: str, check: str) -> tuple[tuple[Any, ...], tuple[str, ...]]:
+    """RESERVE's policy arguments for an action on accounts of a tier (ARGV 4…11), and the other
+    actions whose live locks count against the tier's account-wide limits (KEYS 12…)."""
+    policy = app_settings.policy(action, tier)
+    limits = app_settings.tier(tier)
+    gates = {a: app_settings.policy(a, tier).gate for a in app_settings.ACTIONS if a != action}
+    if limits.account_cooldown > 0 or limits.account_daily_cap is not None:
+        others = tuple(gates)
+    elif policy.gate == "subscribe" and limits.max_channels is not None:
+        others = tuple(a for a, gate in gates.items() if gate == "subscribe")
+    else:
+        others = ()
+    args = (
+        -1 if policy.daily_cap is None else policy.daily_cap,
+        policy.gate or "",
+        "1" if policy.one_shot else "0",
+        check,
+        "1" if limits.account_cooldown > 0 else "0",
+        -1 if limits.account_daily_cap is None else limits.account_daily_cap,
+        -1 if limits.max_channels is None else limits.max_channels,
+        "".join("s" if gates[a] == "subscribe" else "x" for a in others),
+    )
+    return args, others
 
 
 def reserve(claim: Claim, *, now: datetime, until: datetime | None = None) -> Refusal | None:
@@ -148,19 +181,24 @@ def reserve(claim: Claim, *, now: datetime, until: datetime | None = None) -> Re
 
 
 def _commit_call(claim: Claim, now: datetime) -> Call:
-    policy = app_settings.policy(claim.action)
+    policy = app_settings.policy(claim.action, claim.tier)
+    limits = app_settings.tier(claim.tier)
     account, action, target = claim.account_id, claim.action, claim.target
+    day = local_day(now)
     cap_ttl = ms(next_local_midnight(now)) - ms(now) + CAP_TTL_MARGIN_MS
     return (
         "commit",
         [
             keys.lock(account, action),
             keys.cooldown(account, action),
-            keys.cap(account, action, local_day(now)),
+            keys.cap(account, action, day),
             keys.state(account, target.link_hash),
             keys.dedupe(account, action, target.link_hash, target.post_id),
             keys.done(account, claim.token),
             keys.full(account),
+            keys.account_cooldown(account),
+            keys.account_cap(account, day),
+            keys.channels(account),
         ],
         [
             claim.token,
@@ -172,6 +210,7 @@ def _commit_call(claim: Claim, now: datetime) -> Call:
             app_settings.STATE_TTL_SECONDS * 1000,
             app_settings.DEDUPE_TTL_SECONDS * 1000,
             DONE_TTL_MS,
+            limits.account_cooldown * 1000,
         ],
     )
 

@@ -32,6 +32,7 @@ class AccountRef(NamedTuple):
     id: int
     provider_account_id: str | None
     phone: str
+    tier: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,7 @@ def _pages(after: int, size: int) -> Iterator[list[AccountRef]]:
             qs = active.filter(id__gt=last)
             if upper is not None:
                 qs = qs.filter(id__lte=upper)
-            rows = list(qs.values_list("id", "provider_account_id", "phone")[:size])
+            rows = list(qs.values_list("id", "provider_account_id", "phone", "tier")[:size])
             if not rows:
                 break
             yield list(map(AccountRef._make, rows))
@@ -176,7 +177,8 @@ def select_accounts(
         if per > 1:
             probes = [(d, i) for d, mine in offered for i in mine]
             answers = check_many(
-                [Claim(candidates[i].id, action, demands[d].target, demands[d].token)
+                [Claim(candidates[i].id, action, demands[d].target, demands[d].token,
+                       candidates[i].tier)
                  for d, i in probes],
                 now=now,
             )  # fmt: skip
@@ -203,7 +205,8 @@ def select_accounts(
                 results[d].tried += 1
 
         claims = [
-            Claim(candidates[i].id, action, demands[d].target, demands[d].token) for d, i in pairs
+            Claim(candidates[i].id, action, demands[d].target, demands[d].token, candidates[i].tier)
+            for d, i in pairs
         ]
         untils = [demands[d].until or default_until for d, _ in pairs]
         outcomes = reserve_many(claims, now=now, until=untils)

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +26,7 @@ from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.models import TelegramTask, new_ulid
 from telegram_tasks.services import orders, sql
+from telegram_tasks.services.memberships import memberships_unsubscribe_due
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class GenerationSummary:
     created: int = 0
     starved_orders: int = 0
     starved_slots: int = 0
+    unsubscribes: int = 0  # automatic unsubscribes of memberships whose time was up
     seconds: float = 0.0
     refusals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -48,7 +50,8 @@ class GenerationSummary:
         refusals = ",".join(f"{k}:{v}" for k, v in sorted(self.refusals.items())) or "-"
         return (
             f"examined={self.examined} created={self.created} starved={self.starved_orders} "
-            f"starved_slots={self.starved_slots} refusals={refusals} seconds={self.seconds:.3f}"
+            f"starved_slots={self.starved_slots} unsubscribes={self.unsubscribes} "
+            f"refusals={refusals} seconds={self.seconds:.3f}"
         )
 
 
@@ -65,6 +68,20 @@ class DueOrder(NamedTuple):
     interval_seconds: int
     next_run_at: datetime | None
     status: str
+    priority: int
+
+
+@dataclass
+class OrderStats:
+    """What one pass found for one order."""
+
+    created: int = 0
+    starved: int = 0
+    refusals: Counter[str] = field(default_factory=Counter)
+
+
+# How many passes an order's stats keep (``OrderPassStats.recent``).
+RECENT_PASSES = 5
 
 
 @dataclass
@@ -106,7 +123,9 @@ def _relax_commit() -> None:
         cursor.execute("SET LOCAL synchronous_commit = off")
 
 
-OrderKey = tuple[datetime | None, int]  # (next_run_at, pk): the order pages are read in
+# (priority, next_run_at, pk): the order pages are read in — higher priority first, then the
+# orders waiting longest (never scheduled first).
+OrderKey = tuple[int, datetime | None, int]
 
 
 def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrder]:
@@ -115,7 +134,9 @@ def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrd
     for."""
     Order = get_order_model()
     units_in_flight = (
-        TelegramTask.objects.filter(order=OuterRef("pk"), status__in=TelegramTask.IN_FLIGHT)
+        TelegramTask.objects.filter(
+            order=OuterRef("pk"), status__in=TelegramTask.IN_FLIGHT, membership__isnull=True
+        )
         .values("order")
         .annotate(units=Sum("per_call"))
         .values("units")
@@ -126,13 +147,14 @@ def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrd
         .filter(remains__gt=Coalesce(Subquery(units_in_flight), 0))
     )
     if after is not None:
-        at, pk = after
+        priority, at, pk = after
         if at is None:
-            qs = qs.filter(Q(next_run_at__isnull=True, pk__gt=pk) | Q(next_run_at__isnull=False))
+            same = Q(next_run_at__isnull=True, pk__gt=pk) | Q(next_run_at__isnull=False)
         else:
-            qs = qs.filter(Q(next_run_at__gt=at) | Q(next_run_at=at, pk__gt=pk))
+            same = Q(next_run_at__gt=at) | Q(next_run_at=at, pk__gt=pk)
+        qs = qs.filter(Q(priority__lt=priority) | (Q(priority=priority) & same))
     qs = (
-        qs.order_by(F("next_run_at").asc(nulls_first=True), "pk")
+        qs.order_by(F("priority").desc(), F("next_run_at").asc(nulls_first=True), "pk")
         .select_for_update(skip_locked=True, of=("self",))
         .values_list(*DueOrder._fields)
     )
@@ -153,6 +175,10 @@ def tasks_generate(
     started = clock()
     claims_restore_if_lost(now=now)
     summary = GenerationSummary()
+    # Subscriptions whose time is up come first, but never take more than half the pass.
+    unsubscribed = memberships_unsubscribe_due(now=now, most=limit // 2 if limit > 1 else limit)
+    summary.unsubscribes = unsubscribed.created
+    summary.created += unsubscribed.created
     after: OrderKey | None = None
     exhausted_actions: set[str] = set()
     while summary.created < limit:
@@ -163,7 +189,7 @@ def tasks_generate(
             page = _due_orders(now, after, PAGE_SIZE)
             if not page:
                 break
-            after = (page[-1].next_run_at, page[-1].pk)
+            after = (page[-1].priority, page[-1].next_run_at, page[-1].pk)
             summary.examined += len(page)
             _generate_page(page, limit - summary.created, page_now, summary, exhausted_actions)
         if len(page) < PAGE_SIZE:
@@ -174,14 +200,17 @@ def tasks_generate(
 
 
 def fair_order(slots: list[_Slot]) -> list[_Slot]:
-    """Round-robin over orders: every order's first slot, then every order's second, …, so when
-    accounts run short each competing order gets its share instead of the first ones taking
-    all."""
-    by_order: dict[int, list[_Slot]] = defaultdict(list)
+    """Higher priority first; within a priority, round-robin over orders: every order's first
+    slot, then every order's second, …, so when accounts run short each competing order gets
+    its share instead of the first ones taking all."""
+    by_priority: dict[int, dict[int, list[_Slot]]] = defaultdict(lambda: defaultdict(list))
     for slot in slots:
-        by_order[slot.order.pk].append(slot)
-    rounds = zip_longest(*by_order.values())
-    return [slot for round_ in rounds for slot in round_ if slot is not None]
+        by_priority[slot.order.priority][slot.order.pk].append(slot)
+    fair = []
+    for priority in sorted(by_priority, reverse=True):
+        rounds = zip_longest(*by_priority[priority].values())
+        fair += [slot for round_ in rounds for slot in round_ if slot is not None]
+    return fair
 
 
 def _generate_page(
@@ -196,7 +225,8 @@ def _generate_page(
     in_flight = dict(
         sql.rows(
             f"SELECT order_id, SUM(per_call) FROM {sql.TASKS} "  # noqa: S608
-            f"WHERE order_id = ANY(%s) AND status IN {sql.LIVE} GROUP BY order_id",
+            f"WHERE order_id = ANY(%s) AND status IN {sql.LIVE} AND {sql.ORDER_UNITS} "
+            "GROUP BY order_id",
             [[o.pk for o in page]],
         )
     )
@@ -221,6 +251,7 @@ def _generate_page(
     served: list[tuple[_Slot, claims.AccountRef]] = []
     starved_orders: set[int] = set()
     served_orders: set[int] = set()
+    stats: dict[int, OrderStats] = {}
     try:
         for action, planned in slots_by_action.items():
             if budget - len(served) <= 0:
@@ -229,6 +260,8 @@ def _generate_page(
             if action in exhausted_actions:
                 starved_orders.update(s.order.pk for s in slots)
                 summary.starved_slots += len(slots)
+                for s in slots:
+                    stats.setdefault(s.order.pk, OrderStats()).starved += 1
                 continue
             demands = [
                 Demand(Target(s.order.link_hash, s.order.post_id), s.token, s.at + lock_for)
@@ -238,14 +271,20 @@ def _generate_page(
                 action=action, demands=demands, now=now, most=budget - len(served)
             )
             for slot, result in zip(slots, results, strict=True):
+                if result.skipped:
+                    continue  # the budget ran out before this slot's turn: not tried
+                order_stats = stats.setdefault(slot.order.pk, OrderStats())
                 for reason, count in result.tally.items():
                     summary.refusals[reason] += count
+                    order_stats.refusals[reason] += count
                 if result.account is not None:
                     served.append((slot, result.account))
                     served_orders.add(slot.order.pk)
-                elif not result.skipped:
+                    order_stats.created += 1
+                else:
                     summary.starved_slots += 1
                     starved_orders.add(slot.order.pk)
+                    order_stats.starved += 1
             if (
                 results.scanned_all
                 and all(r.account is None and not r.skipped for r in results)
@@ -256,12 +295,19 @@ def _generate_page(
                 exhausted_actions.add(action)
         starved = starved_orders - served_orders
         _store(served, [o for o in page if o.pk in starved], now)
+        record_pass_stats(stats, now=now)
     except BaseException:
         # The tasks were not stored: give their reservations back before the error goes on.
         # (A crash of the process itself leaves them to lapse at slot + RESERVE_LOCK_SECONDS.)
         claims.rollback_many(
             [
-                Claim(acc.id, s.order.action, Target(s.order.link_hash, s.order.post_id), s.token)
+                Claim(
+                    acc.id,
+                    s.order.action,
+                    Target(s.order.link_hash, s.order.post_id),
+                    s.token,
+                    acc.tier,
+                )
                 for s, acc in served
             ]
         )
@@ -297,6 +343,7 @@ def _store(
                 "id": account.id,
                 "provider_account_id": account.provider_account_id,
                 "phone": account.phone,
+                "tier": account.tier,
             },
         }
         rows.append(
@@ -322,16 +369,38 @@ def _store(
         {"id": o.pk, "next_run_at": (now + EPSILON).isoformat(), "status": o.status}
         for o in starved
     ]
-    with connection.cursor() as cursor:
-        # COPY: the cheapest way to write a batch of rows (psycopg's cursor under Django's).
-        copy_sql = (
-            f"COPY {sql.TASKS} (id, order_id, action, link_hash, "
-            "telegram_account_id, provider_account_id, status, per_call, available_at, "
-            "reserved_until, attempt, payload, failure_reason, last_error, created_at, updated_at) "
-            "FROM STDIN"
-        )
-        if rows:
-            with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
+    sql.copy_tasks(rows)
     orders.orders_advance(updates, now=now)
+
+
+def record_pass_stats(stats: dict[int, OrderStats], *, now: datetime) -> None:
+    """One upsert for the orders a page tried: what this pass found for each (tasks made, slots
+    starved, refusals by reason), kept beside the totals and the last few passes."""
+    if not stats:
+        return
+    rows = json.dumps(
+        [
+            {"order_id": pk, "created": s.created, "starved": s.starved, "refusals": s.refusals}
+            for pk, s in sorted(stats.items())
+        ]
+    )
+    sql.fetch(
+        f"""
+        INSERT INTO {sql.ORDER_STATS} AS s (order_id, last_pass_at, created, starved_slots,
+                                            refusals, created_total, starved_total, recent)
+        SELECT v.order_id, %(now)s, v.created, v.starved, v.refusals, v.created, v.starved,
+               jsonb_build_array(jsonb_build_object('at', %(now)s::timestamptz, 'created',
+                   v.created, 'starved', v.starved, 'refusals', v.refusals))
+        FROM jsonb_to_recordset(%(rows)s::jsonb)
+             AS v(order_id bigint, created int, starved int, refusals jsonb)
+        ON CONFLICT (order_id) DO UPDATE SET
+            last_pass_at = excluded.last_pass_at,
+            created = excluded.created,
+            starved_slots = excluded.starved_slots,
+            refusals = excluded.refusals,
+            created_total = s.created_total + excluded.created,
+            starved_total = s.starved_total + excluded.starved_slots,
+            recent = jsonb_path_query_array(excluded.recent || s.recent, %(keep)s::jsonpath)
+        """,  # noqa: S608
+        {"rows": rows, "now": now, "keep": f"$[0 to {RECENT_PASSES - 1}]"},
+    )

@@ -33,12 +33,14 @@ def tasks_fail(
     statuses: Sequence[str] = TelegramTask.IN_FLIGHT,
 ) -> int:
     """End unfinished tasks (by id or by order) as failed with ``reason`` (see
-    ``settle.end_tasks``); a late ``done`` for them is then a duplicate."""
+    ``settle.end_tasks``); a late ``done`` for them is then a duplicate. By order: the tasks
+    delivering its units (its memberships' automatic unsubscribes go on)."""
     with transaction.atomic():
         ended = settle.end_tasks(
             where="status = ANY(%(statuses)s) "
             "AND (%(ids)s::varchar[] IS NULL OR id = ANY(%(ids)s)) "
-            "AND (%(orders)s::bigint[] IS NULL OR order_id = ANY(%(orders)s))",
+            "AND (%(orders)s::bigint[] IS NULL "
+            f"OR (order_id = ANY(%(orders)s) AND {sql.ORDER_UNITS}))",
             params={
                 "statuses": [str(s) for s in statuses],
                 "ids": None if task_ids is None else list(task_ids),

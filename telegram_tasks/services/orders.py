@@ -38,14 +38,14 @@ def lock_orders_of_tasks(task_ids: Sequence[str]) -> None:
 
 
 def deliver_cte(done: str) -> tuple[str, dict[str, Any]]:
-    """A CTE step (``orders``) that takes the units of the CTE ``done`` (order_id, per_call) off
-    their orders, never below zero, and completes an active order at zero. Returns the SQL and
-    its parameters."""
+    """A CTE step (``orders_delivered``) that takes the units of the CTE named ``done``
+    (order_id, per_call) off their orders, never below zero, and completes an active order at
+    zero. Returns the SQL and its parameters."""
     o = sql.order_table()
     text = f"""
         units AS (
             SELECT order_id, SUM(per_call) AS units FROM {done} GROUP BY order_id
-        ), orders AS (
+        ), orders_delivered AS (
             UPDATE {o.table} AS o
             SET {o["remains"]} = GREATEST(o.{o["remains"]} - units.units, 0),
                 {o["status"]} = CASE

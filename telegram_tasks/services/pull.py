@@ -54,7 +54,8 @@ RETURNING = (
     "t.lease_id, t.per_call, t.payload->>'link' AS link, "
     "(t.payload->>'post_id')::bigint AS post_id, "
     "t.payload->'account'->>'provider_account_id' AS provider_account_id, "
-    "t.payload->'account'->>'phone' AS phone"
+    "t.payload->'account'->>'phone' AS phone, "
+    "t.payload->'account'->>'tier' AS tier"
 )
 
 

@@ -127,6 +127,11 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
                 out.status = status.value
             else:
                 out.duplicate = True
+    # A task reported twice in one batch: the repeat tells the status the first one left.
+    first = {out.task_id: out.status for out in outs if out.ok and not out.duplicate}
+    for out in outs:
+        if out.duplicate and out.task_id in first:
+            out.status = first[out.task_id]
     return outs
 
 

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, ExtendResult, Refusal, Target
-from telegram_tasks.conf import app_settings
+from telegram_tasks.conf import DEFAULT_TIER, app_settings
 from telegram_tasks.failures import Reason
 from telegram_tasks.services import orders, sql
 
@@ -27,21 +27,32 @@ CLAIM_COLUMNS = "id, order_id, telegram_account_id, action, link_hash, payload"
 
 
 def claim_of(row: dict[str, Any]) -> Claim:
-    """The claim a task row holds on its account (the token is the task id)."""
-    post_id = row["post_id"] if "post_id" in row else row["payload"].get("post_id")
+    """The claim a task row holds on its account (the token is the task id; the tier is the
+    account's when the task was reserved, kept in its payload)."""
+    if "post_id" in row:
+        post_id, tier = row["post_id"], row.get("tier")
+    else:
+        payload = row["payload"]
+        post_id, tier = payload.get("post_id"), (payload.get("account") or {}).get("tier")
     return Claim(
-        row["telegram_account_id"], row["action"], Target(row["link_hash"], post_id), row["id"]
+        row["telegram_account_id"],
+        row["action"],
+        Target(row["link_hash"], post_id),
+        row["id"],
+        tier or DEFAULT_TIER,
     )
 
 
 def runnable_sql(alias: str = "t") -> str:
-    """SQL that holds for a task that may be handed out now: its order active and not paused,
-    its account active and not held (``%(now)s`` is the moment)."""
+    """SQL that holds for a task that may be handed out now: its order active and not paused
+    (an automatic unsubscribe runs whatever its order's state), its account active and not
+    held (``%(now)s`` is the moment)."""
     o = sql.order_table()
     return (
-        f"EXISTS (SELECT 1 FROM {o.table} AS o WHERE o.{o.pk} = {alias}.order_id "  # noqa: S608
+        f"({alias}.membership_id IS NOT NULL OR EXISTS (SELECT 1 FROM {o.table} AS o "  # noqa: S608
+        f"WHERE o.{o.pk} = {alias}.order_id "
         f"AND o.{o['status']} IN {sql.literals(orders.active_statuses())} "
-        f"AND o.{o['paused_at']} IS NULL) "
+        f"AND o.{o['paused_at']} IS NULL)) "
         f"AND EXISTS (SELECT 1 FROM {sql.ACCOUNTS} AS a WHERE a.id = {alias}.telegram_account_id "
         "AND a.is_active AND (a.held_until IS NULL OR a.held_until <= %(now)s))"
     )
@@ -58,6 +69,7 @@ def blocked(task_ids: Sequence[str]) -> dict[str, Reason]:
         f"""
         SELECT t.id,
                CASE WHEN a.id IS NULL OR NOT a.is_active THEN %(account)s
+                    WHEN t.membership_id IS NOT NULL THEN NULL
                     WHEN o.{o["status"]} NOT IN {sql.literals(orders.active_statuses())}
                          THEN %(inactive)s
                     WHEN o.{o["paused_at"]} IS NOT NULL THEN %(paused)s END
@@ -237,10 +249,14 @@ def mark_done(
     if not done:
         return set()
     orders.lock_orders_of_tasks([d[0] for d in done])
-    deliver, deliver_params = orders.deliver_cte("finished_now")
+    deliver, deliver_params = orders.deliver_cte("delivered")
+    o = sql.order_table()
     rows = json.dumps(
         [{"id": i, "at": at.isoformat(), "result": res, "ptid": ptid} for i, at, res, ptid in done]
     )
+    # One statement: the tasks done, their units off their orders (an automatic unsubscribe
+    # delivers none), a membership opened by each done subscribe and closed by each done
+    # unsubscribe — so the channels an account is in are always the ledger's.
     finished = sql.fetch(
         f"""
         WITH r AS (
@@ -253,10 +269,43 @@ def mark_done(
                 finished_at = r.at, updated_at = %(now)s, leased_until = NULL
             FROM r
             WHERE t.id = r.id AND t.status IN {sql.LIVE}
-            RETURNING t.id, t.order_id, t.per_call
-        ), {deliver}
+            RETURNING t.id, t.order_id, t.per_call, t.membership_id, t.action,
+                      t.telegram_account_id, t.link_hash, t.finished_at,
+                      t.payload->>'link' AS link
+        ), delivered AS (
+            SELECT order_id, per_call FROM finished_now WHERE {sql.ORDER_UNITS}
+        ), {deliver}, opened AS (
+            INSERT INTO {sql.MEMBERSHIPS} (account_id, link_hash, link, order_id, subscribed_at,
+                                          due_at, state, subscribe_task_id, attempts)
+            SELECT f.telegram_account_id, f.link_hash, COALESCE(f.link, ''), f.order_id,
+                   f.finished_at, f.finished_at + make_interval(days => o.{o["duration_days"]}),
+                   {sql.OPEN}, f.id, 0
+            FROM finished_now AS f JOIN {o.table} AS o ON o.{o.pk} = f.order_id
+            WHERE f.action = ANY(%(subscribing)s) AND f.telegram_account_id IS NOT NULL
+            ON CONFLICT (account_id, link_hash) WHERE state = {sql.OPEN} DO NOTHING
+            RETURNING 1
+        ), closed AS (
+            UPDATE {sql.MEMBERSHIPS} AS m
+            SET state = {sql.CLOSED}, unsubscribed_at = f.finished_at, unsubscribe_task_id = f.id
+            FROM finished_now AS f
+            WHERE f.action = ANY(%(unsubscribing)s) AND m.account_id = f.telegram_account_id
+              AND m.link_hash = f.link_hash AND m.state = {sql.OPEN}
+            RETURNING 1
+        )
         SELECT id FROM finished_now
         """,  # noqa: S608
-        {"rows": rows, "now": now, **deliver_params},
+        {
+            "rows": rows,
+            "now": now,
+            "subscribing": gated_actions("subscribe"),
+            "unsubscribing": gated_actions("unsubscribe"),
+            **deliver_params,
+        },
     )
     return {r["id"] for r in finished}
+
+
+def gated_actions(gate: str) -> list[str]:
+    """The configured actions with this gate ("subscribe" takes a channel, "unsubscribe" leaves
+    one)."""
+    return [a for a in app_settings.ACTIONS if app_settings.policy(a).gate == gate]

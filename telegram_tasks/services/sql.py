@@ -14,11 +14,13 @@ from django.db import connection
 
 from telegram_tasks.conf import get_order_model
 from telegram_tasks.exceptions import BatchTooLarge
-from telegram_tasks.models import TelegramAccount, TelegramTask
+from telegram_tasks.models import Membership, OrderPassStats, TelegramAccount, TelegramTask
 
 S = TelegramTask.Status
 TASKS = TelegramTask._meta.db_table
 ACCOUNTS = TelegramAccount._meta.db_table
+MEMBERSHIPS = Membership._meta.db_table
+ORDER_STATS = OrderPassStats._meta.db_table
 
 
 def literal(value: str) -> str:
@@ -40,6 +42,10 @@ LIVE = literals(TelegramTask.IN_FLIGHT)
 # Handed out and not finished: leased or pending.
 HANDED_OUT = literals((S.LEASED, S.PENDING))
 FINISHED = literals(TelegramTask.FINAL)
+OPEN = literal(Membership.State.OPEN)
+CLOSED = literal(Membership.State.CLOSED)
+# A task that delivers its order's units (not an automatic unsubscribe).
+ORDER_UNITS = "membership_id IS NULL"
 
 
 def fetch(sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
@@ -79,7 +85,8 @@ class OrderTable:
 
 ORDER_FIELDS = (
     "action", "link", "post_id", "link_hash", "quantity", "remains", "per_call",
-    "interval_seconds", "next_run_at", "status", "paused_at", "updated_at",
+    "interval_seconds", "next_run_at", "status", "paused_at", "updated_at", "priority",
+    "duration_days",
 )  # fmt: skip
 
 
@@ -91,6 +98,30 @@ def order_table() -> OrderTable:
         pk=meta.pk.column,
         columns={f: meta.get_field(f).column for f in ORDER_FIELDS},
     )
+
+
+# The columns generation writes for a new task, in the order ``copy_tasks`` takes them.
+NEW_TASK_COLUMNS = (
+    "id", "order_id", "action", "link_hash", "telegram_account_id", "provider_account_id",
+    "status", "per_call", "available_at", "reserved_until", "attempt", "payload",
+    "failure_reason", "last_error", "created_at", "updated_at", "membership_id",
+)  # fmt: skip
+
+
+def copy_tasks(rows: Sequence[Sequence[Any]]) -> None:
+    """Insert new tasks (tuples of ``NEW_TASK_COLUMNS``; ``membership_id`` may be left out) with
+    COPY: the cheapest way to write a batch of rows (psycopg's cursor under Django's)."""
+    if not rows:
+        return
+    columns = NEW_TASK_COLUMNS[: len(rows[0])]
+    statement = f"COPY {TASKS} ({', '.join(columns)}) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 def check_batch(items: Sequence[Any], *, most: int, what: str) -> None:

@@ -1,14 +1,18 @@
 --[[ reserve.lua — RESERVE: take the (action, account) lock for a task, consuming nothing.
 
 KEYS (all of one account, one hash tag, so one Redis Cluster slot):
-  1 lock    P:{aID}:lock:ACTION                hash {token, until}  (ms epoch)
-  2 cd      P:{aID}:cd:ACTION                  string: cooldown ends at (ms epoch)
-  3 cap     P:{aID}:cap:ACTION:YYYYMMDD        integer: successes on that local day
-  4 state   P:{aID}:state:LINKHASH             "subscribed@MS" | "unsubscribed@MS"
-  5 dedupe  P:{aID}:dedupe:ACTION:LINKHASH:POST  "1" once a one-shot action succeeded
-  6 hold    P:{aID}:hold                       string: account-wide hold ends at (ms epoch)
-  7 full    P:{aID}:full                       "1" after CHANNELS_TOO_MUCH, until an unsubscribe
-  8 done    P:{aID}:done:TOKEN                 set by COMMIT of this token
+  1 lock     P:{aID}:lock:ACTION                hash {token, until}  (ms epoch)
+  2 cd       P:{aID}:cd:ACTION                  string: cooldown ends at (ms epoch)
+  3 cap      P:{aID}:cap:ACTION:YYYYMMDD        integer: successes of this action that local day
+  4 state    P:{aID}:state:LINKHASH             "subscribed@MS" | "unsubscribed@MS"
+  5 dedupe   P:{aID}:dedupe:ACTION:LINKHASH:POST  "1" once a one-shot action succeeded
+  6 hold     P:{aID}:hold                       string: account-wide hold ends at (ms epoch)
+  7 full     P:{aID}:full                       "1" after CHANNELS_TOO_MUCH, until an unsubscribe
+  8 done     P:{aID}:done:TOKEN                 set by COMMIT of this token
+  9 acd      P:{aID}:acd                        string: account-wide cooldown ends at (ms epoch)
+  10 acap    P:{aID}:acap:YYYYMMDD              integer: the account's successes that day
+  11 chans   P:{aID}:channels                   integer: channels the account is in
+  12… locks  P:{aID}:lock:OTHER                 the account's other actions' locks (live tasks)
 ARGV:
   1 token       the task id
   2 now_ms      the caller's clock (time is a parameter, never Redis's TIME)
@@ -16,10 +20,18 @@ ARGV:
   4 daily_cap   integer, -1 for none
   5 gate        "" | "subscribe" | "unsubscribe"
   6 one_shot    "1" | "0"
-  7 check       "1": only say whether RESERVE would succeed; write nothing (optional)
+  7 check       "1": only say whether RESERVE would succeed; write nothing
+  8 acd_on      "1": the tier has an account-wide cooldown (then one live task per account)
+  9 acct_cap    the tier's successes per account per day, all actions; -1 for none
+  10 max_chans  the tier's most channels per account; -1 for none
+  11 flags      one character per KEYS[12…]: "s" that action subscribes (takes a channel), "x" not
+Account-wide limits stay exact under concurrency because live reservations count: another live
+lock of the account counts as a success to come against acct_cap, and as a channel to come
+against max_chans when its action subscribes; with acd_on no other lock may be live at all.
 Returns: 0 reserved (or the lock was already this token's: its deadline is raised),
-         1 locked, 2 cooldown, 3 cap, 4 gate, 5 dedupe, 6 hold, 7 full (no more channels),
-         8 committed (this token's task already succeeded: settle it, never run it again)
+         1 locked, 2 cooldown, 3 cap, 4 gate, 5 dedupe, 6 hold, 7 full (CHANNELS_TOO_MUCH),
+         8 committed (this token's task already succeeded: settle it, never run it again),
+         9 account_cooldown, 10 account_cap, 11 channels (max_channels reached)
 Values stored with a deadline are compared with now_ms; key TTLs only collect garbage.
 ]]
 local token = ARGV[1]
@@ -50,6 +62,29 @@ local hold = redis.call('GET', KEYS[6])
 if hold and tonumber(hold) > now then
   return 6
 end
+local gate = ARGV[5]
+local acd_on = ARGV[8] == '1'
+local acct_cap = tonumber(ARGV[9])
+local max_chans = tonumber(ARGV[10])
+local flags = ARGV[11]
+local others, others_subscribing = 0, 0
+if acd_on or acct_cap >= 0 or (gate == 'subscribe' and max_chans >= 0) then
+  for i = 1, #flags do
+    local other = redis.call('HMGET', KEYS[11 + i], 'token', 'until')
+    if other[1] and other[1] ~= token and tonumber(other[2]) > now then
+      others = others + 1
+      if string.sub(flags, i, i) == 's' then
+        others_subscribing = others_subscribing + 1
+      end
+    end
+  end
+end
+if acd_on then
+  local acd = redis.call('GET', KEYS[9])
+  if (acd and tonumber(acd) > now) or others > 0 then
+    return 9
+  end
+end
 local cd = redis.call('GET', KEYS[2])
 if cd and tonumber(cd) > now then
   return 2
@@ -58,7 +93,9 @@ local cap = tonumber(ARGV[4])
 if cap >= 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= cap then
   return 3
 end
-local gate = ARGV[5]
+if acct_cap >= 0 and tonumber(redis.call('GET', KEYS[10]) or '0') + others >= acct_cap then
+  return 10
+end
 if gate ~= '' then
   local state = redis.call('GET', KEYS[4])
   -- "subscribed@…" (115 = "s"); "unsubscribed@…" or no state at all: not subscribed
@@ -68,6 +105,10 @@ if gate ~= '' then
   end
   if gate == 'subscribe' and redis.call('EXISTS', KEYS[7]) == 1 then
     return 7
+  end
+  if gate == 'subscribe' and max_chans >= 0
+      and tonumber(redis.call('GET', KEYS[11]) or '0') + others_subscribing >= max_chans then
+    return 11
   end
   if gate == 'unsubscribe' and not subscribed then
     return 4

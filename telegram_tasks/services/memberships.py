@@ -1,0 +1,148 @@
+"""Memberships whose time is up: an order with ``duration_days`` bought subscriptions that end.
+Each due membership gets an ``unsubscribe`` task for the same account and channel (no account
+selection; the same claims: gate, cooldown, caps), under the subscribe order, delivering none
+of its units. A failed one is tried again after a backoff; the membership stays open until an
+unsubscribe succeeds (``settle.mark_done`` closes it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from telegram_tasks import claims
+from telegram_tasks.claims import Claim, Target
+from telegram_tasks.conf import app_settings
+from telegram_tasks.models import TelegramTask, new_ulid
+from telegram_tasks.services import settle, sql
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_SECONDS = 60  # after the first failed unsubscribe; doubles each time
+BACKOFF_MAX_SECONDS = 6 * 3600
+
+
+@dataclass
+class UnsubscribeSummary:
+    due: int = 0
+    created: int = 0
+    refused: int = 0
+
+
+def unsubscribe_action() -> str | None:
+    """The action that leaves a channel (the first one gated "unsubscribe")."""
+    gated = settle.gated_actions("unsubscribe")
+    return gated[0] if gated else None
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long after its ``attempts``-th unsubscribe a membership may get another."""
+    return timedelta(seconds=min(BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), BACKOFF_MAX_SECONDS))
+
+
+def memberships_unsubscribe_due(*, now: datetime, most: int) -> UnsubscribeSummary:
+    """Give at most ``most`` due memberships an unsubscribe task each (one transaction: the
+    memberships are locked, so two passes never unsubscribe one twice)."""
+    summary = UnsubscribeSummary()
+    action = unsubscribe_action()
+    if action is None or most <= 0:
+        return summary
+    with transaction.atomic():
+        due = sql.fetch(
+            f"""
+            SELECT m.id, m.account_id, m.link_hash, m.link, m.order_id, m.attempts,
+                   a.provider_account_id, a.phone, a.tier
+            FROM {sql.MEMBERSHIPS} AS m JOIN {sql.ACCOUNTS} AS a ON a.id = m.account_id
+            WHERE m.state = {sql.OPEN} AND m.due_at <= %(now)s AND a.is_active
+              AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= %(now)s)
+              AND NOT EXISTS (SELECT 1 FROM {sql.TASKS} AS t
+                              WHERE t.membership_id = m.id AND t.status IN {sql.LIVE})
+            ORDER BY m.due_at, m.id
+            LIMIT %(most)s
+            FOR UPDATE OF m SKIP LOCKED
+            """,  # noqa: S608
+            {"now": now, "most": most},
+        )
+        summary.due = len(due)
+        if not due:
+            return summary
+        until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+        tokens = [new_ulid() for _ in due]
+        wanted = [
+            Claim(m["account_id"], action, Target(m["link_hash"], None), token, m["tier"])
+            for m, token in zip(due, tokens, strict=True)
+        ]
+        refusals = claims.reserve_many(wanted, now=now, until=until)
+        reserved = [
+            (m, token)
+            for m, token, refusal in zip(due, tokens, refusals, strict=True)
+            if refusal is None
+        ]
+        try:
+            _store(reserved, now=now, until=until, action=action)
+            retry_at = now + timedelta(seconds=app_settings.GENERATION_TICK_SECONDS)
+            sql.fetch(
+                f"""
+                UPDATE {sql.MEMBERSHIPS} AS m
+                SET attempts = m.attempts + v.tried, next_attempt_at = v.next_at
+                FROM jsonb_to_recordset(%(rows)s::jsonb)
+                     AS v(id bigint, tried int, next_at timestamptz)
+                WHERE m.id = v.id
+                """,  # noqa: S608
+                {
+                    "rows": json.dumps(
+                        [
+                            {
+                                "id": m["id"],
+                                "tried": 1 if refusal is None else 0,
+                                "next_at": (
+                                    now + backoff(m["attempts"] + 1)
+                                    if refusal is None
+                                    else retry_at  # refused for now (cooldown, cap…): soon
+                                ).isoformat(),
+                            }
+                            for m, refusal in zip(due, refusals, strict=True)
+                        ]
+                    )
+                },
+            )
+        except BaseException:
+            claims.rollback_many([c for c, r in zip(wanted, refusals, strict=True) if r is None])
+            raise
+    summary.created = len(reserved)
+    summary.refused = len(due) - len(reserved)
+    return summary
+
+
+def _store(
+    reserved: list[tuple[dict, str]], *, now: datetime, until: datetime, action: str
+) -> None:
+    queued = TelegramTask.Status.QUEUED.value
+    rows = []
+    for m, token in reserved:
+        payload = {
+            "order_id": m["order_id"],
+            "action": action,
+            "link": m["link"],
+            "post_id": None,
+            "link_hash": m["link_hash"],
+            "per_call": 1,
+            "membership_id": m["id"],
+            "account": {
+                "id": m["account_id"],
+                "provider_account_id": m["provider_account_id"],
+                "phone": m["phone"],
+                "tier": m["tier"],
+            },
+        }
+        rows.append(
+            (
+                token, m["order_id"], action, m["link_hash"], m["account_id"],
+                m["provider_account_id"], queued, 1, now, until, 0, json.dumps(payload), "", "",
+                now, now, m["id"],
+            )
+        )  # fmt: skip
+    sql.copy_tasks(rows)
