@@ -168,6 +168,17 @@ TELEGRAM_TASKS = {
 }
 if env.str("TG_KEY_PREFIX", default=""):
     TELEGRAM_TASKS["KEY_PREFIX"] = env.str("TG_KEY_PREFIX")
+# Keys added later are read from the environment variable of the same name.
+_SAME_NAME = {
+    "TIERS": env.json,
+    "MAX_WAIT_SECONDS": env.int,
+    "HEAL_WINDOW_SECONDS": env.int,
+    "JSON_MAX_DEPTH": env.int,
+    "JSON_MAX_BYTES": env.int,
+}
+TELEGRAM_TASKS.update(
+    {key: read(key) for key, read in _SAME_NAME.items() if env.str(key, default="")}
+)
 
 LOGGING = {
     "version": 1,

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from orders.models import Order
-from telegram_tasks import services
-from telegram_tasks.admin import pretty_json
+from telegram_tasks import selectors, services
+from telegram_tasks.admin import pass_stats_html, pass_stats_short, pretty_json
 
 
 @admin.register(Order)
@@ -16,24 +19,28 @@ class OrderAdmin(admin.ModelAdmin):
         "link",
         "post_id",
         "status",
+        "priority",
         "quantity",
         "remains",
         "per_call",
         "interval_seconds",
         "next_run_at",
         "paused_at",
+        "last_pass",
         "created_at",
     )
+    list_select_related = ("pass_stats",)
     list_filter = ("status", "action", ("paused_at", admin.EmptyFieldListFilter), "created_at")
     actions = ("cancel_orders", "pause_orders", "resume_orders")
     search_fields = ("=id", "link", "link_hash")
     date_hierarchy = "created_at"
     list_per_page = 100
     readonly_fields = (
-        "link_hash", "remains", "status", "paused_at", "meta_pretty", "created_at", "updated_at",
+        "link_hash", "remains", "status", "paused_at", "subscriptions", "passes", "meta_pretty",
+        "created_at", "updated_at",
     )  # fmt: skip
     # What an order targets and how much it buys are fixed once tasks may exist for it.
-    locked_after_create = ("action", "link", "post_id", "quantity", "per_call")
+    locked_after_create = ("action", "link", "post_id", "quantity", "per_call", "duration_days")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -48,6 +55,8 @@ class OrderAdmin(admin.ModelAdmin):
             "quantity",
             "per_call",
             "interval_seconds",
+            "priority",
+            "duration_days",
             "next_run_at",
         ]
         if obj is None:
@@ -56,12 +65,36 @@ class OrderAdmin(admin.ModelAdmin):
             *editable,
             "status",
             "remains",
+            "subscriptions",
+            "passes",
             "link_hash",
             "execution_meta",
             "meta_pretty",
             "created_at",
             "updated_at",
         ]
+
+    @admin.display(description="last pass")
+    def last_pass(self, obj: Order) -> str:
+        return pass_stats_short(getattr(obj, "pass_stats", None))
+
+    @admin.display(description="what the last passes found")
+    def passes(self, obj: Order) -> SafeString:
+        return pass_stats_html(selectors.order_pass_stats(obj.pk))
+
+    @admin.display(description="subscriptions")
+    def subscriptions(self, obj: Order) -> SafeString:
+        counts = selectors.order_memberships(obj.pk, now=timezone.now())
+        url = reverse("admin:telegram_tasks_membership_changelist")
+        return format_html(
+            "{} subscribed · {} unsubscribed · {} due for unsubscribe · "
+            '<a href="{}?order__id__exact={}">memberships</a>',
+            counts.subscribed,
+            counts.unsubscribed,
+            counts.due,
+            url,
+            obj.pk,
+        )
 
     @admin.display(description="execution_meta (formatted)")
     def meta_pretty(self, obj: Order) -> str:

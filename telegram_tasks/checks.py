@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.core.checks import Error, register
 
-from telegram_tasks.conf import DEFAULTS, GATES, app_settings
+from telegram_tasks.conf import DEFAULT_TIER, DEFAULTS, GATES, TIER_KNOBS, app_settings
 
 _INT_KEYS = [k for k, v in DEFAULTS.items() if isinstance(v, int) and not isinstance(v, bool)]
 
@@ -38,22 +38,92 @@ def check_settings(app_configs, **kwargs):
             )
         )
     errors.extend(check_actions())
+    errors.extend(check_tiers())
     return errors
 
 
 def check_actions() -> list[Error]:
-    errors = []
     actions = app_settings.ACTIONS
     if not isinstance(actions, dict) or not actions:
         return [
             Error("TELEGRAM_TASKS['ACTIONS'] must be a non-empty dict.", id="telegram_tasks.E010")
         ]
+    return _check_policies(actions, where="")
+
+
+def _is_int(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def check_tiers() -> list[Error]:
+    """TIERS: a dict of tiers with a "default" one; each knob of the right kind; per-action
+    overrides only of configured actions, and valid once merged with ACTIONS."""
+    tiers = app_settings.TIERS
+    if not isinstance(tiers, dict) or DEFAULT_TIER not in tiers:
+        return [
+            Error(
+                "TELEGRAM_TASKS['TIERS'] must be a dict holding a 'default' tier.",
+                id="telegram_tasks.E020",
+            )
+        ]
+    errors = []
+    for name, knobs in tiers.items():
+        unknown = set(knobs) - set(TIER_KNOBS)
+        if unknown:
+            errors.append(
+                Error(
+                    f"Tier {name!r} has unknown knobs: {', '.join(sorted(unknown))}.",
+                    id="telegram_tasks.E021",
+                )
+            )
+        for knob, least, id_ in (
+            ("max_channels", 1, "E022"),
+            ("account_daily_cap", 0, "E023"),
+        ):
+            value = knobs.get(knob)
+            if value is not None and not _is_int(value, least):
+                errors.append(
+                    Error(
+                        f"Tier {name!r}: {knob} must be an integer >= {least} or None, "
+                        f"got {value!r}.",
+                        id=f"telegram_tasks.{id_}",
+                    )
+                )
+        if not _is_int(knobs.get("account_cooldown"), 0):
+            errors.append(
+                Error(
+                    f"Tier {name!r}: account_cooldown must be an integer >= 0, "
+                    f"got {knobs.get('account_cooldown')!r}.",
+                    id="telegram_tasks.E024",
+                )
+            )
+        overrides = knobs.get("actions") or {}
+        strangers = set(overrides) - set(app_settings.ACTIONS)
+        if strangers:
+            errors.append(
+                Error(
+                    f"Tier {name!r} overrides actions that are not configured: "
+                    f"{', '.join(sorted(strangers))}.",
+                    id="telegram_tasks.E025",
+                )
+            )
+        merged = {
+            a: {**app_settings.ACTIONS[a], **over}
+            for a, over in overrides.items()
+            if a in app_settings.ACTIONS
+        }
+        errors.extend(_check_policies(merged, where=f"Tier {name!r}: "))
+    return errors
+
+
+def _check_policies(actions: dict, *, where: str) -> list[Error]:
+    errors = []
     for name, knobs in actions.items():
         unknown = set(knobs) - {"cooldown", "daily_cap", "gate", "one_shot"}
         if unknown:
             errors.append(
                 Error(
-                    f"Action {name!r} has unknown knobs: {', '.join(sorted(unknown))}.",
+                    f"{where}Action {name!r} has unknown knobs: {', '.join(sorted(unknown))}.",
                     id="telegram_tasks.E011",
                 )
             )
@@ -61,7 +131,7 @@ def check_actions() -> list[Error]:
         if not isinstance(cooldown, int) or isinstance(cooldown, bool) or cooldown < 0:
             errors.append(
                 Error(
-                    f"Action {name!r}: cooldown must be an integer >= 0, got {cooldown!r}.",
+                    f"{where}Action {name!r}: cooldown must be an integer >= 0, got {cooldown!r}.",
                     id="telegram_tasks.E012",
                 )
             )
@@ -69,20 +139,25 @@ def check_actions() -> list[Error]:
         if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 0):
             errors.append(
                 Error(
-                    f"Action {name!r}: daily_cap must be an integer >= 0 or None, got {cap!r}.",
+                    f"{where}Action {name!r}: daily_cap must be an integer >= 0 or None, "
+                    f"got {cap!r}.",
                     id="telegram_tasks.E013",
                 )
             )
         if knobs.get("gate") not in GATES:
             errors.append(
                 Error(
-                    f"Action {name!r}: gate must be one of {GATES}, got {knobs.get('gate')!r}.",
+                    f"{where}Action {name!r}: gate must be one of {GATES}, "
+                    f"got {knobs.get('gate')!r}.",
                     id="telegram_tasks.E014",
                 )
             )
         if not isinstance(knobs.get("one_shot"), bool):
             errors.append(
-                Error(f"Action {name!r}: one_shot must be True or False.", id="telegram_tasks.E015")
+                Error(
+                    f"{where}Action {name!r}: one_shot must be True or False.",
+                    id="telegram_tasks.E015",
+                )
             )
     return errors
 
@@ -99,6 +174,23 @@ def check_provider_token(app_configs, **kwargs):
                 "PROVIDER_TOKEN is not set: every provider API request will be refused (401).",
                 hint="Set PROVIDER_TOKEN to a long random secret shared with the provider.",
                 id="telegram_tasks.W001",
+            )
+        ]
+    return []
+
+
+@register()
+def check_auto_unsubscribe(app_configs, **kwargs):
+    from django.core.checks import Warning
+
+    if not any(app_settings.policy(a).gate == "unsubscribe" for a in app_settings.ACTIONS):
+        return [
+            Warning(
+                "No action is gated 'unsubscribe': memberships of orders with duration_days "
+                "can never end.",
+                hint="Keep the default 'unsubscribe' action, or configure one with "
+                "gate='unsubscribe'.",
+                id="telegram_tasks.W002",
             )
         ]
     return []

@@ -114,10 +114,19 @@ class AccountIn(StrictSerializer):
     provider_account_id = StrictChar(max_length=255, min_length=1)
     phone = StrictChar(max_length=32, required=False, allow_blank=True)
     is_active = StrictBool(required=False)
+    tier = StrictChar(
+        required=False, min_length=1, max_length=32, help_text="a configured tier (TIERS)"
+    )
     meta = serializers.DictField(required=False)
 
     def validate_meta(self, value: Any) -> dict[str, Any]:
         return limit_stored_json(value)
+
+    def validate_tier(self, value: str) -> str:
+        if value not in app_settings.TIERS:
+            known = ", ".join(sorted(app_settings.TIERS))
+            raise serializers.ValidationError(f"unknown tier {value!r}; configured: {known}")
+        return value
 
 
 @extend_schema_field(AccountIn(many=True))

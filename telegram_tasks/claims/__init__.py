@@ -34,6 +34,7 @@ key TTLs only collect garbage. Python callers never see keys or Lua: they use th
 below.
 """
 
+from telegram_tasks.claims.inspection import AccountState, ActionState, account_states
 from telegram_tasks.claims.operations import (
     REPLAY_IN_PROGRESS,
     Claim,
@@ -80,6 +81,8 @@ from telegram_tasks.claims.selection import (
 __all__ = [
     "REPLAY_IN_PROGRESS",
     "AccountRef",
+    "AccountState",
+    "ActionState",
     "Claim",
     "ClaimsStateLost",
     "Demand",
@@ -88,6 +91,7 @@ __all__ = [
     "Restore",
     "Selection",
     "Target",
+    "account_states",
     "commit",
     "commit_many",
     "commit_many_at",

@@ -393,12 +393,13 @@ def mark_full(account_ids: Sequence[int], *, ttl_seconds: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """One key to restore for an account: mode "max", "set" or "lock" (see rebuild.lua)."""
+    """One key to restore for an account: mode "max", "set", "newer" or "lock" (see
+    rebuild.lua); ``ttl_ms`` None keeps it without expiry, and one already past is skipped."""
 
     key: str
     mode: str
     value: str
-    ttl_ms: int
+    ttl_ms: int | None
 
 
 def rebuild_accounts(per_account: dict[int, list[Restore]], *, chunk: int = 500) -> int:
@@ -410,7 +411,8 @@ def rebuild_accounts(per_account: dict[int, list[Restore]], *, chunk: int = 500)
         for _account_id, restores in items[start : start + chunk]:
             args: list[Any] = []
             for r in restores:
-                args.extend([r.mode, r.value, max(int(r.ttl_ms), 0)])
+                ttl = 0 if r.ttl_ms is None else (int(r.ttl_ms) if r.ttl_ms > 0 else -1)
+                args.extend([r.mode, r.value, ttl])
             calls.append(("rebuild", [r.key for r in restores], args))
         written += sum(int(n) for n in run_many(calls))
     return written

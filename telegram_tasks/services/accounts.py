@@ -17,7 +17,7 @@ from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramAccount
 from telegram_tasks.services import settle, sql
 
-SYNC_FIELDS = ("phone", "is_active", "meta")
+SYNC_FIELDS = ("phone", "is_active", "tier", "meta")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ from telegram_tasks.services.rebuild import (
     Restores,
     claims_rebuild,
     record_heartbeat,
+    restore_account_limits,
     restore_caps,
+    restore_channels,
     restore_cooldowns,
     restore_dedupes,
     restore_holds,
@@ -77,7 +79,19 @@ def claims_heal(*, now: datetime) -> HealSummary:
         }
         if recent:
             restore_caps(per_account, now=now, only=recent)
-        restore_states(per_account, since=since, now=now)
+            accounts = sorted({account for account, _ in recent})
+            restore_account_limits(per_account, since=since, now=now, accounts=accounts)
+        restore_states(per_account, since=since, now=now, changed_only=True)
+        moved = [
+            account
+            for (account,) in sql.rows(
+                f"SELECT DISTINCT account_id FROM {sql.MEMBERSHIPS} "  # noqa: S608
+                "WHERE subscribed_at > %(since)s OR unsubscribed_at > %(since)s",
+                {"since": since},
+            )
+        ]
+        if moved:
+            restore_channels(per_account, accounts=moved)
         restore_dedupes(per_account, since=since, now=now)
         restore_holds(per_account, now=now)
         restore_locks(per_account, now=now, queued_since=since)

@@ -70,9 +70,10 @@ Restores = dict[int, list[Restore]]  # per account: the keys to write (one scrip
 
 
 def claims_rebuild(*, now: datetime) -> RebuildSummary:
-    """Restore the claim state from the ledger: cooldowns still running, today's cap counts,
-    link states and dedupe keys within their TTL (from done tasks), holds (from accounts) and
-    the locks of unfinished tasks. Merged with what Redis holds (the larger or newer wins), so
+    """Restore the claim state from the ledger: cooldowns still running and today's cap counts
+    (per action and account-wide), dedupe keys within their TTL (from done tasks), link states
+    and channel counts (from memberships), holds (from accounts) and the locks of unfinished
+    tasks. Merged with what Redis holds (the larger or newer wins), so
     reports committing during a rebuild are not undone. Then the marker says the state is
     present."""
     summary = RebuildSummary()
@@ -80,9 +81,12 @@ def claims_rebuild(*, now: datetime) -> RebuildSummary:
     longest_cd = max((app_settings.policy(a).cooldown for a in app_settings.ACTIONS), default=0)
     summary.cooldowns = restore_cooldowns(per_account, since=now - seconds(longest_cd), now=now)
     summary.caps = restore_caps(per_account, now=now)
+    longest_acd = max(t.get("account_cooldown") or 0 for t in app_settings.TIERS.values())
+    restore_account_limits(per_account, since=now - seconds(longest_acd), now=now)
     summary.states = restore_states(
         per_account, since=now - seconds(app_settings.STATE_TTL_SECONDS), now=now
     )
+    restore_channels(per_account)
     summary.dedupes = restore_dedupes(
         per_account, since=now - seconds(app_settings.DEDUPE_TTL_SECONDS), now=now
     )
@@ -149,29 +153,76 @@ def restore_caps(
     return n
 
 
-def restore_states(per_account: Restores, *, since: datetime, now: datetime) -> int:
-    """Link states from the latest gated success per (account, link) since ``since`` (the
-    newer of stored and restored wins)."""
-    gated = {a: p.gate for a in app_settings.ACTIONS if (p := app_settings.policy(a)).gate}
-    if not gated:
-        return 0
+def restore_states(
+    per_account: Restores, *, since: datetime, now: datetime, changed_only: bool = False
+) -> int:
+    """Link states from the memberships, the ledger of who is in which channel: subscribed
+    since it opened, unsubscribed since it closed (the newer of stored and restored wins). With
+    ``changed_only``, only the memberships opened or closed since ``since``; else every open one
+    and those closed since ``since``."""
     n = 0
     state_ttl, now_ms = app_settings.STATE_TTL_SECONDS * 1000, ms(now)
-    for account, link_hash, action, last in sql.rows(
+    opened = "subscribed_at > %(since)s" if changed_only else f"state = {sql.OPEN}"
+    for account, link_hash, subscribed_at, unsubscribed_at in sql.rows(
         f"""
-        SELECT DISTINCT ON (telegram_account_id, link_hash)
-               telegram_account_id, link_hash, action, finished_at
-        FROM {sql.TASKS}
-        WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND action = ANY(%s)
-          AND finished_at > %s
-        ORDER BY telegram_account_id, link_hash, finished_at DESC
+        SELECT account_id, link_hash, subscribed_at, unsubscribed_at FROM {sql.MEMBERSHIPS}
+        WHERE {opened} OR unsubscribed_at > %(since)s
         """,  # noqa: S608
-        [list(gated), since],
+        {"since": since},
     ):
-        word = "subscribed" if gated[action] == "subscribe" else "unsubscribed"
+        at = unsubscribed_at or subscribed_at
+        word = "subscribed" if unsubscribed_at is None else "unsubscribed"
+        # An open membership is subscribed for as long as it stays open.
+        ttl = state_ttl if unsubscribed_at is None else ms(at) + state_ttl - now_ms
         key = keys.state(account, link_hash)
-        value = f"{word}@{ms(last)}"
-        per_account[account].append(Restore(key, "newer", value, ms(last) + state_ttl - now_ms))
+        per_account[account].append(Restore(key, "newer", f"{word}@{ms(at)}", ttl))
+        n += 1
+    return n
+
+
+def restore_channels(per_account: Restores, *, accounts: list[int] | None = None) -> int:
+    """The channels each account is in: its open memberships (larger wins: a subscribe counted
+    in Redis whose ledger step is on its way is not undone)."""
+    n = 0
+    for account, count in sql.rows(
+        f"SELECT account_id, count(*) FROM {sql.MEMBERSHIPS} WHERE state = {sql.OPEN} "  # noqa: S608
+        "AND (%(accounts)s::bigint[] IS NULL OR account_id = ANY(%(accounts)s)) GROUP BY 1",
+        {"accounts": accounts},
+    ):
+        per_account[account].append(Restore(keys.channels(account), "max", str(count), None))
+        n += 1
+    return n
+
+
+def restore_account_limits(
+    per_account: Restores, *, since: datetime, now: datetime, accounts: list[int] | None = None
+) -> int:
+    """Account-wide limits: the tier's cooldown after an account's last success (larger wins)
+    and the account's successes today over every action (larger wins)."""
+    n = 0
+    now_ms = ms(now)
+    day = local_day(now)
+    midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
+    cap_ttl = ms(next_local_midnight(now)) - now_ms + CAP_TTL_MARGIN_MS
+    for account, tier, last, today in sql.rows(
+        f"""
+        SELECT t.telegram_account_id, a.tier, max(t.finished_at),
+               count(*) FILTER (WHERE t.finished_at >= %(midnight)s)
+        FROM {sql.TASKS} AS t JOIN {sql.ACCOUNTS} AS a ON a.id = t.telegram_account_id
+        WHERE t.status = {sql.DONE} AND t.finished_at > LEAST(%(since)s, %(midnight)s)
+          AND (%(accounts)s::bigint[] IS NULL OR t.telegram_account_id = ANY(%(accounts)s))
+        GROUP BY 1, 2
+        """,  # noqa: S608
+        {"since": since, "midnight": midnight, "accounts": accounts},
+    ):
+        cooldown = app_settings.tier(tier).account_cooldown
+        deadline = ms(last) + cooldown * 1000
+        if cooldown and deadline > now_ms:
+            key = keys.account_cooldown(account)
+            per_account[account].append(Restore(key, "max", str(deadline), deadline - now_ms))
+        if today:
+            key = keys.account_cap(account, day)
+            per_account[account].append(Restore(key, "max", str(today), cap_ttl))
         n += 1
     return n
 

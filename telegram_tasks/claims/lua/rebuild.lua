@@ -6,22 +6,30 @@ ARGV: for each key, three values: mode, value, ttl_ms
   mode "set"   dedupe, flags: set the value
   mode "newer" link state "WORD@MS": set unless the stored one is as new (its MS >= MS)
   mode "lock"  a lock of an unfinished task: value "token|until"; set only if no live lock is there
-Every key gets PEXPIRE ttl_ms (ttl_ms > 0). Returns the number of keys written.
+A key written gets PEXPIRE ttl_ms when ttl_ms > 0, no expiry when ttl_ms = 0; a key whose
+ttl_ms < 0 has already expired and is skipped. Returns the number of keys written.
 ]]
 local written = 0
 for i, key in ipairs(KEYS) do
   local mode = ARGV[3 * i - 2]
   local value = ARGV[3 * i - 1]
   local ttl = tonumber(ARGV[3 * i])
-  if ttl > 0 then
+  local function expire()
+    if ttl > 0 then
+      redis.call('PEXPIRE', key, ttl)
+    end
+  end
+  if ttl >= 0 then
     if mode == 'max' then
       local current = tonumber(redis.call('GET', key) or '-1')
       if tonumber(value) > current then
-        redis.call('SET', key, value, 'PX', ttl)
+        redis.call('SET', key, value)
+        expire()
         written = written + 1
       end
     elseif mode == 'set' then
-      redis.call('SET', key, value, 'PX', ttl)
+      redis.call('SET', key, value)
+      expire()
       written = written + 1
     elseif mode == 'newer' then
       local function at(v)
@@ -29,7 +37,8 @@ for i, key in ipairs(KEYS) do
         return sep and tonumber(string.sub(v, sep + 1)) or -1
       end
       if at(value) > at(redis.call('GET', key)) then
-        redis.call('SET', key, value, 'PX', ttl)
+        redis.call('SET', key, value)
+        expire()
         written = written + 1
       end
     elseif mode == 'lock' then
@@ -38,7 +47,7 @@ for i, key in ipairs(KEYS) do
       local until_ms = string.sub(value, sep + 1)
       if redis.call('EXISTS', key) == 0 then
         redis.call('HSET', key, 'token', token, 'until', until_ms)
-        redis.call('PEXPIRE', key, ttl)
+        expire()
         written = written + 1
       end
     end

@@ -1,0 +1,101 @@
+"""Read-only queries for the admin and the dashboard: what an order's memberships and passes
+look like, what an account's limits look like right now. No writes here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Q
+
+from telegram_tasks import claims
+from telegram_tasks.conf import app_settings
+from telegram_tasks.models import Membership, OrderPassStats, TelegramAccount
+
+
+@dataclass(frozen=True)
+class MembershipCounts:
+    subscribed: int  # open
+    unsubscribed: int  # closed
+    due: int  # open, and their time is up
+
+
+def order_memberships(order_id: int, *, now: datetime) -> MembershipCounts:
+    """How an order's subscriptions stand (one aggregate over its memberships)."""
+    counts = Membership.objects.filter(order_id=order_id).aggregate(
+        subscribed=Count("pk", filter=Q(state=Membership.State.OPEN)),
+        unsubscribed=Count("pk", filter=Q(state=Membership.State.CLOSED)),
+        due=Count("pk", filter=Q(state=Membership.State.OPEN, due_at__lte=now)),
+    )
+    return MembershipCounts(**counts)
+
+
+def order_pass_stats(order_id: int) -> OrderPassStats | None:
+    return OrderPassStats.objects.filter(order_id=order_id).first()
+
+
+@dataclass(frozen=True)
+class ActionLimits:
+    action: str
+    today: int
+    daily_cap: int | None
+    cooldown: int  # seconds, the policy
+    cooldown_left: float  # seconds
+    lock_token: str | None
+    lock_until: datetime | None
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """An account as RESERVE sees it now, beside its tier's limits."""
+
+    tier: str
+    hold_left: float
+    account_cooldown: int
+    account_cooldown_left: float
+    today: int
+    account_daily_cap: int | None
+    channels: int
+    max_channels: int | None
+    channels_too_much: bool
+    actions: list[ActionLimits]
+
+
+def account_limits(accounts: list[TelegramAccount], *, now: datetime) -> dict[int, AccountLimits]:
+    """Limits and what is left of them for these accounts: Redis read in one pipeline."""
+    states = claims.account_states([a.pk for a in accounts], now=now)
+
+    def left(until: datetime | None) -> float:
+        return max(0.0, (until - now).total_seconds()) if until else 0.0
+
+    out = {}
+    for account in accounts:
+        state = states[account.pk]
+        tier = app_settings.tier(account.tier)
+        actions = []
+        for action, a in state.actions.items():
+            policy = app_settings.policy(action, account.tier)
+            actions.append(
+                ActionLimits(
+                    action=action,
+                    today=a.today,
+                    daily_cap=policy.daily_cap,
+                    cooldown=policy.cooldown,
+                    cooldown_left=left(a.cooldown_until),
+                    lock_token=a.lock_token,
+                    lock_until=a.lock_until,
+                )
+            )
+        out[account.pk] = AccountLimits(
+            tier=account.tier,
+            hold_left=left(state.hold_until),
+            account_cooldown=tier.account_cooldown,
+            account_cooldown_left=left(state.account_cooldown_until),
+            today=state.today,
+            account_daily_cap=tier.account_daily_cap,
+            channels=state.channels,
+            max_channels=tier.max_channels,
+            channels_too_much=state.channels_too_much,
+            actions=actions,
+        )
+    return out
