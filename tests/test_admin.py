@@ -147,3 +147,37 @@ def test_task_actions_requeue_and_fail(admin_client):
     ids = list(TelegramTask.objects.values_list("pk", flat=True))
     _post_action(admin_client, "telegram_tasks_telegramtask", "fail_tasks", ids)
     assert set(TelegramTask.objects.values_list("failure_reason", flat=True)) == {"admin_failed"}
+
+
+def test_account_page_shows_its_tier_and_limits_now(admin_client):
+    from django.utils import timezone
+
+    from telegram_tasks import claims
+
+    account = make_account(tier="premium")
+    claims.hold(account.pk, now=timezone.now(), seconds=600)
+    page = admin_client.get(
+        reverse("admin:telegram_tasks_telegramaccount_change", args=[account.pk])
+    ).content.decode()
+    assert "tier <b>premium</b>" in page
+    assert "0 / 1000" in page  # channels against the tier's limit
+    assert "0 / 40" in page  # premium's subscribe cap
+    assert "hold 9m" in page or "hold 10m" in page
+
+
+def test_order_page_shows_subscriptions_and_what_passes_found(admin_client):
+    from django.utils import timezone
+
+    from telegram_tasks.services import tasks_generate
+
+    order = make_order(action="subscribe", link="t.me/durovpage", quantity=3, duration_days=7)
+    tasks_generate(limit=10, now=timezone.now())  # no account: starved
+    page = admin_client.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
+    assert "0 subscribed · 0 unsubscribed · 0 due for unsubscribe" in page
+    assert "0 task(s) made and 3 slot(s) starved" in page
+    listing = admin_client.get(reverse("admin:orders_order_changelist")).content.decode()
+    assert "made 0, starved 3" in listing
+    memberships = admin_client.get(
+        reverse("admin:telegram_tasks_membership_changelist") + f"?order__id__exact={order.pk}"
+    )
+    assert memberships.status_code == 200

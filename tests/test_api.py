@@ -737,3 +737,26 @@ def test_json_larger_than_the_size_limit_is_400(api, settings):
         {"accounts": [{"provider_account_id": "big", "meta": {"x": "y" * 2000}}]},
     )
     assert response.status_code == 200 and response.json()["errors"][0]["errors"]["meta"]
+
+
+def test_sync_sets_tiers_and_reports_an_unknown_tier_per_item(api):
+    response = post(
+        api,
+        "accounts/sync",
+        {
+            "accounts": [
+                {"provider_account_id": "t1", "tier": "premium"},
+                {"provider_account_id": "t2", "tier": "gold"},
+                {"provider_account_id": "t3"},
+            ]
+        },
+    )
+    body = response.json()
+    assert response.status_code == 200 and body["synced"] == 2
+    assert (
+        body["errors"][0]["index"] == 1 and "unknown tier" in body["errors"][0]["errors"]["tier"][0]
+    )
+    assert dict(TelegramAccount.objects.values_list("provider_account_id", "tier")) == {
+        "t1": "premium",
+        "t3": "default",
+    }

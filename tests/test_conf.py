@@ -84,3 +84,43 @@ def test_debug_with_public_host_is_warned(settings):
     assert "config.W001" in _ids(checks.run_checks(tags=["security"]))
     settings.ALLOWED_HOSTS = ["localhost"]
     assert "config.W001" not in _ids(checks.run_checks(tags=["security"]))
+
+
+# --- tiers ---------------------------------------------------------------------------------
+
+
+def test_tiers_merge_with_the_default_tier_and_actions(settings):
+    settings.TELEGRAM_TASKS = {
+        "TIERS": {
+            "premium": {"account_cooldown": 10},
+            "farm": {"max_channels": 50, "actions": {"view": {"daily_cap": 7}}},
+        }
+    }
+    premium, farm = app_settings.tier("premium"), app_settings.tier("farm")
+    assert (premium.max_channels, premium.account_cooldown) == (1000, 10)
+    assert (farm.max_channels, farm.account_cooldown, farm.account_daily_cap) == (50, 0, None)
+    # The default premium override survives a partial override of the tier.
+    assert app_settings.policy("subscribe", "premium").daily_cap == 40
+    assert app_settings.policy("view", "farm").daily_cap == 7
+    assert app_settings.policy("view", "farm").cooldown == 5  # the rest from ACTIONS
+    assert app_settings.policy("view").daily_cap == 500
+    assert app_settings.tier("unknown") == app_settings.tier("default").__class__(
+        tier="unknown", max_channels=500, account_cooldown=0, account_daily_cap=None
+    )
+
+
+@pytest.mark.parametrize(
+    ("tiers", "code"),
+    [
+        ({"default": None}, "telegram_tasks.E020"),
+        ({"x": {"max_chanels": 3}}, "telegram_tasks.E021"),
+        ({"x": {"max_channels": 0}}, "telegram_tasks.E022"),
+        ({"x": {"account_daily_cap": -1}}, "telegram_tasks.E023"),
+        ({"x": {"account_cooldown": "soon"}}, "telegram_tasks.E024"),
+        ({"x": {"actions": {"poke": {"cooldown": 1}}}}, "telegram_tasks.E025"),
+        ({"x": {"actions": {"view": {"cooldown": -1}}}}, "telegram_tasks.E012"),
+    ],
+)
+def test_bad_tiers_fail_the_system_check(settings, tiers, code):
+    settings.TELEGRAM_TASKS = {"TIERS": tiers}
+    assert code in _ids(checks.run_checks())

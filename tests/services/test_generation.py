@@ -380,3 +380,76 @@ def test_a_long_pass_schedules_each_page_from_when_it_starts(monkeypatch):
         NOW + timedelta(seconds=300)
     ]
     assert all(until > at for at, until in times)
+
+
+# --- fair sharing and priority ----------------------------------------------------------------
+
+
+def jain(values):
+    return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
+
+
+@pytest.fixture
+def repeatable(settings):
+    """An action an account may repeat at once on the same target: only the lock limits it."""
+    settings.TELEGRAM_TASKS = {
+        **settings.TELEGRAM_TASKS,
+        "ACTIONS": {"like": {"cooldown": 0, "daily_cap": None, "gate": None, "one_shot": False}},
+    }
+
+
+def deliver_passes(passes, now=NOW):
+    from django.test import TestCase
+
+    from telegram_tasks.services import ReportIn, tasks_pull, tasks_report
+
+    for _ in range(passes):
+        tasks_generate(limit=1000, now=now)
+        leased = tasks_pull(limit=1000, now=now).tasks
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            tasks_report(reports=[ReportIn(t["task_id"], "done") for t in leased], now=now)
+        now += timedelta(seconds=1)
+
+
+def test_a_huge_order_does_not_starve_small_ones(repeatable):
+    """One order of 10,000 and twenty of 100 compete for 200 accounts: every small order
+    progresses from the first pass, at the big order's rate."""
+    make_accounts(200)
+    big = make_order(action="like", link="t.me/bigorder/1", quantity=10_000)
+    small = [
+        make_order(action="like", link=f"t.me/smallorder{i}/1", quantity=100) for i in range(20)
+    ]
+    deliver_passes(1)
+    first = {o.pk: 0 for o in [big, *small]}
+    for order_id in TelegramTask.objects.filter(status="done").values_list("order_id", flat=True):
+        first[order_id] += 1
+    assert all(first[o.pk] > 0 for o in small)
+    deliver_passes(4, now=NOW + timedelta(seconds=10))
+    delivered = {o.pk: o.quantity - Order.objects.get(pk=o.pk).remains for o in [big, *small]}
+    assert jain(list(delivered.values())) >= 0.9, delivered
+    assert delivered[big.pk] <= 1.5 * min(delivered[o.pk] for o in small)
+
+
+def test_higher_priority_is_served_first_when_accounts_run_short(repeatable):
+    make_accounts(10)
+    low = make_order(action="like", link="t.me/loworder/1", quantity=50)
+    high = make_order(action="like", link="t.me/highorder/1", quantity=50, priority=5)
+    tasks_generate(limit=1000, now=NOW)
+    assert TelegramTask.objects.filter(order=high).count() == 10
+    assert not TelegramTask.objects.filter(order=low).exists()
+
+
+def test_an_orders_pass_stats_say_why_it_is_slow():
+    from telegram_tasks.models import OrderPassStats
+
+    [account] = make_accounts(1)
+    order = make_order(action="view", link="t.me/slowchan/1", quantity=5)
+    claims.reserve(claims.Claim(account.id, "view", claims.Target("q" * 64, 1), "busy"), now=NOW)
+    tasks_generate(limit=10, now=NOW)
+    stats = OrderPassStats.objects.get(order=order)
+    assert (stats.created, stats.starved_slots) == (0, 5)
+    assert stats.refusals == {"locked": 1}
+    claims.rollback(claims.Claim(account.id, "view", claims.Target("q" * 64, 1), "busy"))
+    tasks_generate(limit=10, now=NOW + timedelta(seconds=1))
+    stats.refresh_from_db()
+    assert (stats.created, stats.created_total, len(stats.recent)) == (1, 1, 2)
