@@ -27,20 +27,100 @@ def done_tasks() -> list[TelegramTask]:
         TelegramTask.objects.filter(status="done")
         .order_by("finished_at")
         .only("id", "order_id", "action", "link_hash", "telegram_account_id", "per_call",
-              "payload", "finished_at", "created_at")
+              "payload", "finished_at", "created_at", "membership_id")
     )  # fmt: skip
+
+
+def tier_of(task: TelegramTask) -> str:
+    """The tier the task's account had when it was reserved (its payload's snapshot)."""
+    return (task.payload.get("account") or {}).get("tier") or "default"
 
 
 def check_caps(done: list[TelegramTask]) -> list[str]:
     zone = ZoneInfo(settings.TIME_ZONE)
-    count: dict[tuple[int, str, Any], int] = defaultdict(int)
+    count: dict[tuple[int, str, Any, str], int] = defaultdict(int)
     for t in done:
-        count[(t.telegram_account_id, t.action, t.finished_at.astimezone(zone).date())] += 1
+        day = t.finished_at.astimezone(zone).date()
+        count[(t.telegram_account_id, t.action, day, tier_of(t))] += 1
     out = []
-    for (account, action, day), n in count.items():
-        cap = app_settings.policy(action).daily_cap
+    for (account, action, day, tier), n in count.items():
+        cap = app_settings.policy(action, tier).daily_cap
         if cap is not None and n > cap:
             out.append(f"cap: account {account} {action} on {day}: {n} successes > cap {cap}")
+    return out
+
+
+def check_account_limits(done: list[TelegramTask]) -> list[str]:
+    """Invariant 10: an account's successes, all actions together, never closer than its tier's
+    account_cooldown and never more than its account_daily_cap per local day."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    out = []
+    last: dict[int, datetime] = {}
+    per_day: dict[tuple[int, Any], int] = defaultdict(int)
+    for t in done:
+        limits = app_settings.tier(tier_of(t))
+        account = t.telegram_account_id
+        gap = timedelta(seconds=limits.account_cooldown)
+        if (
+            account in last
+            and limits.account_cooldown
+            and t.finished_at - last[account] < gap - EPSILON
+        ):
+            seconds = (t.finished_at - last[account]).total_seconds()
+            out.append(f"account cooldown: account {account}: successes {seconds:.3f}s apart")
+        last[account] = t.finished_at
+        key = (account, t.finished_at.astimezone(zone).date())
+        per_day[key] += 1
+        if limits.account_daily_cap is not None and per_day[key] == limits.account_daily_cap + 1:
+            out.append(f"account cap: account {account} on {key[1]}: > {limits.account_daily_cap}")
+    return out
+
+
+def check_channels() -> list[str]:
+    """Invariant 9: at no moment is an account in more channels than its tier allows (its
+    memberships' open intervals)."""
+    from telegram_tasks.models import Membership, TelegramAccount
+
+    tiers = dict(TelegramAccount.objects.values_list("id", "tier"))
+    events: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for account, opened, closed in Membership.objects.values_list(
+        "account_id", "subscribed_at", "unsubscribed_at"
+    ):
+        events[account].append((opened, 1))
+        if closed is not None:
+            events[account].append((closed, -1))
+    out = []
+    for account, items in events.items():
+        most = app_settings.tier(tiers.get(account, "default")).max_channels
+        live = 0
+        for _, step in sorted(items, key=lambda e: (e[0], e[1])):  # leaving first at a tie
+            live += step
+            if most is not None and live > most:
+                out.append(f"channels: account {account} in {live} channels > {most}")
+                break
+    return out
+
+
+def check_auto_unsubscribes(done: list[TelegramTask]) -> list[str]:
+    """Each membership whose time was up ends with exactly one successful unsubscribe, by the
+    same account, of the same channel; none is left open."""
+    from telegram_tasks.models import Membership
+
+    memberships = {m.pk: m for m in Membership.objects.exclude(due_at=None)}
+    out = []
+    counted: dict[int, int] = defaultdict(int)
+    for t in done:
+        if t.membership_id is None:
+            continue
+        counted[t.membership_id] += 1
+        m = memberships.get(t.membership_id)
+        if m is None or (m.account_id, m.link_hash) != (t.telegram_account_id, t.link_hash):
+            out.append(f"auto-unsubscribe: task {t.pk} is not its membership's account/channel")
+    for pk, m in memberships.items():
+        if m.state == "open":
+            out.append(f"auto-unsubscribe: membership {pk} still open")
+        if counted[pk] > 1:
+            out.append(f"auto-unsubscribe: membership {pk} unsubscribed {counted[pk]} times")
     return out
 
 
@@ -49,7 +129,7 @@ def check_cooldowns(done: list[TelegramTask]) -> list[str]:
     out = []
     for t in done:
         key = (t.telegram_account_id, t.action)
-        cooldown = timedelta(seconds=app_settings.policy(t.action).cooldown)
+        cooldown = timedelta(seconds=app_settings.policy(t.action, tier_of(t)).cooldown)
         if key in last and t.finished_at - last[key] < cooldown - EPSILON:
             gap = (t.finished_at - last[key]).total_seconds()
             out.append(f"cooldown: account {key[0]} {key[1]}: successes {gap:.3f}s apart")
@@ -110,7 +190,8 @@ def check_one_shot(done: list[TelegramTask]) -> list[str]:
 def check_remains(done: list[TelegramTask]) -> list[str]:
     delivered: dict[int, int] = defaultdict(int)
     for t in done:
-        delivered[t.order_id] += t.per_call
+        if t.membership_id is None:  # an automatic unsubscribe delivers none of the order's units
+            delivered[t.order_id] += t.per_call
     out = []
     for order in Order.objects.all():
         expected = max(0, order.quantity - delivered[order.pk])
@@ -201,4 +282,7 @@ def check_all(log_folder: Path) -> dict[str, list[str]]:
         "6 one holder per task": check_leases(events),
         "7 no lost task": check_no_lost_tasks(),
         "7 no orphan lock": check_no_orphan_locks(),
+        "9 channels within the tier's limit": check_channels(),
+        "10 account-wide cooldown and cap": check_account_limits(done),
+        "memberships end on time, once": check_auto_unsubscribes(done),
     }

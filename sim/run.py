@@ -47,22 +47,30 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
 
     TelegramAccount.objects.bulk_create(
         TelegramAccount(
-            provider_account_id=("dead" if i < 2 else "acc") + f"_{i}", phone=f"+1{i:09d}"
+            provider_account_id=("dead" if i < 2 else "acc") + f"_{i}",
+            phone=f"+1{i:09d}",
+            tier="premium" if i % 4 == 0 else "default",
         )
         for i in range(accounts)
     )
     rows = []
     # Each unsubscribe order takes its own subscribe order's link, asking for no more than it
     # subscribes: then there are always enough subscribed accounts for it to finish.
+    # Half the other subscribe orders buy a day (which the time machine makes a second): their
+    # memberships end by themselves, so no unsubscribe order takes their link.
     subscribe_orders: list[tuple[str, int]] = []
     for i in range(orders):
         kind = rng.choices(["view", "reaction", "subscribe", "unsubscribe"], [45, 25, 22, 8])[0]
         quantity = rng.randint(2, 5)
+        duration = None
         if i < 2:
             kind, raw = "view", f"t.me/privatechan{i}/1"  # the provider answers CHANNEL_PRIVATE
         elif kind == "subscribe":
             raw = f"t.me/channel{i:05d}"
-            subscribe_orders.append((raw, quantity))
+            if rng.random() < 0.5:
+                duration = 1
+            else:
+                subscribe_orders.append((raw, quantity))
         elif kind == "unsubscribe" and subscribe_orders:
             raw, most = subscribe_orders.pop(0)
             quantity = rng.randint(1, most)
@@ -73,9 +81,42 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
         rows.append(
             Order(action=kind, link=target.link, post_id=target.post_id, link_hash=target.link_hash,
                   quantity=quantity, remains=quantity, per_call=1,
-                  interval_seconds=rng.choice([0, 0, 0, 1, 2]))
+                  interval_seconds=rng.choice([0, 0, 0, 1, 2]), priority=rng.choice([0, 0, 1, 2]),
+                  duration_days=duration)
         )  # fmt: skip
     Order.objects.bulk_create(rows)
+
+
+class TimeMachine(threading.Thread):
+    """Days pass in seconds: a membership bought for a day becomes due a second after it
+    opened (the ORM moves its due time, as an operator's clock would)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from datetime import timedelta
+
+        from django.db import close_old_connections
+        from django.utils import timezone
+
+        from telegram_tasks.models import Membership
+
+        while not self.stop.is_set():
+            with contextlib.suppress(Exception):
+                now = timezone.now()
+                Membership.objects.filter(
+                    state="open", due_at__gt=now, subscribed_at__lte=now - timedelta(seconds=1)
+                ).update(due_at=now)
+            close_old_connections()
+            self.stop.wait(0.5)
+
+
+def due_open_memberships() -> int:
+    from telegram_tasks.models import Membership
+
+    return Membership.objects.filter(state="open", due_at__isnull=False).count()
 
 
 class Scheduler(threading.Thread):
@@ -190,6 +231,8 @@ def main() -> int:
         _wait_http(port)
         scheduler = Scheduler(tick=0.5)
         scheduler.start()
+        time_machine = TimeMachine()
+        time_machine.start()
         stop_file = base / "stop"
         for n in range(size["providers"]):
             providers.append(
@@ -224,7 +267,12 @@ def main() -> int:
                     log("fault: PostgreSQL restarted")
                     pg.restart()
             remaining = retry(unfinished_orders)
-            if remaining == 0 and retry(in_flight) == 0 and not faults:
+            if (
+                remaining == 0
+                and retry(in_flight) == 0
+                and retry(due_open_memberships) == 0
+                and not faults
+            ):
                 break
             if elapsed > deadline:
                 log(f"deadline: {remaining} orders unfinished")
@@ -236,6 +284,8 @@ def main() -> int:
             p.wait(timeout=60)
         scheduler.stop.set()
         scheduler.join(timeout=30)
+        time_machine.stop.set()
+        time_machine.join(timeout=10)
         # A last housekeeping gives back any lock an ended task still holds.
         from django.utils import timezone
 
@@ -298,6 +348,16 @@ def report(base: Path, run_seconds: float, scheduler: Scheduler) -> int:
     unfinished = orders.get("awaiting", 0) + orders.get("pending", 0) + orders.get("in_progress", 0)
     if unfinished:
         log(f"FAIL {unfinished} orders did not finish")
+        from telegram_tasks.models import OrderPassStats
+
+        active = Order.objects.filter(status__in=[s.value for s in Order.ACTIVE])
+        for order in active[:10]:
+            stats = OrderPassStats.objects.filter(order=order).first()
+            log(
+                f"    order {order.pk} {order.action} remains {order.remains}: last pass "
+                + (f"made {stats.created} starved {stats.starved_slots} {stats.refusals}"
+                   if stats else "none")
+            )  # fmt: skip
     ok = violations == 0 and unfinished == 0
     log("checker: all invariants hold" if ok else "checker: FAILED")
     print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")

@@ -19,5 +19,16 @@ TELEGRAM_TASKS = {
         "view": {"cooldown": 1, "daily_cap": 12},
         "reaction": {"cooldown": 1, "daily_cap": 8},
     },
+    # Few channels per account, so the channel limit is reached; premium accounts work one task
+    # at a time with an account-wide cooldown and cap.
+    "TIERS": {
+        "default": {"max_channels": 3},
+        "premium": {
+            "max_channels": 4,
+            "account_cooldown": 1,
+            "account_daily_cap": 14,
+            "actions": {"subscribe": {"daily_cap": 8}},
+        },
+    },
 }
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405

@@ -237,7 +237,7 @@ class MembershipAdmin(admin.ModelAdmin):
 def pass_stats_html(stats: OrderPassStats | None) -> SafeString:
     """What the last generation passes found for an order: why it is slow, if it is."""
     if stats is None:
-        return format_html("{}", "no pass has examined this order yet")
+        return format_html("{}", "no pass has found this order short of accounts")
     rows = format_html_join(
         "",
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -252,10 +252,10 @@ def pass_stats_html(stats: OrderPassStats | None) -> SafeString:
         ),
     )
     return format_html(
-        "<p>{} task(s) made and {} slot(s) starved in all passes</p><table><thead><tr>"
+        "<p>{}; {} slot(s) starved in all passes that found it short</p><table><thead><tr>"
         "<th>pass</th><th>made</th><th>starved</th><th>refusals by reason</th></tr></thead>"
         "<tbody>{}</tbody></table>",
-        stats.created_total,
+        "short of accounts now" if stats.troubled else "fine again since the last pass",
         stats.starved_total,
         rows,
     )

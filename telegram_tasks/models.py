@@ -235,9 +235,11 @@ class Membership(models.Model):
 
 
 class OrderPassStats(models.Model):
-    """What the last generation passes found for one order: tasks made, slots starved, and the
-    refusals by reason — the answer to "why is this order slow?". One row per order, written
-    once per page of a pass."""
+    """What the last generation passes that found an order short of accounts saw: tasks made,
+    slots starved, and the refusals by reason — the answer to "why is this order slow?". One
+    row per order, written by a pass that finds it short (and by the next one that does not,
+    so the row never outlives the trouble); a healthy order costs a pass no write. Diagnostics
+    only: the table is unlogged (a crash empties it, the next passes fill it again)."""
 
     order = models.OneToOneField(
         order_model_label(), on_delete=models.CASCADE, primary_key=True, related_name="pass_stats"
@@ -246,7 +248,7 @@ class OrderPassStats(models.Model):
     created = models.PositiveIntegerField(default=0)  # in the last pass
     starved_slots = models.PositiveIntegerField(default=0)  # in the last pass
     refusals = models.JSONField(default=dict)  # reason -> count, in the last pass
-    created_total = models.PositiveBigIntegerField(default=0)
+    troubled = models.BooleanField(default=False)  # the last pass found it short of accounts
     starved_total = models.PositiveBigIntegerField(default=0)
     # The last few passes, newest first: [{"at", "created", "starved", "refusals"}, …].
     recent = models.JSONField(default=list)

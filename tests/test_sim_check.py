@@ -88,3 +88,32 @@ def test_a_subscribe_handed_out_while_another_lives_is_reported():
     ]
     found = check.check_subscriptions(check.done_tasks(), events)
     assert any("in flight" in line for line in found)
+
+
+def test_tier_limits_and_memberships_violations_are_reported(settings):
+    from telegram_tasks.models import Membership
+
+    settings.TELEGRAM_TASKS = {
+        **settings.TELEGRAM_TASKS,
+        "TIERS": {"tight": {"max_channels": 1, "account_cooldown": 60, "account_daily_cap": 2}},
+    }
+    a = make_account(tier="tight")
+    snap = {"account": {"tier": "tight"}, "post_id": None}
+    view = make_order(action="view", link="t.me/durov/1", quantity=9)
+    react = make_order(action="reaction", link="t.me/durov/2", quantity=9)
+    done(view, a, T0, payload={**snap, "post_id": 1})
+    done(react, a, T0 + timedelta(seconds=10), payload={**snap, "post_id": 2})  # < 60 s apart
+    done(view, a, T0 + timedelta(minutes=5), payload={**snap, "post_id": 3})  # a third today
+    history = check.done_tasks()
+    found = check.check_account_limits(history)
+    assert any("account cooldown" in f for f in found) and any("account cap" in f for f in found)
+    for link in ("aa", "bb"):  # two channels at once, one allowed
+        Membership.objects.create(account=a, link_hash=link * 32, link=link, subscribed_at=T0)
+    assert check.check_channels()
+    due = Membership.objects.create(
+        account=a, link_hash="c" * 64, link="c", subscribed_at=T0, due_at=T0, state="closed",
+        unsubscribed_at=T0,
+    )  # fmt: skip
+    for when in (T0, T0 + timedelta(seconds=1)):  # unsubscribed twice
+        done(view, a, when, membership=due, action="unsubscribe", link_hash="c" * 64, payload=snap)
+    assert any("2 times" in f for f in check.check_auto_unsubscribes(check.done_tasks()))

@@ -95,11 +95,13 @@ def reserve_keys(
     link_hash: str,
     post_id: int | None,
     token: str,
+    account_keys: tuple[str, ...] = (),
     other_actions: tuple[str, ...] = (),
 ) -> list[str]:
     """KEYS of reserve.lua in order (``day`` from ``day_stamp``), built in one go: this runs
-    once per task of a generation pass. ``other_actions``: the actions whose live locks count
-    against account-wide limits."""
+    once per task of a generation pass. ``account_keys``: which of "acd", "acap", "channels"
+    the tier's limits need; ``other_actions``: the actions whose live locks count against
+    them."""
     tag = f"{app_settings.KEY_PREFIX}:{{a{account_id}}}"
     post = "-" if post_id is None else post_id
     return [
@@ -111,8 +113,6 @@ def reserve_keys(
         f"{tag}:hold",
         f"{tag}:full",
         f"{tag}:done:{token}",
-        f"{tag}:acd",
-        f"{tag}:acap:{day}",
-        f"{tag}:channels",
+        *(f"{tag}:acap:{day}" if name == "acap" else f"{tag}:{name}" for name in account_keys),
         *(f"{tag}:lock:{other}" for other in other_actions),
     ]

@@ -130,20 +130,20 @@ def reserve_calls(
     """The EVALSHA calls of RESERVE for these claims (also the benchmarks' baseline)."""
     # Per-batch constants first: this runs once per task of a generation pass.
     now_ms, day = ms(now), keys.day_stamp(local_day(now))
-    per_kind: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[str, ...]]] = {}
+    per_kind: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[str, ...], tuple[str, ...]]] = {}
     check_flag = "1" if check else "0"
     calls = []
     for c, u in zip(claims, untils, strict=True):
         kind = per_kind.get((c.action, c.tier))
         if kind is None:
             kind = per_kind[(c.action, c.tier)] = _reserve_policy(c.action, c.tier, check_flag)
-        args, others = kind
+        args, account_keys, others = kind
         calls.append(
             (
                 "reserve",
                 keys.reserve_keys(
                     c.account_id, c.action, day, c.target.link_hash, c.target.post_id, c.token,
-                    others,
+                    account_keys, others,
                 ),
                 [c.token, now_ms, ms(u), *args],
             )
@@ -151,11 +151,23 @@ def reserve_calls(
     return calls
 
 
-def _reserve_policy(action: str, tier: str, check: str) -> tuple[tuple[Any, ...], tuple[str, ...]]:
-    """RESERVE's policy arguments for an action on accounts of a tier (ARGV 4…11), and the other
-    actions whose live locks count against the tier's account-wide limits (KEYS 12…)."""
+def _reserve_policy(
+    action: str, tier: str, check: str
+) -> tuple[tuple[Any, ...], tuple[str, ...], tuple[str, ...]]:
+    """RESERVE's policy arguments for an action on accounts of a tier (ARGV 4…11), the
+    account-wide keys its limits need, and the other actions whose live locks count against
+    them (the optional KEYS, in reserve.lua's order)."""
     policy = app_settings.policy(action, tier)
     limits = app_settings.tier(tier)
+    account_keys = tuple(
+        name
+        for name, needed in (
+            ("acd", limits.account_cooldown > 0),
+            ("acap", limits.account_daily_cap is not None),
+            ("channels", policy.gate == "subscribe" and limits.max_channels is not None),
+        )
+        if needed
+    )
     gates = {a: app_settings.policy(a, tier).gate for a in app_settings.ACTIONS if a != action}
     if limits.account_cooldown > 0 or limits.account_daily_cap is not None:
         others = tuple(gates)
@@ -173,7 +185,7 @@ def _reserve_policy(action: str, tier: str, check: str) -> tuple[tuple[Any, ...]
         -1 if limits.max_channels is None else limits.max_channels,
         "".join("s" if gates[a] == "subscribe" else "x" for a in others),
     )
-    return args, others
+    return args, account_keys, others
 
 
 def reserve(claim: Claim, *, now: datetime, until: datetime | None = None) -> Refusal | None:

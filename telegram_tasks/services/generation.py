@@ -18,13 +18,13 @@ from itertools import zip_longest
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
-from telegram_tasks.models import TelegramTask, new_ulid
+from telegram_tasks.models import OrderPassStats, TelegramTask, new_ulid
 from telegram_tasks.services import orders, sql
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
 from telegram_tasks.services.rebuild import claims_restore_if_lost
@@ -69,6 +69,7 @@ class DueOrder(NamedTuple):
     next_run_at: datetime | None
     status: str
     priority: int
+    troubled: bool  # the last pass that recorded this order found it short of accounts
 
 
 @dataclass
@@ -141,10 +142,12 @@ def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrd
         .annotate(units=Sum("per_call"))
         .values("units")
     )
+    troubled = OrderPassStats.objects.filter(order=OuterRef("pk"), troubled=True)
     qs = (
         Order.objects.filter(status__in=[s.value for s in Order.ACTIVE], paused_at__isnull=True)
         .filter(Q(next_run_at__isnull=True) | Q(next_run_at__lte=now))
         .filter(remains__gt=Coalesce(Subquery(units_in_flight), 0))
+        .annotate(troubled=Exists(troubled))
     )
     if after is not None:
         priority, at, pk = after
@@ -295,7 +298,13 @@ def _generate_page(
                 exhausted_actions.add(action)
         starved = starved_orders - served_orders
         _store(served, [o for o in page if o.pk in starved], now)
-        record_pass_stats(stats, now=now)
+        # Only orders this pass found short of accounts, and those the last recorded pass did
+        # (now fine again): a healthy order costs the pass no write.
+        troubled_before = {o.pk for o in page if o.troubled}
+        record_pass_stats(
+            {pk: s for pk, s in stats.items() if s.starved or s.refusals or pk in troubled_before},
+            now=now,
+        )
     except BaseException:
         # The tasks were not stored: give their reservations back before the error goes on.
         # (A crash of the process itself leaves them to lapse at slot + RESERVE_LOCK_SECONDS.)
@@ -374,8 +383,9 @@ def _store(
 
 
 def record_pass_stats(stats: dict[int, OrderStats], *, now: datetime) -> None:
-    """One upsert for the orders a page tried: what this pass found for each (tasks made, slots
-    starved, refusals by reason), kept beside the totals and the last few passes."""
+    """One upsert for the orders a page found short of accounts (and those now fine again):
+    what this pass found for each (tasks made, slots starved, refusals by reason), beside the
+    last few such passes and the slots starved in all of them."""
     if not stats:
         return
     rows = json.dumps(
@@ -387,8 +397,9 @@ def record_pass_stats(stats: dict[int, OrderStats], *, now: datetime) -> None:
     sql.fetch(
         f"""
         INSERT INTO {sql.ORDER_STATS} AS s (order_id, last_pass_at, created, starved_slots,
-                                            refusals, created_total, starved_total, recent)
-        SELECT v.order_id, %(now)s, v.created, v.starved, v.refusals, v.created, v.starved,
+                                            refusals, troubled, starved_total, recent)
+        SELECT v.order_id, %(now)s, v.created, v.starved, v.refusals,
+               v.starved > 0 OR v.refusals <> '{{}}'::jsonb, v.starved,
                jsonb_build_array(jsonb_build_object('at', %(now)s::timestamptz, 'created',
                    v.created, 'starved', v.starved, 'refusals', v.refusals))
         FROM jsonb_to_recordset(%(rows)s::jsonb)
@@ -398,7 +409,7 @@ def record_pass_stats(stats: dict[int, OrderStats], *, now: datetime) -> None:
             created = excluded.created,
             starved_slots = excluded.starved_slots,
             refusals = excluded.refusals,
-            created_total = s.created_total + excluded.created,
+            troubled = excluded.troubled,
             starved_total = s.starved_total + excluded.starved_slots,
             recent = jsonb_path_query_array(excluded.recent || s.recent, %(keep)s::jsonpath)
         """,  # noqa: S608

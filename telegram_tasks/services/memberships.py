@@ -21,7 +21,6 @@ from telegram_tasks.services import settle, sql
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_SECONDS = 60  # after the first failed unsubscribe; doubles each time
 BACKOFF_MAX_SECONDS = 6 * 3600
 
 
@@ -39,8 +38,10 @@ def unsubscribe_action() -> str | None:
 
 
 def backoff(attempts: int) -> timedelta:
-    """How long after its ``attempts``-th unsubscribe a membership may get another."""
-    return timedelta(seconds=min(BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), BACKOFF_MAX_SECONDS))
+    """How long after its ``attempts``-th unsubscribe a membership may get another: one
+    generation tick after the first, doubling each time, at most six hours."""
+    base = app_settings.GENERATION_TICK_SECONDS
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), BACKOFF_MAX_SECONDS))
 
 
 def memberships_unsubscribe_due(*, now: datetime, most: int) -> UnsubscribeSummary:

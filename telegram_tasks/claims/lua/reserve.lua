@@ -9,10 +9,11 @@ KEYS (all of one account, one hash tag, so one Redis Cluster slot):
   6 hold     P:{aID}:hold                       string: account-wide hold ends at (ms epoch)
   7 full     P:{aID}:full                       "1" after CHANNELS_TOO_MUCH, until an unsubscribe
   8 done     P:{aID}:done:TOKEN                 set by COMMIT of this token
-  9 acd      P:{aID}:acd                        string: account-wide cooldown ends at (ms epoch)
-  10 acap    P:{aID}:acap:YYYYMMDD              integer: the account's successes that day
-  11 chans   P:{aID}:channels                   integer: channels the account is in
-  12… locks  P:{aID}:lock:OTHER                 the account's other actions' locks (live tasks)
+  then only the keys the tier's limits need, in this order:
+    acd      P:{aID}:acd                        (acd_on) account-wide cooldown ends at (ms epoch)
+    acap     P:{aID}:acap:YYYYMMDD              (acct_cap >= 0) the account's successes that day
+    chans    P:{aID}:channels                   (a subscribe, max_chans >= 0) channels it is in
+    locks…   P:{aID}:lock:OTHER                 (one per flag) other actions' locks (live tasks)
 ARGV:
   1 token       the task id
   2 now_ms      the caller's clock (time is a parameter, never Redis's TIME)
@@ -24,7 +25,7 @@ ARGV:
   8 acd_on      "1": the tier has an account-wide cooldown (then one live task per account)
   9 acct_cap    the tier's successes per account per day, all actions; -1 for none
   10 max_chans  the tier's most channels per account; -1 for none
-  11 flags      one character per KEYS[12…]: "s" that action subscribes (takes a channel), "x" not
+  11 flags      one character per other lock: "s" that action subscribes (takes a channel), "x" not
 Account-wide limits stay exact under concurrency because live reservations count: another live
 lock of the account counts as a success to come against acct_cap, and as a channel to come
 against max_chans when its action subscribes; with acd_on no other lock may be live at all.
@@ -67,10 +68,17 @@ local acd_on = ARGV[8] == '1'
 local acct_cap = tonumber(ARGV[9])
 local max_chans = tonumber(ARGV[10])
 local flags = ARGV[11]
+local count_chans = gate == 'subscribe' and max_chans >= 0
+-- The optional keys, in order: only those this tier's limits need are passed.
+local k = 9
+local acd_key, acap_key, chans_key
+if acd_on then acd_key = KEYS[k]; k = k + 1 end
+if acct_cap >= 0 then acap_key = KEYS[k]; k = k + 1 end
+if count_chans then chans_key = KEYS[k]; k = k + 1 end
 local others, others_subscribing = 0, 0
-if acd_on or acct_cap >= 0 or (gate == 'subscribe' and max_chans >= 0) then
+if #flags > 0 then
   for i = 1, #flags do
-    local other = redis.call('HMGET', KEYS[11 + i], 'token', 'until')
+    local other = redis.call('HMGET', KEYS[k + i - 1], 'token', 'until')
     if other[1] and other[1] ~= token and tonumber(other[2]) > now then
       others = others + 1
       if string.sub(flags, i, i) == 's' then
@@ -80,7 +88,7 @@ if acd_on or acct_cap >= 0 or (gate == 'subscribe' and max_chans >= 0) then
   end
 end
 if acd_on then
-  local acd = redis.call('GET', KEYS[9])
+  local acd = redis.call('GET', acd_key)
   if (acd and tonumber(acd) > now) or others > 0 then
     return 9
   end
@@ -93,7 +101,7 @@ local cap = tonumber(ARGV[4])
 if cap >= 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= cap then
   return 3
 end
-if acct_cap >= 0 and tonumber(redis.call('GET', KEYS[10]) or '0') + others >= acct_cap then
+if acct_cap >= 0 and tonumber(redis.call('GET', acap_key) or '0') + others >= acct_cap then
   return 10
 end
 if gate ~= '' then
@@ -106,8 +114,8 @@ if gate ~= '' then
   if gate == 'subscribe' and redis.call('EXISTS', KEYS[7]) == 1 then
     return 7
   end
-  if gate == 'subscribe' and max_chans >= 0
-      and tonumber(redis.call('GET', KEYS[11]) or '0') + others_subscribing >= max_chans then
+  if count_chans
+      and tonumber(redis.call('GET', chans_key) or '0') + others_subscribing >= max_chans then
     return 11
   end
   if gate == 'unsubscribe' and not subscribed then
