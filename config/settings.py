@@ -171,6 +171,12 @@ if env.str("TG_KEY_PREFIX", default=""):
 # Keys added later are read from the environment variable of the same name.
 _SAME_NAME = {
     "TIERS": env.json,
+    "DEFAULT_EXECUTION_MODE": env.str,
+    "PROVIDER_PUSH_URL": env.str,
+    "PUSH_ALLOW_HTTP": env.bool,
+    "PUSH_TIMEOUT_SECONDS": env.float,
+    "PUSH_CONCURRENCY": env.int,
+    "PUSH_BATCH": env.int,
     "MAX_WAIT_SECONDS": env.int,
     "HEAL_WINDOW_SECONDS": env.int,
     "JSON_MAX_DEPTH": env.int,
@@ -186,6 +192,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # One line per pushed request is the dispatcher's business to summarize, not httpx's.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
 if env.bool("USE_X_FORWARDED_PROTO", default=False):

@@ -19,6 +19,7 @@ class OrderAdmin(admin.ModelAdmin):
         "link",
         "post_id",
         "status",
+        "execution_mode",
         "priority",
         "quantity",
         "remains",
@@ -30,7 +31,10 @@ class OrderAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_select_related = ("pass_stats",)
-    list_filter = ("status", "action", ("paused_at", admin.EmptyFieldListFilter), "created_at")
+    list_filter = (
+        "status", "action", "execution_mode", ("paused_at", admin.EmptyFieldListFilter),
+        "created_at",
+    )  # fmt: skip
     actions = ("cancel_orders", "pause_orders", "resume_orders")
     search_fields = ("=id", "link", "link_hash")
     date_hierarchy = "created_at"
@@ -57,6 +61,7 @@ class OrderAdmin(admin.ModelAdmin):
             "interval_seconds",
             "priority",
             "duration_days",
+            "execution_mode",
             "next_run_at",
         ]
         if obj is None:

@@ -8,6 +8,7 @@ from django.db.models import F, Q
 
 from telegram_tasks.conf import app_settings
 from telegram_tasks.links import InvalidTelegramLink, normalize_link
+from telegram_tasks.models import ExecutionMode, default_execution_mode
 
 
 class Order(models.Model):
@@ -38,6 +39,10 @@ class Order(models.Model):
     # Subscribe orders: each subscription ends (an automatic unsubscribe of the same account)
     # this many days after it succeeded. None: subscriptions stay.
     duration_days = models.PositiveIntegerField(null=True, blank=True)
+    # "pull": the provider pulls its tasks; "push": the dispatcher sends each one.
+    execution_mode = models.CharField(
+        max_length=8, choices=ExecutionMode.choices, default=default_execution_mode
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AWAITING)
     # Paused by an operator: no new tasks until resumed (the status is left as it was).
     paused_at = models.DateTimeField(null=True, blank=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+
+from telegram_tasks.conf import provider_tokens
 
 
 class Provider:
@@ -22,12 +23,6 @@ class Provider:
         return "provider"
 
 
-def configured_tokens() -> list[str]:
-    """PROVIDER_TOKEN; several comma-separated tokens allow a rotation without downtime."""
-    raw = getattr(settings, "PROVIDER_TOKEN", "") or ""
-    return [t.strip() for t in raw.split(",") if t.strip()]
-
-
 class ProviderTokenAuthentication(BaseAuthentication):
     header = "HTTP_X_PROVIDER_TOKEN"
 
@@ -35,7 +30,7 @@ class ProviderTokenAuthentication(BaseAuthentication):
         given = request.META.get(self.header)
         if given is None:
             return None  # not ours: other authenticators may try, else 401
-        tokens = configured_tokens()
+        tokens = provider_tokens()
         # Compare against every token, always, so timing tells nothing about which matched.
         matched = False
         for token in tokens:

@@ -5,9 +5,22 @@ from __future__ import annotations
 from django.apps import apps
 from django.core.checks import Error, register
 
-from telegram_tasks.conf import DEFAULT_TIER, DEFAULTS, GATES, TIER_KNOBS, app_settings
+from telegram_tasks.conf import (
+    DEFAULT_TIER,
+    DEFAULTS,
+    GATES,
+    TIER_KNOBS,
+    app_settings,
+    provider_tokens,
+)
 
-_INT_KEYS = [k for k, v in DEFAULTS.items() if isinstance(v, int) and not isinstance(v, bool)]
+# Seconds that may be fractional; every other number is a positive integer.
+_FLOAT_KEYS = {"PUSH_TIMEOUT_SECONDS"}
+_INT_KEYS = [
+    k
+    for k, v in DEFAULTS.items()
+    if isinstance(v, int) and not isinstance(v, bool) and k not in _FLOAT_KEYS
+]
 
 
 @register()
@@ -37,8 +50,38 @@ def check_settings(app_configs, **kwargs):
                 id="telegram_tasks.E003",
             )
         )
+    for key in _FLOAT_KEYS:
+        value = getattr(app_settings, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(
+                Error(
+                    f"TELEGRAM_TASKS[{key!r}] must be a positive number, got {value!r}.",
+                    id="telegram_tasks.E002",
+                )
+            )
     errors.extend(check_actions())
     errors.extend(check_tiers())
+    errors.extend(check_push())
+    return errors
+
+
+def check_push() -> list[Error]:
+    errors = []
+    if app_settings.DEFAULT_EXECUTION_MODE not in ("pull", "push"):
+        errors.append(
+            Error(
+                "TELEGRAM_TASKS['DEFAULT_EXECUTION_MODE'] must be 'pull' or 'push', "
+                f"got {app_settings.DEFAULT_EXECUTION_MODE!r}.",
+                id="telegram_tasks.E031",
+            )
+        )
+    url = app_settings.PROVIDER_PUSH_URL
+    if url:
+        from telegram_tasks.push import check_push_url
+
+        problem = check_push_url(url)
+        if problem:
+            errors.append(Error(problem, id="telegram_tasks.E030"))
     return errors
 
 
@@ -166,9 +209,7 @@ def _check_policies(actions: dict, *, where: str) -> list[Error]:
 def check_provider_token(app_configs, **kwargs):
     from django.core.checks import Warning
 
-    from telegram_tasks.authentication import configured_tokens
-
-    if not configured_tokens():
+    if not provider_tokens():
         return [
             Warning(
                 "PROVIDER_TOKEN is not set: every provider API request will be refused (401).",

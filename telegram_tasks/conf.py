@@ -67,6 +67,17 @@ DEFAULTS: dict[str, Any] = {
     "HEAL_WINDOW_SECONDS": 300,
     "JSON_MAX_DEPTH": 32,  # deepest JSON a request may nest (every JSON field we store)
     "JSON_MAX_BYTES": 65536,  # largest JSON value stored per field (report data, account meta)
+    # Push mode (the seed's SendOrderToProvider beside pull):
+    "DEFAULT_EXECUTION_MODE": "pull",  # an order's mode when none is given
+    "PROVIDER_PUSH_URL": "",  # where the dispatcher POSTs push tasks; https:// unless…
+    "PUSH_ALLOW_HTTP": False,  # …this allows http:// (a provider on a private network, tests)
+    "PUSH_TIMEOUT_SECONDS": 10,  # one push's whole request
+    "PUSH_CONCURRENCY": 16,  # pushes in flight at once
+    "PUSH_BATCH": 500,  # most tasks one dispatch pass leases
+    "PUSH_RETRY_SECONDS": 2,  # first backoff after a transport failure; doubles, with jitter
+    "PUSH_RETRY_MAX_SECONDS": 300,
+    "PUSH_BREAKER_FAILURES": 5,  # transport failures in a row that open the circuit
+    "PUSH_BREAKER_SECONDS": 30,  # how long it stays open before a probe (doubles, at most 16 times)
 }
 
 
@@ -208,6 +219,13 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(_reload)
+
+
+def provider_tokens() -> list[str]:
+    """PROVIDER_TOKEN (a Django setting, from the environment): the provider's shared secret.
+    Several comma-separated tokens allow a rotation without downtime; the first signs pushes."""
+    raw = getattr(settings, "PROVIDER_TOKEN", "") or ""
+    return [t.strip() for t in raw.split(",") if t.strip()]
 
 
 def order_model_label() -> str:

@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 from ulid import ULID
 
-from telegram_tasks.conf import order_model_label
+from telegram_tasks.conf import app_settings, order_model_label
 
 
 def new_ulid() -> str:
@@ -46,6 +46,18 @@ class TelegramAccount(models.Model):
 
     def __str__(self) -> str:
         return self.provider_account_id or self.phone or f"account #{self.pk}"
+
+
+class ExecutionMode(models.TextChoices):
+    """How an order's tasks reach the provider: pulled (``/tasks/pull``) or pushed (the
+    dispatcher POSTs each to PROVIDER_PUSH_URL)."""
+
+    PULL = "pull", "pull"
+    PUSH = "push", "push"
+
+
+def default_execution_mode() -> str:
+    return app_settings.DEFAULT_EXECUTION_MODE
 
 
 class TaskStatus(models.TextChoices):
@@ -91,6 +103,15 @@ class TelegramTask(models.Model):
         db_index=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Its order's mode when it was made: a push task is never pulled, a pull task never pushed.
+    execution_mode = models.CharField(
+        max_length=8, choices=ExecutionMode.choices, db_default=ExecutionMode.PULL.value
+    )
+    # Push: the last dispatch never reached the provider (a connection error, a timeout, 429 or
+    # 5xx); the next dispatch is the same hand-out again (same lease_id, no attempt counted).
+    # Database defaults: generation writes tasks with COPY, naming only the columns it sets.
+    redeliver = models.BooleanField(db_default=False)
+    dispatch_errors = models.PositiveIntegerField(db_default=0)  # in a row, for the backoff
     per_call = models.PositiveIntegerField(default=1)
     available_at = models.DateTimeField(default=timezone.now)
     # The RESERVE lock lapses at this moment unless a lease or a pending report re-arms it.
@@ -120,8 +141,14 @@ class TelegramTask(models.Model):
             # The pull query: queued tasks oldest first, and leases that have run out.
             models.Index(
                 fields=["available_at", "id"],
-                condition=Q(status=TaskStatus.QUEUED),
+                condition=Q(status=TaskStatus.QUEUED, execution_mode=ExecutionMode.PULL),
                 name="tg_task_pull_queued",
+            ),
+            # The push dispatcher's: the same for push tasks.
+            models.Index(
+                fields=["available_at", "id"],
+                condition=Q(status=TaskStatus.QUEUED, execution_mode=ExecutionMode.PUSH),
+                name="tg_task_push_queued",
             ),
             # A pull for some accounts only: an account has at most one queued task per action.
             models.Index(

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import error_code
 from telegram_tasks.parsers import stored_json_size
+from telegram_tasks.services.report import ReportIn as ReportIn_
 from telegram_tasks.services.report import ReportState
 
 TASK_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a ULID (Crockford base32)
@@ -311,6 +312,22 @@ class ReportIn(StrictSerializer):
         if attrs.get("retry_after") and attrs["state"] != ReportState.FAILED:
             raise serializers.ValidationError({"retry_after": ["only a failed report may retry"]})
         return attrs
+
+
+def report_in(data: dict[str, Any]) -> ReportIn_:
+    """A validated report body as the completion service takes it (the report endpoint and a
+    pushed task's answer both come through here)."""
+    error = data.get("error") or {}
+    return ReportIn_(
+        task_id=data["task_id"],
+        state=data["state"],
+        error_code=error.get("code") or None,
+        error_message=error.get("message") or None,
+        retry_after=data.get("retry_after"),
+        provider_task_id=data.get("provider_task_id"),
+        data=data.get("data"),
+        lease_id=data.get("lease_id"),
+    )
 
 
 class ReportBatchIn(StrictSerializer):

@@ -7,9 +7,10 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from telegram_tasks import claims
+from telegram_tasks import claims, push
 from telegram_tasks.claims import ClaimsStateLost
-from telegram_tasks.services import tasks_generate, tasks_housekeep
+from telegram_tasks.conf import app_settings
+from telegram_tasks.services import tasks_generate, tasks_housekeep, tasks_push
 
 logger = logging.getLogger(__name__)
 
@@ -42,5 +43,24 @@ def housekeep_telegram_tasks() -> str | None:
         return None
     try:
         return tasks_housekeep(now=timezone.now()).line()
+    finally:
+        lock.release()
+
+
+# A dispatch pass sends at most PUSH_BATCH tasks, each bounded by PUSH_TIMEOUT_SECONDS.
+PUSH_LOCK_SECONDS = 120
+
+
+@shared_task(name="telegram_tasks.push", ignore_result=True, time_limit=PUSH_LOCK_SECONDS)
+def push_telegram_tasks() -> str | None:
+    problem = push.check_push_url(app_settings.PROVIDER_PUSH_URL)
+    if problem:
+        return None  # push is not set up (the system check says why); nothing is leased
+    lock = claims.pass_lock("push", timeout=PUSH_LOCK_SECONDS)
+    if not lock.acquire():
+        logger.info("push pass skipped: the previous one is still running")
+        return None
+    try:
+        return tasks_push(now=timezone.now(), deliver=push.deliver).line()
     finally:
         lock.release()

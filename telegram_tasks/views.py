@@ -118,20 +118,6 @@ class PullView(ProviderView):
         return Response(body)
 
 
-def _report_in(data: dict[str, Any]) -> services.ReportIn:
-    error = data.get("error") or {}
-    return services.ReportIn(
-        task_id=data["task_id"],
-        state=data["state"],
-        error_code=error.get("code") or None,
-        error_message=error.get("message") or None,
-        retry_after=data.get("retry_after"),
-        provider_task_id=data.get("provider_task_id"),
-        data=data.get("data"),
-        lease_id=data.get("lease_id"),
-    )
-
-
 class ReportView(ProviderView):
     @extend_schema(
         operation_id="tasks_report",
@@ -159,7 +145,7 @@ class ReportView(ProviderView):
     def post(self, request: Request) -> Response:
         if isinstance(request.data, dict) and "reports" in request.data:
             return self._batch(request)
-        report = _report_in(self.parse(s.ReportIn, request))
+        report = s.report_in(self.parse(s.ReportIn, request))
         [out] = services.tasks_report(reports=[report], now=timezone.now())
         if out.error is not None:
             out.error.details = {"task_id": out.task_id}
@@ -173,7 +159,7 @@ class ReportView(ProviderView):
         self.limit_batch(request, "reports", app_settings.REPORT_MAX_BATCH)
         # An invalid item fails the whole batch (400): nothing of a bad batch is applied.
         items = self.parse(s.ReportBatchIn, request)["reports"]
-        outs = services.tasks_report(reports=[_report_in(i) for i in items], now=timezone.now())
+        outs = services.tasks_report(reports=[s.report_in(i) for i in items], now=timezone.now())
         return Response({"ok": True, "results": [report_item(o) for o in outs]})
 
 

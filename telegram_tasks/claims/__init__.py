@@ -27,6 +27,7 @@ slot):
                                          ledger's checkpoint means Redis lost writes
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
     P:celery-lock:NAME                   held while a periodic pass runs (no overlap)
+    P:breaker:NAME                       a circuit breaker the push dispatchers share
     P:pull:REQUESTID                     what a pull with that request_id leased (replay, 5 min)
 
 Deadlines are stored as values and compared with the caller's ``now``, so time is a parameter;
@@ -34,9 +35,17 @@ key TTLs only collect garbage. Python callers never see keys or Lua: they use th
 below.
 """
 
+from telegram_tasks.claims.coordination import (
+    REPLAY_IN_PROGRESS,
+    Breaker,
+    breaker,
+    pass_lock,
+    pull_replay_begin,
+    pull_replay_forget,
+    pull_replay_store,
+)
 from telegram_tasks.claims.inspection import AccountState, ActionState, account_states
 from telegram_tasks.claims.operations import (
-    REPLAY_IN_PROGRESS,
     Claim,
     ClaimsStateLost,
     ExtendResult,
@@ -57,11 +66,7 @@ from telegram_tasks.claims.operations import (
     mark_full,
     mark_state,
     next_local_midnight,
-    pass_lock,
     ping,
-    pull_replay_begin,
-    pull_replay_forget,
-    pull_replay_store,
     rebuild_accounts,
     reserve,
     reserve_many,
@@ -83,6 +88,7 @@ __all__ = [
     "AccountRef",
     "AccountState",
     "ActionState",
+    "Breaker",
     "Claim",
     "ClaimsStateLost",
     "Demand",
@@ -92,6 +98,7 @@ __all__ = [
     "Selection",
     "Target",
     "account_states",
+    "breaker",
     "commit",
     "commit_many",
     "commit_many_at",

@@ -69,6 +69,11 @@ def pull_replay(request_id: str) -> str:
     return f"{_prefix()}:pull:{request_id}"
 
 
+def breaker(name: str) -> str:
+    """A circuit breaker every dispatcher process shares."""
+    return f"{_prefix()}:breaker:{name}"
+
+
 def heartbeat() -> str:
     """When housekeeping last wrote to this Redis (ms): see ``services.heal``."""
     return f"{_prefix()}:heartbeat"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -299,52 +298,6 @@ def hold_many(holds: Sequence[tuple[int, float]], *, now: datetime) -> list[date
 def hold(account_id: int, *, now: datetime, seconds: float) -> datetime:
     """Hold an account off every action for ``seconds`` (a flood wait); returns the deadline."""
     return hold_many([(account_id, seconds)], now=now)[0]
-
-
-# --- pull replay: a pull repeated with the same request_id returns the same tasks -------------
-
-REPLAY_IN_PROGRESS = object()
-_IN_PROGRESS = "in-progress"
-
-
-def pull_replay_begin(request_id: str, fingerprint: str, *, ttl: int) -> dict | object | None:
-    """Claim ``request_id`` for a new pull (None), or return what an earlier pull with it
-    leased ({"fp", "lease_id", "ids"}), or REPLAY_IN_PROGRESS while that pull is still running
-    with the same parameters (``fingerprint``)."""
-    conn = connection()
-    key = keys.pull_replay(request_id)
-    marker = f"{_IN_PROGRESS}:{fingerprint}"
-    if conn.set(key, marker, nx=True, ex=ttl):
-        return None
-    stored = conn.get(key)
-    if stored is None:
-        return REPLAY_IN_PROGRESS
-    text = stored.decode()
-    if text.startswith(f"{_IN_PROGRESS}:"):
-        if text == marker:
-            return REPLAY_IN_PROGRESS
-        return {"fp": text.split(":", 1)[1]}  # in progress, with other parameters
-    return json.loads(text)
-
-
-def pull_replay_store(request_id: str, leased: dict, *, ttl: int) -> None:
-    connection().set(keys.pull_replay(request_id), json.dumps(leased), ex=ttl)
-
-
-def pull_replay_forget(request_id: str) -> None:
-    connection().delete(keys.pull_replay(request_id))
-
-
-def pass_lock(name: str, *, timeout: int, wait: float | None = None) -> Any:
-    """A Redis lock with a TTL for a pass: held while it runs, so a run never overlaps the
-    previous one (like Laravel's withoutOverlapping); a dead holder's lock lapses. With
-    ``wait``, ``acquire()`` waits that many seconds for a holder to finish."""
-    return connection().lock(
-        keys.pass_lock(name),
-        timeout=timeout,
-        blocking=wait is not None,
-        blocking_timeout=wait,
-    )
 
 
 # --- state marker, account flags and rebuild -----------------------------------------------------

@@ -33,6 +33,7 @@ from telegram_tasks.services.operator import (
     tasks_requeue,
 )
 from telegram_tasks.services.pull import PullResult, lease_params, lease_sql, tasks_pull
+from telegram_tasks.services.push import PushSummary, push_breaker, tasks_push
 from telegram_tasks.services.rebuild import (
     RebuildSummary,
     claims_rebuild,
@@ -47,6 +48,7 @@ __all__ = [
     "LeaseOut",
     "LeaseRef",
     "PullResult",
+    "PushSummary",
     "RebuildSummary",
     "ReportIn",
     "ReportOut",
@@ -63,11 +65,13 @@ __all__ = [
     "orders_pause",
     "orders_resume",
     "orders_stop",
+    "push_breaker",
     "tasks_extend",
     "tasks_fail",
     "tasks_generate",
     "tasks_housekeep",
     "tasks_pull",
+    "tasks_push",
     "tasks_release",
     "tasks_release_for_accounts",
     "tasks_report",

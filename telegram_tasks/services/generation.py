@@ -69,6 +69,7 @@ class DueOrder(NamedTuple):
     next_run_at: datetime | None
     status: str
     priority: int
+    execution_mode: str
     troubled: bool  # the last pass that recorded this order found it short of accounts
 
 
@@ -360,6 +361,7 @@ def _store(
                 slot.token, order.pk, order.action, order.link_hash, account.id,
                 account.provider_account_id, queued, slot.units, slot.at,
                 slot.at + lock_for, 0, json.dumps(payload), "", "", now, now,
+                order.execution_mode,
             )
         )  # fmt: skip
     updates = []

@@ -16,7 +16,7 @@ from django.db import transaction
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Target
 from telegram_tasks.conf import app_settings
-from telegram_tasks.models import TelegramTask, new_ulid
+from telegram_tasks.models import ExecutionMode, TelegramTask, new_ulid
 from telegram_tasks.services import settle, sql
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,15 @@ def memberships_unsubscribe_due(*, now: datetime, most: int) -> UnsubscribeSumma
     action = unsubscribe_action()
     if action is None or most <= 0:
         return summary
+    o = sql.order_table()
     with transaction.atomic():
         due = sql.fetch(
             f"""
             SELECT m.id, m.account_id, m.link_hash, m.link, m.order_id, m.attempts,
-                   a.provider_account_id, a.phone, a.tier
+                   a.provider_account_id, a.phone, a.tier,
+                   COALESCE(o.{o["execution_mode"]}, %(pull)s) AS execution_mode
             FROM {sql.MEMBERSHIPS} AS m JOIN {sql.ACCOUNTS} AS a ON a.id = m.account_id
+            LEFT JOIN {o.table} AS o ON o.{o.pk} = m.order_id
             WHERE m.state = {sql.OPEN} AND m.due_at <= %(now)s AND a.is_active
               AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= %(now)s)
               AND NOT EXISTS (SELECT 1 FROM {sql.TASKS} AS t
@@ -65,7 +68,7 @@ def memberships_unsubscribe_due(*, now: datetime, most: int) -> UnsubscribeSumma
             LIMIT %(most)s
             FOR UPDATE OF m SKIP LOCKED
             """,  # noqa: S608
-            {"now": now, "most": most},
+            {"now": now, "most": most, "pull": ExecutionMode.PULL.value},
         )
         summary.due = len(due)
         if not due:
@@ -143,7 +146,7 @@ def _store(
             (
                 token, m["order_id"], action, m["link_hash"], m["account_id"],
                 m["provider_account_id"], queued, 1, now, until, 0, json.dumps(payload), "", "",
-                now, now, m["id"],
+                now, now, m["execution_mode"], m["id"],
             )
         )  # fmt: skip
     sql.copy_tasks(rows)

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import TaskConflict
-from telegram_tasks.models import new_ulid
+from telegram_tasks.models import ExecutionMode, new_ulid
 from telegram_tasks.services import settle, sql
 
 
@@ -60,15 +60,18 @@ RETURNING = (
 
 
 @cache
-def lease_sql(*, by_accounts: bool = False) -> str:
+def lease_sql(*, by_accounts: bool = False, mode: str = ExecutionMode.PULL) -> str:
     """One statement leases a batch: pick with SKIP LOCKED (concurrent pulls skip each other's
     rows), lease, return everything the response needs (the payload snapshot: no per-task
     query). Leases that ran out (with hand-outs left, not abandoned) first, then queued tasks
     due and still reserved, oldest first — two index range scans (the partial indexes of
     ``leased`` and ``queued`` tasks; with ``by_accounts``, the one by account), never a sort of
     the backlog. Only tasks that may run now: order active and not paused, account active and
-    not held."""
+    not held; only tasks of ``mode`` (a pull never hands out a push task, nor the dispatcher
+    a pull task). A push task whose last dispatch never reached the provider is the same
+    hand-out again: its lease_id is kept and no attempt is counted."""
     accounts = "AND t.provider_account_id = ANY(%(accounts)s)" if by_accounts else ""
+    accounts += f" AND t.execution_mode = {sql.literal(mode)}"
     runnable = settle.runnable_sql("t")
     return f"""
     WITH expired AS (
@@ -91,8 +94,10 @@ def lease_sql(*, by_accounts: bool = False) -> str:
     )
     UPDATE {sql.TASKS} AS t
     SET status = {sql.LEASED},
-        attempt = CASE WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
-        lease_id = %(lease_id)s, leased_at = %(now)s, leased_until = %(until)s,
+        attempt = CASE WHEN t.redeliver THEN t.attempt
+                       WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
+        lease_id = CASE WHEN t.redeliver THEN t.lease_id ELSE %(lease_id)s END,
+        redeliver = FALSE, leased_at = %(now)s, leased_until = %(until)s,
         updated_at = %(now)s
     FROM picked WHERE t.id = picked.id
     RETURNING {RETURNING}
@@ -171,9 +176,17 @@ def tasks_pull(
 
 
 def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list[dict[str, Any]]:
+    return lease_tasks(limit=limit, now=now, accounts=accounts, mode=ExecutionMode.PULL)
+
+
+def lease_tasks(
+    *, limit: int, now: datetime, accounts: Sequence[str] | None = None, mode: str
+) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` tasks of ``mode`` in one statement and re-arm their locks in the
+    same transaction; the tasks as the provider receives them (pull's answer, push's body)."""
     params = lease_params(limit=limit, now=now, accounts=accounts, lease_id=new_ulid())
     with transaction.atomic():
-        rows = sql.fetch(lease_sql(by_accounts=accounts is not None), params)
+        rows = sql.fetch(lease_sql(by_accounts=accounts is not None, mode=mode), params)
         if not rows:
             return []
         # Re-arming checks eligibility against Redis: a Redis that lost its state (flushed,

@@ -86,7 +86,7 @@ class OrderTable:
 ORDER_FIELDS = (
     "action", "link", "post_id", "link_hash", "quantity", "remains", "per_call",
     "interval_seconds", "next_run_at", "status", "paused_at", "updated_at", "priority",
-    "duration_days",
+    "duration_days", "execution_mode",
 )  # fmt: skip
 
 
@@ -104,7 +104,8 @@ def order_table() -> OrderTable:
 NEW_TASK_COLUMNS = (
     "id", "order_id", "action", "link_hash", "telegram_account_id", "provider_account_id",
     "status", "per_call", "available_at", "reserved_until", "attempt", "payload",
-    "failure_reason", "last_error", "created_at", "updated_at", "membership_id",
+    "failure_reason", "last_error", "created_at", "updated_at", "execution_mode",
+    "membership_id",
 )  # fmt: skip
 
 

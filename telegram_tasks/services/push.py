@@ -1,0 +1,235 @@
+"""Push mode: the dispatcher leases due push tasks, hands them to a transport that POSTs each
+to the provider, and applies what came back through the same completion path as
+``/tasks/report``. The transport (``telegram_tasks.push``) is an interface like a view: it
+knows HTTP, signatures and bodies; this service knows leases, claims and the breaker.
+
+What each answer does to its task:
+
+    Delivered (200 + a report body)   tasks_report, exactly as if it came to /tasks/report
+    Accepted (202, or 200 unreadable)  stays leased; the provider reports later (the webhook)
+    Rejected (4xx but 429)             fails, reason push_http_<status>
+    Unreachable (connection error, timeout, 429, 5xx)
+                                       the transport's fault, not the task's: queued again
+                                       after a backoff with jitter (Retry-After honoured),
+                                       no attempt counted, same lease_id next time (the
+                                       Idempotency-Key repeats), its lock kept armed
+A circuit breaker every dispatcher shares stops dispatching while the provider keeps failing
+and lets one probe through when its open time is over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from telegram_tasks import claims
+from telegram_tasks.conf import app_settings
+from telegram_tasks.models import ExecutionMode
+from telegram_tasks.services import settle, sql
+from telegram_tasks.services.pull import lease_tasks
+from telegram_tasks.services.report import ReportIn, tasks_report
+
+logger = logging.getLogger(__name__)
+BREAKER = "push"
+
+
+@dataclass(frozen=True)
+class Delivered:
+    report: ReportIn
+
+
+@dataclass(frozen=True)
+class Accepted:
+    why: str = "accepted"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    status: int
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    error: str
+    retry_after: float | None = None
+
+
+Outcome = Delivered | Accepted | Rejected | Unreachable
+# The transport: the leased tasks (as /tasks/pull returns them) → one outcome each, in order.
+Deliver = Callable[[Sequence[dict[str, Any]]], list[Outcome]]
+
+
+@dataclass
+class PushSummary:
+    leased: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    circuit: str = "closed"
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items())) or "sent=0"
+        return f"leased={self.leased} {counts} circuit={self.circuit} seconds={self.seconds:.3f}"
+
+
+def tasks_push(
+    *,
+    now: datetime,
+    deliver: Deliver,
+    limit: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> PushSummary:
+    """One dispatch pass: at most ``limit`` (PUSH_BATCH) push tasks sent and their answers
+    applied. Results are applied at the moment they came back (``now`` plus the time the
+    sends took, by ``clock``): that is when a success is counted."""
+    started = clock()
+    summary = PushSummary()
+    gate = claims.breaker(BREAKER, "allow", now=now)
+    summary.circuit = gate.label
+    if not gate.granted:
+        summary.seconds = clock() - started
+        return summary
+    # Half-open: one probe tells whether the provider is back.
+    most = 1 if gate.state == "half" else (limit or app_settings.PUSH_BATCH)
+    tasks = lease_tasks(limit=most, now=now, mode=ExecutionMode.PUSH)
+    summary.leased = len(tasks)
+    if not tasks:
+        if gate.state == "half":  # nothing to probe with: let the next pass try
+            claims.breaker(BREAKER, "failure", now=now)
+        summary.seconds = clock() - started
+        return summary
+    outcomes = deliver(tasks)
+    answered_at = now + timedelta(seconds=max(0.0, clock() - started))
+    apply_outcomes(tasks, outcomes, now=answered_at, summary=summary)
+    # Any 2xx or 4xx says the provider is up; a pass where most sends could not reach it
+    # counts as one failure of the circuit.
+    unreachable = sum(isinstance(o, Unreachable) for o in outcomes)
+    op = "failure" if unreachable * 2 > len(outcomes) else "success"
+    summary.circuit = claims.breaker(BREAKER, op, now=answered_at).label
+    summary.seconds = clock() - started
+    logger.info("push pass: %s", summary.line())
+    return summary
+
+
+def apply_outcomes(
+    tasks: Sequence[dict[str, Any]],
+    outcomes: Sequence[Outcome],
+    *,
+    now: datetime,
+    summary: PushSummary,
+) -> None:
+    reports: list[ReportIn] = []
+    rejected: dict[int, list[dict[str, Any]]] = {}
+    unreachable: list[tuple[dict[str, Any], Unreachable]] = []
+    for task, outcome in zip(tasks, outcomes, strict=True):
+        if isinstance(outcome, Delivered):
+            report = outcome.report
+            if report.task_id != task["task_id"]:
+                summary.outcomes["unreadable"] += 1
+                continue  # an answer about another task: as good as no answer
+            # The answer belongs to this hand-out, whatever the body says.
+            reports.append(ReportIn(**{**report.__dict__, "lease_id": task["lease_id"]}))
+        elif isinstance(outcome, Accepted):
+            summary.outcomes[outcome.why] += 1
+        elif isinstance(outcome, Rejected):
+            rejected.setdefault(outcome.status, []).append(task)
+        else:
+            unreachable.append((task, outcome))
+    for start in range(0, len(reports), app_settings.REPORT_MAX_BATCH):
+        chunk = reports[start : start + app_settings.REPORT_MAX_BATCH]
+        for out in tasks_report(reports=chunk, now=now):
+            key = ("duplicate" if out.duplicate else out.status) if out.ok else "refused"
+            summary.outcomes[key or "refused"] += 1
+    for status, group in rejected.items():
+        summary.outcomes["rejected"] += len(push_reject(group, status=status, now=now))
+    if unreachable:
+        summary.outcomes["retry"] += len(push_retry_later(unreachable, now=now))
+
+
+def push_reject(tasks: Sequence[dict[str, Any]], *, status: int, now: datetime) -> list[dict]:
+    """The provider refused these hand-outs (a 4xx but 429): they fail, naming the status."""
+    with transaction.atomic():
+        return settle.end_tasks(
+            where=f"id = ANY(%(ids)s) AND status = {sql.LEASED} AND lease_id = ANY(%(leases)s)",
+            params={
+                "ids": [t["task_id"] for t in tasks],
+                "leases": list({t["lease_id"] for t in tasks}),
+            },
+            reason=f"push_http_{status}",
+            now=now,
+        )
+
+
+def backoff(errors: int, retry_after: float | None) -> float:
+    """Seconds before the next dispatch of a task after ``errors`` transport failures in a row:
+    exponential with full jitter (half to all of it), never sooner than the provider's
+    Retry-After, at most PUSH_RETRY_MAX_SECONDS."""
+    ceiling = min(
+        app_settings.PUSH_RETRY_SECONDS * 2 ** max(errors - 1, 0),
+        app_settings.PUSH_RETRY_MAX_SECONDS,
+    )
+    wait = random.uniform(ceiling / 2, ceiling)
+    return max(wait, min(retry_after or 0, app_settings.PUSH_RETRY_MAX_SECONDS))
+
+
+def push_retry_later(
+    failed: Sequence[tuple[dict[str, Any], Unreachable]], *, now: datetime
+) -> list[dict]:
+    """The provider could not be reached for these hand-outs: back in the queue after a
+    backoff, the same hand-out (lease_id kept, no attempt counted), their locks re-armed to
+    cover the wait and the next lease, in the same transaction."""
+    grace = settle.grace()
+    lease = timedelta(seconds=app_settings.LEASE_SECONDS)
+    with transaction.atomic():
+        rows = sql.fetch(
+            f"SELECT id, dispatch_errors FROM {sql.TASKS} WHERE id = ANY(%s) "  # noqa: S608
+            f"AND status = {sql.LEASED} ORDER BY id FOR UPDATE",
+            [[t["task_id"] for t, _ in failed]],
+        )
+        errors = {r["id"]: r["dispatch_errors"] for r in rows}
+        plan = []
+        for task, outcome in failed:
+            if task["task_id"] not in errors:
+                continue
+            wait = backoff(errors[task["task_id"]] + 1, outcome.retry_after)
+            at = now + timedelta(seconds=wait)
+            plan.append(
+                {
+                    "id": task["task_id"],
+                    "lease": task["lease_id"],
+                    "at": at.isoformat(),
+                    "until": (at + grace).isoformat(),
+                    "err": outcome.error[:2000],
+                }
+            )
+        requeued = sql.fetch(
+            f"""
+            UPDATE {sql.TASKS} AS t
+            SET status = {sql.QUEUED}, available_at = r.at, reserved_until = r.until,
+                leased_until = NULL, redeliver = TRUE, dispatch_errors = t.dispatch_errors + 1,
+                last_error = r.err, updated_at = %(now)s
+            FROM jsonb_to_recordset(%(rows)s::jsonb)
+                 AS r(id varchar, lease varchar, at timestamptz, until timestamptz, err text)
+            WHERE t.id = r.id AND t.status = {sql.LEASED} AND t.lease_id = r.lease
+            RETURNING t.id, t.order_id, t.telegram_account_id, t.action, t.link_hash,
+                      t.payload, t.reserved_until
+            """,  # noqa: S608
+            {"rows": json.dumps(plan), "now": now},
+        )
+        # Reservations stay armed while a task waits for dispatch: to the end of its window
+        # and the lease it will get.
+        settle.rearm(requeued, until=[r["reserved_until"] + lease for r in requeued], now=now)
+    return requeued
+
+
+def push_breaker(*, now: datetime) -> claims.Breaker:
+    """The push circuit as it is now (admin, dashboard, the command's summary)."""
+    return claims.breaker(BREAKER, "peek", now=now)
