@@ -62,7 +62,7 @@ def test_order_add_page_renders_and_creates_a_normalized_order(admin_client):
     response = admin_client.post(
         reverse("admin:orders_order_add"),
         {"action": "subscribe", "link": "https://t.me/Durov", "quantity": 3, "per_call": 1,
-         "interval_seconds": 0, "priority": 0, "execution_meta": "{}"},
+         "interval_seconds": 0, "priority": 0, "execution_mode": "pull", "execution_meta": "{}"},
     )  # fmt: skip
     assert response.status_code == 302
     from orders.models import Order
@@ -75,7 +75,7 @@ def test_order_add_rejects_bad_link_with_a_form_error(admin_client):
     response = admin_client.post(
         reverse("admin:orders_order_add"),
         {"action": "subscribe", "link": "https://example.com", "quantity": 3, "per_call": 1,
-         "interval_seconds": 0, "priority": 0, "execution_meta": "{}"},
+         "interval_seconds": 0, "priority": 0, "execution_mode": "pull", "execution_meta": "{}"},
     )  # fmt: skip
     assert response.status_code == 200
     assert "not a Telegram link" in response.content.decode()

@@ -148,7 +148,7 @@ def test_saving_an_order_never_writes_back_a_stale_remains(world, monkeypatch):
     client = staff("orders.view_order", "orders.change_order")
     response = client.post(
         f"{ORDERS}{world.pk}/change/",
-        {"interval_seconds": 30, "priority": 0, "execution_meta": "{}"},
+        {"interval_seconds": 30, "priority": 0, "execution_mode": "pull", "execution_meta": "{}"},
     )
     assert response.status_code == 302, response.content[:2000]
     world.refresh_from_db()
