@@ -206,11 +206,20 @@ def check_remains(done: list[TelegramTask]) -> list[str]:
 
 
 def read_logs(folder: Path) -> list[dict]:
+    """The providers' events. A push the provider answered (200 or 202) is a hand-out like a
+    leased pull; one it refused with 5xx or 429 was never performed (the task was requeued)."""
     events = []
     for path in sorted(folder.glob("provider-*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
                 events.append(json.loads(line))
+    for path in sorted(folder.glob("push-*.jsonl")):
+        for line in path.read_text().splitlines():
+            e = json.loads(line) if line.strip() else {}
+            if e.get("ev") == "push" and e["status"] in (200, 202):
+                events.append({"ev": "lease", "task": e["task"], "lease": e["lease"],
+                               "until": e["until"], "t": e["t"], "attempt": e["attempt"],
+                               "account": e["account"]})  # fmt: skip
     return events
 
 

@@ -82,7 +82,8 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
             Order(action=kind, link=target.link, post_id=target.post_id, link_hash=target.link_hash,
                   quantity=quantity, remains=quantity, per_call=1,
                   interval_seconds=rng.choice([0, 0, 0, 1, 2]), priority=rng.choice([0, 0, 1, 2]),
-                  duration_days=duration)
+                  duration_days=duration,
+                  execution_mode="push" if rng.random() < 0.25 else "pull")
         )  # fmt: skip
     Order.objects.bulk_create(rows)
 
@@ -133,10 +134,14 @@ class Scheduler(threading.Thread):
         from django.db import close_old_connections, connection
         from django.utils import timezone
 
-        from telegram_tasks.services import tasks_generate, tasks_housekeep
+        from telegram_tasks import push
+        from telegram_tasks.services import tasks_generate, tasks_housekeep, tasks_push
+
+        def dispatch(now):
+            return tasks_push(now=now, deliver=push.deliver)
 
         while not self.stop.is_set():
-            for step in (tasks_housekeep, tasks_generate):
+            for step in (tasks_housekeep, tasks_generate, dispatch):
                 try:
                     kwargs = {"limit": 1000} if step is tasks_generate else {}
                     result = step(now=timezone.now(), **kwargs)
@@ -199,6 +204,7 @@ def main() -> int:
         with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
             c.execute("CREATE DATABASE tg_broker")
         token = secrets.token_urlsafe(16)
+        push_port = free_port()
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "sim.settings",
@@ -208,6 +214,7 @@ def main() -> int:
             "SECRET_KEY": secrets.token_urlsafe(32),
             "DEBUG": "1",
             "PYTHONPATH": str(ROOT),
+            "SIM_PUSH_URL": f"http://127.0.0.1:{push_port}/push",
         }
         os.environ.update(env)
         import django
@@ -229,6 +236,15 @@ def main() -> int:
         )  # fmt: skip
         base_url = f"http://127.0.0.1:{port}"
         _wait_http(port)
+        providers.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "push_provider.py"), str(push_port), base_url,
+                 token, str(logs / "push-0.jsonl"), str(opts.seed)],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        _wait_http(push_port)
+        push_provider = providers[-1]
         scheduler = Scheduler(tick=0.5)
         scheduler.start()
         time_machine = TimeMachine()
@@ -280,6 +296,7 @@ def main() -> int:
             time.sleep(1)
         run_seconds = time.monotonic() - started
         stop_file.touch()
+        push_provider.terminate()
         for p in providers:
             p.wait(timeout=60)
         scheduler.stop.set()

@@ -1,6 +1,8 @@
 """Settings of the end-to-end simulation: the project's, with timings short enough to exercise
 leases, cooldowns, caps and pending timeouts within a minute."""
 
+import os
+
 from config.settings import *  # noqa: F403
 
 TELEGRAM_TASKS = {
@@ -21,6 +23,12 @@ TELEGRAM_TASKS = {
     },
     # Few channels per account, so the channel limit is reached; premium accounts work one task
     # at a time with an account-wide cooldown and cap.
+    # A push provider answers beside the pulling ones (sim/run.py starts it on loopback).
+    "PROVIDER_PUSH_URL": os.environ.get("SIM_PUSH_URL", ""),
+    "PUSH_ALLOW_HTTP": True,
+    "PUSH_TIMEOUT_SECONDS": 2,
+    "PUSH_RETRY_SECONDS": 1,
+    "PUSH_BREAKER_SECONDS": 2,
     "TIERS": {
         "default": {"max_channels": 3},
         "premium": {
