@@ -106,7 +106,9 @@ def check_auto_unsubscribes(done: list[TelegramTask]) -> list[str]:
     same account, of the same channel; none is left open."""
     from telegram_tasks.models import Membership
 
-    memberships = {m.pk: m for m in Membership.objects.exclude(due_at=None)}
+    memberships = {
+        m.pk: m for m in Membership.objects.exclude(due_at=None).select_related("account")
+    }
     out = []
     counted: dict[int, int] = defaultdict(int)
     for t in done:
@@ -117,7 +119,7 @@ def check_auto_unsubscribes(done: list[TelegramTask]) -> list[str]:
         if m is None or (m.account_id, m.link_hash) != (t.telegram_account_id, t.link_hash):
             out.append(f"auto-unsubscribe: task {t.pk} is not its membership's account/channel")
     for pk, m in memberships.items():
-        if m.state == "open":
+        if m.state == "open" and m.account.is_active:  # a dead account cannot unsubscribe
             out.append(f"auto-unsubscribe: membership {pk} still open")
         if counted[pk] > 1:
             out.append(f"auto-unsubscribe: membership {pk} unsubscribed {counted[pk]} times")

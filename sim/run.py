@@ -117,7 +117,10 @@ class TimeMachine(threading.Thread):
 def due_open_memberships() -> int:
     from telegram_tasks.models import Membership
 
-    return Membership.objects.filter(state="open", due_at__isnull=False).count()
+    # A dead account's memberships stay open: nothing can unsubscribe it any more.
+    return Membership.objects.filter(
+        state="open", due_at__isnull=False, account__is_active=True
+    ).count()
 
 
 class Scheduler(threading.Thread):
@@ -375,6 +378,12 @@ def report(base: Path, run_seconds: float, scheduler: Scheduler) -> int:
                 + (f"made {stats.created} starved {stats.starved_slots} {stats.refusals}"
                    if stats else "none")
             )  # fmt: skip
+    from telegram_tasks.models import Membership
+
+    for m in Membership.objects.filter(state="open").exclude(due_at=None)[:5]:
+        tasks = TelegramTask.objects.filter(membership=m).values_list("status", "failure_reason")
+        log(f"    open membership {m.pk}: attempts {m.attempts}, next {m.next_attempt_at}, "
+            f"tasks {list(tasks)}")  # fmt: skip
     ok = violations == 0 and unfinished == 0
     log("checker: all invariants hold" if ok else "checker: FAILED")
     print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
