@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from redis.exceptions import RedisError
 
 from telegram_tasks import selectors, services
 from telegram_tasks.failures import Reason
@@ -94,7 +95,11 @@ class TelegramAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="limits now")
     def limits_now(self, obj: TelegramAccount) -> SafeString:
-        return limits_table(selectors.account_limits([obj], now=timezone.now())[obj.pk])
+        try:
+            limits = selectors.account_limits([obj], now=timezone.now())[obj.pk]
+        except RedisError:
+            return format_html("{}", "Redis is unavailable: the limits cannot be read now")
+        return limits_table(limits)
 
     @admin.display(description="memberships")
     def memberships_link(self, obj: TelegramAccount) -> SafeString:

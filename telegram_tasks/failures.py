@@ -15,6 +15,7 @@ class Reason(enum.StrEnum):
     """Why a task failed (``TelegramTask.failure_reason``): every reason any path writes."""
 
     PROVIDER_FAILED = "provider_failed"  # the provider reported an error with no known code
+    NOT_PARTICIPANT = "not_participant"  # an unsubscribe from a channel the account was not in
     FLOOD_WAIT = "flood_wait"
     WAIT_TOO_LONG = "wait_too_long"  # a wait longer than MAX_WAIT_SECONDS: the order moves on
     PEER_FLOOD = "peer_flood"
@@ -43,6 +44,7 @@ class Scope(enum.StrEnum):
     ACCOUNT_DEAD = "account_dead"  # the account is gone: deactivate, release its queued tasks
     ACCOUNT_FULL = "account_full"  # the account joined too many channels: no subscribe for now
     TARGET_DEAD = "target_dead"  # the channel or invite is unusable: the order stops
+    NOT_MEMBER = "not_member"  # the account is not in the channel (any more): its membership ends
 
 
 R = Reason
@@ -65,6 +67,7 @@ TABLE: dict[str, tuple[Scope, Reason]] = {
     "USERNAME_INVALID": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
     "INVITE_HASH_EXPIRED": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
     "INVITE_HASH_INVALID": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
+    "USER_NOT_PARTICIPANT": (Scope.NOT_MEMBER, R.NOT_PARTICIPANT),
 }
 
 PEER_FLOOD_HOLD_SECONDS = 24 * 3600

@@ -275,7 +275,7 @@ class OrderPassStats(models.Model):
     created = models.PositiveIntegerField(default=0)  # in the last pass
     starved_slots = models.PositiveIntegerField(default=0)  # in the last pass
     refusals = models.JSONField(default=dict)  # reason -> count, in the last pass
-    troubled = models.BooleanField(default=False)  # the last pass found it short of accounts
+    troubled = models.BooleanField(default=False)  # the last pass starved some of its slots
     starved_total = models.PositiveBigIntegerField(default=0)
     # The last few passes, newest first: [{"at", "created", "starved", "refusals"}, …].
     recent = models.JSONField(default=list)

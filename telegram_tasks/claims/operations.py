@@ -345,6 +345,20 @@ def mark_state(instance: str) -> None:
     connection().set(keys.marker(), instance)
 
 
+def leave_many(left: Sequence[tuple[int, str]], *, now: datetime) -> list[bool]:
+    """(account, link_hash) pairs no longer in their channel though no unsubscribe of ours
+    succeeded: unsubscribed, one channel less each (one round trip)."""
+    calls = [
+        (
+            "leave",
+            [keys.state(account, link_hash), keys.channels(account)],
+            [ms(now), app_settings.STATE_TTL_SECONDS * 1000],
+        )
+        for account, link_hash in left
+    ]
+    return [bool(int(r)) for r in run_many(calls)]
+
+
 def mark_full(account_ids: Sequence[int], *, ttl_seconds: int) -> None:
     """CHANNELS_TOO_MUCH: keep these accounts off subscribe until one of their unsubscribes
     commits (or the flag expires)."""

@@ -2,12 +2,15 @@
 phase of a task's life. Interfaces (DRF views, Celery tasks, commands, admin actions, the orders
 app) import from here.
 
-    generation    due orders become tasks (RESERVE)
+    generation    due orders become tasks (RESERVE); memberships whose time is up unsubscribe
+    memberships   automatic unsubscribes; memberships that ended without one
+    push          the push dispatcher: lease, hand to a transport, apply the answers
     pull          lease a batch of tasks
     report        the one completion path (done → COMMIT; failed, pending → ``outcomes``)
     leases        extend, release
     housekeeping  end what can no longer finish, keep live locks, rebuild when Redis lost state
     rebuild       the claim state from the ledger
+    heal          every housekeeping pass re-applies recent claim effects (partial Redis loss)
     operator      fail, requeue; cancel, pause, resume, stop orders
     accounts      sync, deactivate, release an account's tasks
     settle        the shared kernel: end, re-arm, mark done, settle a lost ledger step

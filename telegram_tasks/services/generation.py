@@ -303,7 +303,7 @@ def _generate_page(
         # (now fine again): a healthy order costs the pass no write.
         troubled_before = {o.pk for o in page if o.troubled}
         record_pass_stats(
-            {pk: s for pk, s in stats.items() if s.starved or s.refusals or pk in troubled_before},
+            {pk: s for pk, s in stats.items() if s.starved or pk in troubled_before},
             now=now,
         )
     except BaseException:
@@ -401,7 +401,7 @@ def record_pass_stats(stats: dict[int, OrderStats], *, now: datetime) -> None:
         INSERT INTO {sql.ORDER_STATS} AS s (order_id, last_pass_at, created, starved_slots,
                                             refusals, troubled, starved_total, recent)
         SELECT v.order_id, %(now)s, v.created, v.starved, v.refusals,
-               v.starved > 0 OR v.refusals <> '{{}}'::jsonb, v.starved,
+               v.starved > 0, v.starved,
                jsonb_build_array(jsonb_build_object('at', %(now)s::timestamptz, 'created',
                    v.created, 'starved', v.starved, 'refusals', v.refusals))
         FROM jsonb_to_recordset(%(rows)s::jsonb)

@@ -150,3 +150,22 @@ def _store(
             )
         )  # fmt: skip
     sql.copy_tasks(rows)
+
+
+def memberships_left(left: list[tuple[int, str]], *, now: datetime) -> int:
+    """(account, link_hash) pairs not in their channel any more though no unsubscribe of ours
+    succeeded (USER_NOT_PARTICIPANT, a channel gone): their open memberships close now, in the
+    caller's transaction. Returns how many closed."""
+    closed = sql.fetch(
+        f"""
+        UPDATE {sql.MEMBERSHIPS} AS m SET state = {sql.CLOSED}, unsubscribed_at = %(now)s
+        FROM jsonb_to_recordset(%(pairs)s::jsonb) AS p(account bigint, link_hash varchar)
+        WHERE m.account_id = p.account AND m.link_hash = p.link_hash AND m.state = {sql.OPEN}
+        RETURNING m.id
+        """,  # noqa: S608
+        {
+            "now": now,
+            "pairs": json.dumps([{"account": a, "link_hash": h} for a, h in left]),
+        },
+    )
+    return len(closed)

@@ -20,6 +20,7 @@ from telegram_tasks.services.accounts import (
     accounts_hold,
     tasks_release_outlasted,
 )
+from telegram_tasks.services.memberships import memberships_left
 from telegram_tasks.services.operator import orders_stop
 
 if TYPE_CHECKING:
@@ -97,6 +98,12 @@ def _apply_consequences(
         settle.after_commit(
             lambda: claims.mark_full(full, ttl_seconds=app_settings.STATE_TTL_SECONDS)
         )
+    left = sorted(
+        {(r["telegram_account_id"], r["link_hash"]) for r in by_scope.get(scope.NOT_MEMBER, [])}
+    )
+    if left:
+        memberships_left(left, now=now)
+        settle.after_commit(lambda: claims.leave_many(left, now=now))
     # A flood wait on the last hand-out still holds the account off, even though the task ends.
     _apply_holds(ended, plans, now)
     stopped = sorted({r["order_id"] for r in by_scope.get(scope.TARGET_DEAD, [])})

@@ -3,8 +3,10 @@ when Redis has lost it)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,17 +53,24 @@ def claims_restore_if_lost(*, now: datetime) -> RebuildSummary | None:
     """
     if claims.state_present():
         return None
-    lock = claims.pass_lock("rebuild", timeout=REBUILD_LOCK_SECONDS, wait=REBUILD_WAIT_SECONDS)
-    if not lock.acquire():
-        raise claims.ClaimsStateLost("a rebuild of the claim state is still running")
-    try:
+    with _rebuild_lock():
         if claims.state_present():  # rebuilt by whoever held the lock
             return None
         if not sql.rows(f"SELECT 1 FROM {sql.TASKS} LIMIT 1"):  # noqa: S608
             claims.mark_state(str(ULID()))
             logger.info("claim state marked present: the ledger holds nothing to rebuild")
             return RebuildSummary()
-        return claims_rebuild(now=now)
+        return rebuild_from_ledger(now=now)
+
+
+@contextlib.contextmanager
+def _rebuild_lock() -> Iterator[None]:
+    """One rebuild at a time, whoever asks (a pass, housekeeping, the command)."""
+    lock = claims.pass_lock("rebuild", timeout=REBUILD_LOCK_SECONDS, wait=REBUILD_WAIT_SECONDS)
+    if not lock.acquire():
+        raise claims.ClaimsStateLost("a rebuild of the claim state is still running")
+    try:
+        yield
     finally:
         lock.release()
 
@@ -70,6 +79,13 @@ Restores = dict[int, list[Restore]]  # per account: the keys to write (one scrip
 
 
 def claims_rebuild(*, now: datetime) -> RebuildSummary:
+    """Rebuild the whole claim state from the ledger (``manage.py rebuild_claims``; see
+    ``rebuild_from_ledger``), under the rebuild lock."""
+    with _rebuild_lock():
+        return rebuild_from_ledger(now=now)
+
+
+def rebuild_from_ledger(*, now: datetime) -> RebuildSummary:
     """Restore the claim state from the ledger: cooldowns still running and today's cap counts
     (per action and account-wide), dedupe keys within their TTL (from done tasks), link states
     and channel counts (from memberships), holds (from accounts) and the locks of unfinished
@@ -78,7 +94,14 @@ def claims_rebuild(*, now: datetime) -> RebuildSummary:
     present."""
     summary = RebuildSummary()
     per_account: Restores = defaultdict(list)
-    longest_cd = max((app_settings.policy(a).cooldown for a in app_settings.ACTIONS), default=0)
+    longest_cd = max(
+        (
+            app_settings.policy(a, tier).cooldown
+            for a in app_settings.ACTIONS
+            for tier in app_settings.TIERS
+        ),
+        default=0,
+    )
     summary.cooldowns = restore_cooldowns(per_account, since=now - seconds(longest_cd), now=now)
     summary.caps = restore_caps(per_account, now=now)
     longest_acd = max(t.get("account_cooldown") or 0 for t in app_settings.TIERS.values())
@@ -86,7 +109,8 @@ def claims_rebuild(*, now: datetime) -> RebuildSummary:
     summary.states = restore_states(
         per_account, since=now - seconds(app_settings.STATE_TTL_SECONDS), now=now
     )
-    restore_channels(per_account)
+    # Counted afresh from the ledger: a rebuild also mends a count that drifted up.
+    restore_channels(per_account, mode="set")
     summary.dedupes = restore_dedupes(
         per_account, since=now - seconds(app_settings.DEDUPE_TTL_SECONDS), now=now
     )
@@ -114,15 +138,18 @@ def restore_cooldowns(per_account: Restores, *, since: datetime, now: datetime) 
     """Cooldowns of the successes since ``since`` that are still running (larger wins)."""
     n = 0
     now_ms = ms(now)
-    for account, action, last in sql.rows(
-        f"SELECT telegram_account_id, action, max(finished_at) FROM {sql.TASKS} "  # noqa: S608
-        f"WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND finished_at > %s "
-        "GROUP BY 1, 2",
+    for account, tier, action, last in sql.rows(
+        f"SELECT t.telegram_account_id, a.tier, t.action, max(t.finished_at) "  # noqa: S608
+        f"FROM {sql.TASKS} AS t JOIN {sql.ACCOUNTS} AS a ON a.id = t.telegram_account_id "
+        f"WHERE t.status = {sql.DONE} AND t.finished_at > %s GROUP BY 1, 2, 3",
         [since],
     ):
-        if action not in app_settings.ACTIONS or not app_settings.policy(action).cooldown:
+        if action not in app_settings.ACTIONS:
             continue
-        deadline = ms(last) + app_settings.policy(action).cooldown * 1000
+        cooldown = app_settings.policy(action, tier).cooldown
+        if not cooldown:
+            continue
+        deadline = ms(last) + cooldown * 1000
         if deadline > now_ms:
             key = keys.cooldown(account, action)
             per_account[account].append(Restore(key, "max", str(deadline), deadline - now_ms))
@@ -173,23 +200,25 @@ def restore_states(
         at = unsubscribed_at or subscribed_at
         word = "subscribed" if unsubscribed_at is None else "unsubscribed"
         # An open membership is subscribed for as long as it stays open.
-        ttl = state_ttl if unsubscribed_at is None else ms(at) + state_ttl - now_ms
+        ttl = None if unsubscribed_at is None else ms(at) + state_ttl - now_ms
         key = keys.state(account, link_hash)
         per_account[account].append(Restore(key, "newer", f"{word}@{ms(at)}", ttl))
         n += 1
     return n
 
 
-def restore_channels(per_account: Restores, *, accounts: list[int] | None = None) -> int:
-    """The channels each account is in: its open memberships (larger wins: a subscribe counted
-    in Redis whose ledger step is on its way is not undone)."""
+def restore_channels(
+    per_account: Restores, *, accounts: list[int] | None = None, mode: str = "max"
+) -> int:
+    """The channels each account is in: its open memberships ("max": a subscribe counted in
+    Redis whose ledger step is on its way is not undone; "set": the ledger's count)."""
     n = 0
     for account, count in sql.rows(
         f"SELECT account_id, count(*) FROM {sql.MEMBERSHIPS} WHERE state = {sql.OPEN} "  # noqa: S608
         "AND (%(accounts)s::bigint[] IS NULL OR account_id = ANY(%(accounts)s)) GROUP BY 1",
         {"accounts": accounts},
     ):
-        per_account[account].append(Restore(keys.channels(account), "max", str(count), None))
+        per_account[account].append(Restore(keys.channels(account), mode, str(count), None))
         n += 1
     return n
 

@@ -207,6 +207,10 @@ def _classify(
             batch.pending.append((report, row, out))
             continue
         plan = failures.plan_failure(report.error_code, report.retry_after)
+        if plan.scope is failures.Scope.TARGET_DEAD and row["payload"].get("membership_id"):
+            # An automatic unsubscribe from a channel that is gone or closed to the account:
+            # it is not in it any more; the membership ends, the order goes on.
+            plan = replace(plan, scope=failures.Scope.NOT_MEMBER)
         batch.plans[report.task_id] = plan
         if plan.retry_after is not None and row["attempt"] + 2 <= app_settings.MAX_ATTEMPTS:
             batch.retry.append((report, row, out))

@@ -173,3 +173,27 @@ def test_accounts_at_their_channel_limit_are_never_handed_another_subscribe(sett
     for a in accounts:
         assert Membership.objects.filter(account=a, state="open").count() <= 3
     assert Membership.objects.filter(state="open").count() == 12  # every account full
+
+
+@pytest.mark.parametrize("code", ["USER_NOT_PARTICIPANT", "CHANNEL_PRIVATE"])
+def test_an_unsubscribe_from_a_channel_the_account_left_ends_the_membership(code, redis_client):
+    [account] = make_accounts(1)
+    order = subscribe_all(duration_days=1)
+    assert int(redis_client.get(keys.channels(account.pk))) == 1
+    Membership.objects.update(due_at=T0)
+    t1 = T0 + timedelta(minutes=2)
+    tasks_generate(limit=10, now=t1)
+    [leased] = tasks_pull(limit=10, now=t1).tasks
+    run(t1, ReportIn(leased["task_id"], "failed", error_code=code))
+    membership = Membership.objects.get()
+    assert (membership.state, membership.unsubscribed_at) == ("closed", t1)
+    assert int(redis_client.get(keys.channels(account.pk))) == 0
+    assert redis_client.get(keys.state(account.pk, order.link_hash)).startswith(b"unsubscribed@")
+    order.refresh_from_db()
+    assert order.status == Order.Status.IN_PROGRESS  # a gone channel does not stop the order
+
+
+def test_a_subscription_keeps_its_state_for_as_long_as_it_lasts(redis_client):
+    [account] = make_accounts(1)
+    order = subscribe_all()
+    assert redis_client.pttl(keys.state(account.pk, order.link_hash)) == -1  # no expiry

@@ -144,13 +144,13 @@ def test_concurrent_passes_rebuild_once(redis_client, redis_prefix, monkeypatch)
     tasks_generate(limit=10, now=T0)
     redis_client.delete(f"{redis_prefix}:marker")
     calls = []
-    real = rebuild.claims_rebuild
+    real = rebuild.rebuild_from_ledger
 
     def counted(**kwargs):
         calls.append(1)
         return real(**kwargs)
 
-    monkeypatch.setattr(rebuild, "claims_rebuild", counted)
+    monkeypatch.setattr(rebuild, "rebuild_from_ledger", counted)
     run_concurrently(lambda i: rebuild.claims_restore_if_lost(now=T0), threads=4)
     assert len(calls) == 1 and claims.state_present()
 

@@ -14,7 +14,8 @@ KEYS (one account, one hash tag):
 ARGV:
   1 token, 2 now_ms, 3 cooldown_ms, 4 cap_ttl_ms (past the next local midnight),
   5 gate ("" | "subscribe" | "unsubscribe"), 6 one_shot ("1" | "0"),
-  7 state_ttl_ms, 8 dedupe_ttl_ms, 9 done_ttl_ms, 10 account_cooldown_ms
+  7 state_ttl_ms (how long an "unsubscribed" state is kept), 8 dedupe_ttl_ms, 9 done_ttl_ms,
+  10 account_cooldown_ms
 Returns: {0, now_ms} committed now, or {1, committed_ms} already committed at committed_ms
 (nothing changed but a lock this token still holds is released).
 ]]
@@ -52,7 +53,8 @@ if gate ~= '' then
   local prior = redis.call('GET', KEYS[4])
   local was_subscribed = prior and string.byte(prior, 1) == 115
   if gate == 'subscribe' then
-    redis.call('SET', KEYS[4], 'subscribed@' .. ARGV[2], 'PX', tonumber(ARGV[7]))
+    -- Subscribed while the membership lasts (an unsubscribe ends it), whatever its age.
+    redis.call('SET', KEYS[4], 'subscribed@' .. ARGV[2])
     if not was_subscribed then
       redis.call('INCR', KEYS[10])
     end

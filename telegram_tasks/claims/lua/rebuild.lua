@@ -3,7 +3,8 @@
 KEYS: the keys to restore, all of one account (one hash tag).
 ARGV: for each key, three values: mode, value, ttl_ms
   mode "max"   numeric values (cooldown deadline, cap count): keep the larger of stored and given
-  mode "set"   dedupe, flags: set the value
+  mode "set"   dedupe, flags, a channel count from the ledger: set the value (counted only
+               when it differed)
   mode "newer" link state "WORD@MS": set unless the stored one is as new (its MS >= MS)
   mode "lock"  a lock of an unfinished task: value "token|until"; set only if no live lock is there
 A key written gets PEXPIRE ttl_ms when ttl_ms > 0, no expiry when ttl_ms = 0; a key whose
@@ -28,9 +29,11 @@ for i, key in ipairs(KEYS) do
         written = written + 1
       end
     elseif mode == 'set' then
-      redis.call('SET', key, value)
-      expire()
-      written = written + 1
+      if redis.call('GET', key) ~= value then
+        redis.call('SET', key, value)
+        expire()
+        written = written + 1
+      end
     elseif mode == 'newer' then
       local function at(v)
         local sep = v and string.find(v, '@', 1, true)
