@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEVSTACK := $(PY) scripts/devstack.py
 
-.PHONY: run manage test lint format bench bench-claims bench-generate bench-api sim sim-large clean
+.PHONY: run manage test lint format bench bench-claims bench-generate bench-api bench-push sim sim-large clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-claims bench-generate bench-api
+bench: bench-claims bench-generate bench-api bench-push
 
 bench-claims: $(STAMP)
 	$(DEVSTACK) exec -- $(PY) bench/claims.py
@@ -46,6 +46,9 @@ bench-generate: $(STAMP)
 
 bench-api: $(STAMP)
 	$(DEVSTACK) exec -- $(PY) bench/api.py
+
+bench-push: $(STAMP)
+	$(DEVSTACK) exec -- $(PY) bench/push.py
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache .ruff_cache

@@ -89,7 +89,7 @@ def serving(env: dict[str, str]) -> Iterator[int]:
     cmd = [str(gunicorn), "config.wsgi:application", "--workers", "4"]
     cmd += ["--bind", f"127.0.0.1:{port}"]
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)  # noqa: S603
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
             wait_until_up(proc, port)
             yield port
@@ -202,7 +202,6 @@ def main() -> None:
     from orders.models import Order
     from telegram_tasks import claims, services
     from telegram_tasks.claims import Claim, Target
-    from telegram_tasks.conf import app_settings
     from telegram_tasks.links import link_hash
     from telegram_tasks.models import TelegramAccount, TelegramTask, new_ulid
 
@@ -303,7 +302,7 @@ def main() -> None:
         return int(total[0][0])
 
     # The pull's own statement, sent directly (no Django, no Redis, no HTTP).
-    lease_sql = services.LEASE_SQL
+    lease_sql = services.lease_sql()
 
     def sql_pull(n: int) -> float:
         with psycopg.connect(dsn) as conn:
@@ -312,16 +311,9 @@ def main() -> None:
             got = 0
             t0 = time.perf_counter()
             while got < n:
-                now = datetime.now(UTC)
-                params = {
-                    "now": now,
-                    "until": now + timedelta(seconds=app_settings.LEASE_SECONDS),
-                    "limit": PULL_LIMIT,
-                    "lease_id": new_ulid(),
-                    "max_attempts": app_settings.MAX_ATTEMPTS,
-                    "abandoned": now - timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS),
-                    "accounts": None,
-                }
+                params = services.lease_params(
+                    limit=PULL_LIMIT, now=datetime.now(UTC), accounts=None, lease_id=new_ulid()
+                )
                 rows = conn.execute(lease_sql, params).fetchall()
                 conn.commit()
                 if not rows:

@@ -41,6 +41,7 @@ def verify(body: bytes, header: str, token: str) -> bool:
 
 
 class Provider(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the dispatcher's pooled connections stay open
     api: str
     token: str
     log_file: str
