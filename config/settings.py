@@ -171,6 +171,7 @@ if env.str("TG_KEY_PREFIX", default=""):
 # Keys added later are read from the environment variable of the same name.
 _SAME_NAME = {
     "TIERS": env.json,
+    "TASK_RETENTION_DAYS": env.int,
     "DEFAULT_EXECUTION_MODE": env.str,
     "PROVIDER_PUSH_URL": env.str,
     "PUSH_ALLOW_HTTP": env.bool,

@@ -62,7 +62,23 @@ def check_settings(app_configs, **kwargs):
     errors.extend(check_actions())
     errors.extend(check_tiers())
     errors.extend(check_push())
+    errors.extend(check_retention())
     return errors
+
+
+def check_retention() -> list[Error]:
+    """A rebuild restores what finished within the claim TTLs: the ledger must keep it."""
+    longest = max(app_settings.STATE_TTL_SECONDS, app_settings.DEDUPE_TTL_SECONDS)
+    if longest > app_settings.TASK_RETENTION_DAYS * 86400:
+        return [
+            Error(
+                f"TELEGRAM_TASKS['TASK_RETENTION_DAYS'] is {app_settings.TASK_RETENTION_DAYS}: "
+                f"below the longest claim TTL ({longest // 86400} days), so a rebuild could no "
+                "longer restore every claim.",
+                id="telegram_tasks.E040",
+            )
+        ]
+    return []
 
 
 def check_push() -> list[Error]:

@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     "HEAL_WINDOW_SECONDS": 300,
     "JSON_MAX_DEPTH": 32,  # deepest JSON a request may nest (every JSON field we store)
     "JSON_MAX_BYTES": 65536,  # largest JSON value stored per field (report data, account meta)
+    # Finished tasks older than this are deleted (never below the longest claim TTL).
+    "TASK_RETENTION_DAYS": 120,
+    "RETENTION_PER_PASS": 50_000,  # most tasks one housekeeping pass deletes
     # Push mode (the seed's SendOrderToProvider beside pull):
     "DEFAULT_EXECUTION_MODE": "pull",  # an order's mode when none is given
     "PROVIDER_PUSH_URL": "",  # where the dispatcher POSTs push tasks; https:// unless…

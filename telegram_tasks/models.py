@@ -68,11 +68,14 @@ class TaskStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+LIVE_STATUSES = (TaskStatus.QUEUED, TaskStatus.LEASED, TaskStatus.PENDING)
+
+
 class TelegramTask(models.Model):
     """One unit of work handed to the provider: one account performs one action once."""
 
     Status = TaskStatus
-    IN_FLIGHT = (Status.QUEUED, Status.LEASED, Status.PENDING)
+    IN_FLIGHT = LIVE_STATUSES
     FINAL = (Status.DONE, Status.FAILED)
 
     id = models.CharField(primary_key=True, max_length=26, default=new_ulid, editable=False)
@@ -133,11 +136,44 @@ class TelegramTask(models.Model):
 
     class Meta:
         db_table = "telegram_tasks"
-        ordering = ["-created_at"]
+        # The id is a ULID: newest first is the primary key backwards, never a sort.
+        ordering = ["-id"]
+        # Every index matches a query exactly, and every one that holds finished tasks holds
+        # only them: costs follow live work, not the size of the history (see docs/operations.md,
+        # "Growth"). A new task enters six: the key, its order's and its account's live tasks,
+        # its expiry, its queue (pull or push), and the queue by account.
         indexes = [
-            models.Index(fields=["status", "leased_until"], name="tg_task_status_lease"),
-            models.Index(fields=["order", "status"], name="tg_task_order_status"),
-            models.Index(fields=["telegram_account", "status"], name="tg_task_account_status"),
+            models.Index(
+                fields=["order"], condition=Q(status__in=LIVE_STATUSES), name="tg_task_order_live"
+            ),
+            models.Index(
+                fields=["order", "finished_at"],
+                condition=Q(finished_at__isnull=False),
+                name="tg_task_order_finished",
+            ),
+            models.Index(
+                fields=["telegram_account"],
+                condition=Q(status__in=LIVE_STATUSES),
+                name="tg_task_account_live",
+            ),
+            # Today's successes of an account (caps restored), its recent tasks (admin).
+            models.Index(
+                fields=["telegram_account", "finished_at"],
+                condition=Q(finished_at__isnull=False),
+                name="tg_task_account_finished",
+            ),
+            # Housekeeping's sweep and heal, retention, the dashboard's hourly rollup.
+            models.Index(
+                fields=["finished_at"],
+                condition=Q(finished_at__isnull=False),
+                name="tg_task_finished",
+            ),
+            # Queued tasks whose reservation lapsed (housekeeping's expiry).
+            models.Index(
+                fields=["reserved_until"],
+                condition=Q(status=TaskStatus.QUEUED),
+                name="tg_task_queued_expiry",
+            ),
             # The pull query: queued tasks oldest first, and leases that have run out.
             models.Index(
                 fields=["available_at", "id"],
@@ -157,14 +193,30 @@ class TelegramTask(models.Model):
                 name="tg_task_pull_queued_account",
             ),
             models.Index(
+                fields=["leased_until"],
+                condition=Q(status=TaskStatus.LEASED),
+                name="tg_task_pull_expired",
+            ),
+            models.Index(
+                fields=["leased_until"],
+                condition=Q(status=TaskStatus.PENDING),
+                name="tg_task_pending",
+            ),
+            models.Index(
                 fields=["membership"],
                 condition=Q(membership__isnull=False),
                 name="tg_task_membership",
             ),
+            # Admin search and the failure-reason filter.
             models.Index(
-                fields=["leased_until"],
-                condition=Q(status=TaskStatus.LEASED),
-                name="tg_task_pull_expired",
+                fields=["provider_task_id"],
+                condition=Q(provider_task_id__isnull=False),
+                name="tg_task_provider_task",
+            ),
+            models.Index(
+                fields=["failure_reason", "finished_at"],
+                condition=Q(status=TaskStatus.FAILED),
+                name="tg_task_failed_reason",
             ),
         ]
         permissions = [

@@ -11,6 +11,7 @@ app) import from here.
     housekeeping  end what can no longer finish, keep live locks, rebuild when Redis lost state
     rebuild       the claim state from the ledger
     heal          every housekeeping pass re-applies recent claim effects (partial Redis loss)
+    retention     finished tasks older than TASK_RETENTION_DAYS go, in bounded batches
     operator      fail, requeue; cancel, pause, resume, stop orders
     accounts      sync, deactivate, release an account's tasks
     settle        the shared kernel: end, re-arm, mark done, settle a lost ledger step
@@ -43,6 +44,11 @@ from telegram_tasks.services.rebuild import (
     claims_restore_if_lost,
 )
 from telegram_tasks.services.report import ReportIn, ReportOut, ReportState, tasks_report
+from telegram_tasks.services.retention import (
+    RetentionSummary,
+    retention_preview,
+    retention_purge,
+)
 from telegram_tasks.services.settle import settle_committed as tasks_settle_committed
 
 __all__ = [
@@ -56,6 +62,7 @@ __all__ = [
     "ReportIn",
     "ReportOut",
     "ReportState",
+    "RetentionSummary",
     "SyncResult",
     "accounts_deactivate",
     "accounts_sync",
@@ -69,6 +76,8 @@ __all__ = [
     "orders_resume",
     "orders_stop",
     "push_breaker",
+    "retention_preview",
+    "retention_purge",
     "tasks_extend",
     "tasks_fail",
     "tasks_generate",

@@ -22,7 +22,7 @@ from django.db import transaction
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
-from telegram_tasks.models import ClaimsCheckpoint
+from telegram_tasks.models import ClaimsCheckpoint, ExecutionMode
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.rebuild import (
     Restores,
@@ -106,8 +106,9 @@ def _end_lock_conflicts(*, since: datetime, now: datetime) -> int:
     beside it: it ends (``lock_lost``); the other keeps the account."""
     rows = sql.fetch(
         f"SELECT {settle.CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
-        f"WHERE status = {sql.QUEUED} AND available_at > %s AND telegram_account_id IS NOT NULL",
-        [since],
+        f"WHERE status = {sql.QUEUED} AND available_at > %s AND execution_mode = ANY(%s) "
+        "AND telegram_account_id IS NOT NULL",
+        [since, [m.value for m in ExecutionMode]],
     )
     if not rows:
         return 0

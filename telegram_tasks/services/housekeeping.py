@@ -21,6 +21,7 @@ from telegram_tasks.failures import Reason
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.heal import claims_heal
 from telegram_tasks.services.rebuild import claims_restore_if_lost
+from telegram_tasks.services.retention import retention_purge
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class HousekeepingSummary:
     rearmed: int = 0
     swept: int = 0
     healed: int = 0
+    purged: int = 0  # finished tasks older than the retention, deleted
     rebuilt: bool = False
     seconds: float = 0.0
 
@@ -38,6 +40,7 @@ class HousekeepingSummary:
         ended = " ".join(f"{k}={v}" for k, v in sorted(self.ended.items())) or "ended=0"
         return (
             f"{ended} rearmed={self.rearmed} swept={self.swept} healed={self.healed} "
+            f"purged={self.purged} "
             f"rebuilt={'yes' if self.rebuilt else 'no'} seconds={self.seconds:.3f}"
         )
 
@@ -108,6 +111,7 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
     )
     if recent:
         summary.swept = sum(claims.rollback_many([settle.claim_of(r) for r in recent]))
+    summary.purged = retention_purge(now=now, most=app_settings.RETENTION_PER_PASS).tasks
     if not summary.rebuilt:
         healed = claims_heal(now=now)
         summary.healed = healed.restored

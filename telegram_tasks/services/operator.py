@@ -35,16 +35,18 @@ def tasks_fail(
     """End unfinished tasks (by id or by order) as failed with ``reason`` (see
     ``settle.end_tasks``); a late ``done`` for them is then a duplicate. By order: the tasks
     delivering its units (its memberships' automatic unsubscribes go on)."""
+    where = ["status = ANY(%(statuses)s)"]
+    if task_ids is not None:
+        where.append("id = ANY(%(ids)s)")
+    if order_ids is not None:
+        where.append(f"order_id = ANY(%(orders)s) AND {sql.ORDER_UNITS}")
     with transaction.atomic():
         ended = settle.end_tasks(
-            where="status = ANY(%(statuses)s) "
-            "AND (%(ids)s::varchar[] IS NULL OR id = ANY(%(ids)s)) "
-            "AND (%(orders)s::bigint[] IS NULL "
-            f"OR (order_id = ANY(%(orders)s) AND {sql.ORDER_UNITS}))",
+            where=" AND ".join(where),
             params={
                 "statuses": [str(s) for s in statuses],
-                "ids": None if task_ids is None else list(task_ids),
-                "orders": None if order_ids is None else list(order_ids),
+                "ids": list(task_ids or ()),
+                "orders": list(order_ids or ()),
             },
             reason=reason,
             now=now,

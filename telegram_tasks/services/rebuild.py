@@ -16,7 +16,7 @@ from telegram_tasks import claims
 from telegram_tasks.claims import Restore, keys
 from telegram_tasks.claims.operations import CAP_TTL_MARGIN_MS, local_day, ms, next_local_midnight
 from telegram_tasks.conf import app_settings
-from telegram_tasks.models import ClaimsCheckpoint
+from telegram_tasks.models import ClaimsCheckpoint, ExecutionMode
 from telegram_tasks.services import sql
 
 logger = logging.getLogger(__name__)
@@ -306,8 +306,9 @@ def restore_locks(
     grace_ms = app_settings.RESERVE_LOCK_SECONDS * 1000
     if queued_since is None:
         where, params = f"status IN {sql.LIVE}", []
-    else:
-        where, params = f"status = {sql.QUEUED} AND available_at > %s", [queued_since]
+    else:  # by mode: each queue's partial index
+        where = f"status = {sql.QUEUED} AND available_at > %s AND execution_mode = ANY(%s)"
+        params = [queued_since, [m.value for m in ExecutionMode]]
     for task_id, account, action, status, reserved_until, leased_until in sql.rows(
         f"""
         SELECT id, telegram_account_id, action, status, reserved_until, leased_until

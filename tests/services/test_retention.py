@@ -1,0 +1,69 @@
+"""Retention: old finished tasks go in bounded batches; what a rebuild needs stays."""
+
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+
+from telegram_tasks.models import Membership, TelegramTask
+from telegram_tasks.services import retention_preview, retention_purge
+from tests.factories import make_account, make_order, make_task
+
+pytestmark = pytest.mark.django_db
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def history():
+    account = make_account()
+    order = make_order(action="view", link="t.me/durov/1", quantity=100)
+    old = NOW - timedelta(days=130)
+    for i in range(7):
+        make_task(order, account, status="done", finished_at=old + timedelta(minutes=i))
+    make_task(order, account, status="failed", finished_at=old)
+    recent = make_task(order, account, status="done", finished_at=NOW - timedelta(days=89))
+    live = make_task(order, account, status="queued")
+    Membership.objects.create(account=account, link_hash="a" * 64, link="x", subscribed_at=old,
+                              state="closed", unsubscribed_at=old)  # fmt: skip
+    kept = Membership.objects.create(account=account, link_hash="b" * 64, link="y",
+                                     subscribed_at=old)  # fmt: skip
+    return recent, live, kept
+
+
+def test_preview_deletes_nothing(history):
+    summary = retention_preview(now=NOW)
+    assert (summary.tasks, summary.memberships) == (8, 1)
+    assert TelegramTask.objects.count() == 10
+    out = StringIO()
+    call_command("telegram_retention", stdout=out)
+    # (The command's clock is today's: every task of the fixture is older than its cutoff.)
+    assert out.getvalue().startswith("would delete: cutoff=") and "tasks=9" in out.getvalue()
+
+
+def test_purge_deletes_old_finished_tasks_in_bounded_batches(history, monkeypatch):
+    from telegram_tasks.services import retention
+
+    monkeypatch.setattr(retention, "BATCH", 3)
+    recent, live, kept = history
+    first = retention_purge(now=NOW, most=5)
+    assert (first.tasks, first.memberships) == (5, 1)  # bounded per pass
+    rest = retention_purge(now=NOW, most=100)
+    assert (rest.tasks, rest.memberships) == (3, 0)
+    assert set(TelegramTask.objects.values_list("pk", flat=True)) == {recent.pk, live.pk}
+    assert list(Membership.objects.values_list("pk", flat=True)) == [kept.pk]  # open stays
+
+
+def test_housekeeping_purges(history):
+    from django.test import TestCase
+
+    from telegram_tasks.services import tasks_housekeep
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert tasks_housekeep(now=NOW).purged == 8
+
+
+def test_a_retention_below_the_claim_ttls_is_refused(settings):
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "TASK_RETENTION_DAYS": 30}
+    assert "telegram_tasks.E040" in {e.id for e in checks.run_checks()}
