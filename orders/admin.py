@@ -9,6 +9,8 @@ from django.utils.safestring import SafeString
 from orders.models import Order
 from telegram_tasks import selectors, services
 from telegram_tasks.admin import pass_stats_html, pass_stats_short, pretty_json
+from telegram_tasks.admin.lists import ActionFilter, CappedPaginator, FieldCreatedFilter
+from telegram_tasks.links import InvalidTelegramLink, normalize_link
 
 
 @admin.register(Order)
@@ -32,12 +34,15 @@ class OrderAdmin(admin.ModelAdmin):
     )
     list_select_related = ("pass_stats",)
     list_filter = (
-        "status", "action", "execution_mode", ("paused_at", admin.EmptyFieldListFilter),
-        "created_at",
+        "status", ActionFilter, "execution_mode", ("paused_at", admin.EmptyFieldListFilter),
+        FieldCreatedFilter,
     )  # fmt: skip
     actions = ("cancel_orders", "pause_orders", "resume_orders")
-    search_fields = ("=id", "link", "link_hash")
-    date_hierarchy = "created_at"
+    # Exact keys only (see get_search_results): an order id, or a link (any form of it).
+    search_fields = ("link_hash",)
+    search_help_text = "order id, or a Telegram link (t.me/…, @name) — matched exactly"
+    show_full_result_count = False
+    paginator = CappedPaginator
     list_per_page = 100
     readonly_fields = (
         "link_hash", "remains", "status", "paused_at", "subscriptions", "passes", "meta_pretty",
@@ -143,3 +148,18 @@ class OrderAdmin(admin.ModelAdmin):
         fields = [f for f in form.changed_data if f not in self.get_readonly_fields(request, obj)]
         if fields:
             obj.save(update_fields=[*fields, "updated_at"])
+
+    def get_search_results(self, request, queryset, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.isdigit():
+            return queryset.filter(pk=int(term)), False
+        try:
+            target = normalize_link(term)
+        except InvalidTelegramLink:
+            return queryset.none(), False
+        found = queryset.filter(link_hash=target.link_hash)
+        if target.post_id is not None:
+            found = found.filter(post_id=target.post_id)
+        return found, False

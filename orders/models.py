@@ -54,6 +54,9 @@ class Order(models.Model):
         db_table = "orders"
         ordering = ["-id"]
         indexes = [
+            # The admin: search by link (exact, normalized), date drill-down.
+            models.Index(fields=["link_hash"], name="order_link_hash"),
+            models.Index(fields=["created_at"], name="order_created"),
             # Generation reads due orders in the order it serves them: active ones, higher
             # priority first, then those waiting longest (never scheduled first).
             models.Index(

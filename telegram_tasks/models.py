@@ -296,6 +296,8 @@ class Membership(models.Model):
         ]
         indexes = [
             models.Index(fields=["order", "state"], name="tg_membership_order"),
+            models.Index(fields=["account", "subscribed_at"], name="tg_membership_account"),
+            models.Index(fields=["link_hash"], name="tg_membership_link"),
             models.Index(
                 fields=["due_at"],
                 condition=Q(state="open", due_at__isnull=False),

@@ -1,0 +1,159 @@
+"""Tasks in the admin: machine-written, read-only, changed through actions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from telegram_tasks import services
+from telegram_tasks.admin.display import pretty_json
+from telegram_tasks.admin.lists import (
+    ActionFilter,
+    CappedPaginator,
+    ReasonFilter,
+    UlidCreatedFilter,
+)
+from telegram_tasks.failures import Reason
+from telegram_tasks.models import LIVE_STATUSES, TelegramAccount, TelegramTask
+
+ULID = re.compile(r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")
+
+
+def of_order(order_id: int) -> Q:
+    """An order's tasks as its two partial indexes see them: live, or finished."""
+    return Q(order_id=order_id, status__in=LIVE_STATUSES) | Q(
+        order_id=order_id, finished_at__isnull=False
+    )
+
+
+def of_account(account_id: int) -> Q:
+    return Q(telegram_account_id=account_id, status__in=LIVE_STATUSES) | Q(
+        telegram_account_id=account_id, finished_at__isnull=False
+    )
+
+
+@admin.register(TelegramTask)
+class TelegramTaskAdmin(admin.ModelAdmin):
+    """Tasks are written by machines only; operators change them through admin actions."""
+
+    list_display = (
+        "id",
+        "order_id",
+        "action",
+        "status",
+        "provider_account_id",
+        "attempt",
+        "available_at",
+        "leased_until",
+        "failure_reason",
+        "created_at",
+    )
+    list_filter = ("status", ActionFilter, ReasonFilter, "execution_mode", UlidCreatedFilter)
+    actions = ("requeue_tasks", "fail_tasks")
+    # Exact keys only (see get_search_results): a task id, an order id, a provider account id
+    # or a provider task id.
+    search_fields = ("id",)
+    search_help_text = "task id, order id, provider account id or provider task id (exact)"
+    list_select_related = False
+    show_full_result_count = False
+    paginator = CappedPaginator
+    list_per_page = 100
+    fields = (
+        "id",
+        "order",
+        "action",
+        "status",
+        "telegram_account",
+        "provider_account_id",
+        "link_hash",
+        "per_call",
+        "available_at",
+        "reserved_until",
+        "leased_until",
+        "lease_id",
+        "attempt",
+        "provider_task_id",
+        "failure_reason",
+        "last_error",
+        "payload_pretty",
+        "result_pretty",
+        "finished_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: TelegramTask) -> str:
+        return pretty_json(obj.payload)
+
+    @admin.display(description="result")
+    def result_pretty(self, obj: TelegramTask) -> str:
+        return pretty_json(obj.result)
+
+    @admin.action(
+        description="Requeue (back to the queue now, same account, fresh reservation)",
+        permissions=["requeue"],
+    )
+    def requeue_tasks(self, request, queryset) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        requeued, refused = services.tasks_requeue(task_ids=ids, now=timezone.now())
+        skipped = len(ids) - requeued - refused
+        self.message_user(
+            request,
+            f"{requeued} task(s) requeued; {refused} could not keep their account (failed as "
+            f"lock_lost, or settled as done); {skipped} already finished, left alone.",
+            messages.SUCCESS if not refused else messages.WARNING,
+        )
+
+    @admin.action(description="Fail (and roll back their reservations)", permissions=["fail"])
+    def fail_tasks(self, request, queryset) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        failed = services.tasks_fail(reason=Reason.ADMIN_FAILED, now=timezone.now(), task_ids=ids)
+        self.message_user(request, f"{failed} task(s) failed.", messages.SUCCESS)
+
+    def has_requeue_permission(self, request) -> bool:
+        return request.user.has_perm("telegram_tasks.requeue_telegramtask")
+
+    def has_fail_permission(self, request) -> bool:
+        return request.user.has_perm("telegram_tasks.fail_telegramtask")
+
+    # Machine-written: seen with the view permission, changed only through the actions above.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_search_results(
+        self, request: Any, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if ULID.match(term):
+            return queryset.filter(pk=term.upper()), False
+        if term.isdigit():
+            return queryset.filter(of_order(int(term))), False
+        found = Q(provider_task_id=term)
+        account = (
+            TelegramAccount.objects.filter(provider_account_id=term)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if account is not None:
+            found |= of_account(account)
+        return queryset.filter(found), False
+
+    def get_ordering(self, request: Any) -> list[str]:
+        # A failure reason is rare among millions: its own index is by finished_at.
+        if request.GET.get(ReasonFilter.parameter_name):
+            return ["-finished_at"]
+        return ["-id"]
