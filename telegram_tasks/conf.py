@@ -74,11 +74,14 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_EXECUTION_MODE": "pull",  # an order's mode when none is given
     "PROVIDER_PUSH_URL": "",  # where the dispatcher POSTs push tasks; https:// unless…
     "PUSH_ALLOW_HTTP": False,  # …this allows http:// (a provider on a private network, tests)
-    "PUSH_TIMEOUT_SECONDS": 10,  # one push's whole request
+    # A push's connect, its write and each read wait at most this long; a pass stops sending
+    # in time for every send to end before its lease does.
+    "PUSH_TIMEOUT_SECONDS": 10,
     "PUSH_CONCURRENCY": 16,  # pushes in flight at once
     "PUSH_BATCH": 500,  # most tasks one dispatch pass leases
     "PUSH_RETRY_SECONDS": 2,  # first backoff after a transport failure; doubles, with jitter
     "PUSH_RETRY_MAX_SECONDS": 300,
+    "PUSH_MAX_RETRIES": 20,  # sends that never reached the provider before a task fails
     "PUSH_BREAKER_FAILURES": 5,  # transport failures in a row that open the circuit
     "PUSH_BREAKER_SECONDS": 30,  # how long it stays open before a probe (doubles, at most 16 times)
 }

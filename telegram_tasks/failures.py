@@ -34,6 +34,9 @@ class Reason(enum.StrEnum):
     ORDER_CANCELED = "order_canceled"
     ORDER_INACTIVE = "order_inactive"  # its order finished or stopped meanwhile
     ADMIN_FAILED = "admin_failed"
+    PUSH_UNREACHABLE = "push_unreachable"  # push: never reached the provider, PUSH_MAX_RETRIES
+    # push: the provider refused the hand-out; written as push_http_<status> (push_rejected)
+    PUSH_REJECTED = "push_http"
 
 
 class Scope(enum.StrEnum):
@@ -84,6 +87,11 @@ class Plan:
     reason: Reason
     retry_after: int | None = None  # run the task again after this many seconds
     hold_seconds: float = 0.0  # keep the account off every action this long
+
+
+def push_rejected(status: int) -> str:
+    """The failure reason of a push the provider refused with HTTP ``status`` (a 4xx)."""
+    return f"{Reason.PUSH_REJECTED}_{status}"
 
 
 def error_code(text: str) -> str:

@@ -56,9 +56,11 @@ def verify(body: bytes, header: str, tokens: Sequence[str], *, now: float | None
 
 
 def check_push_url(url: str) -> str | None:
-    """Why this PROVIDER_PUSH_URL cannot be used, or None."""
+    """Why push cannot be used with this PROVIDER_PUSH_URL, or None."""
     if not url:
         return "PROVIDER_PUSH_URL is not set"
+    if not provider_tokens():
+        return "PROVIDER_TOKEN is not set: pushes could not be signed"
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "https" or (scheme == "http" and app_settings.PUSH_ALLOW_HTTP):
         return None
@@ -68,11 +70,13 @@ def check_push_url(url: str) -> str | None:
 class HttpTransport:
     """Sends a batch of tasks at most PUSH_CONCURRENCY at a time over one pooled client, each
     request bounded by PUSH_TIMEOUT_SECONDS: a provider that answers slowly holds one sender
-    for at most that long, never the others."""
+    for at most that long, never the others. A send that could not start in time for its
+    lease to outlast it is not made (the task goes back to the queue, no attempt counted)."""
 
     def __init__(self, url: str, *, timeout: float, concurrency: int) -> None:
         self.url = url
         self.concurrency = concurrency
+        self.timeout = timeout
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
@@ -80,12 +84,17 @@ class HttpTransport:
         )
 
     def __call__(self, tasks: Sequence[dict[str, Any]]) -> list[Outcome]:
+        # Stop starting sends when one could still be running as the lease ends (the first
+        # round always goes, however short the lease).
+        deadline = time.monotonic() + max(app_settings.LEASE_SECONDS - self.timeout, 0.5)
         if len(tasks) <= 1:
-            return [self.send(t) for t in tasks]
+            return [self.send(t, deadline) for t in tasks]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(tasks))) as pool:
-            return list(pool.map(self.send, tasks))
+            return list(pool.map(lambda t: self.send(t, deadline), tasks))
 
-    def send(self, task: dict[str, Any]) -> Outcome:
+    def send(self, task: dict[str, Any], deadline: float) -> Outcome:
+        if time.monotonic() > deadline:
+            return Unreachable("push: not sent, the pass ran out of time", retry_after=0)
         body = json.dumps(task, separators=(",", ":")).encode()
         tokens = provider_tokens()
         headers = {
@@ -110,6 +119,8 @@ def classify(response: httpx.Response, task: dict[str, Any]) -> Outcome:
     status = response.status_code
     if status == 429 or status >= 500:
         return Unreachable(f"push: HTTP {status}", retry_after(response))
+    if 300 <= status < 400:  # a URL that moved: the setting's fault, not the task's
+        return Unreachable(f"push: HTTP {status} (redirects are not followed: fix the URL)")
     if status == 202:
         return Accepted()
     if 200 <= status < 300:

@@ -10,7 +10,7 @@ from django.utils import timezone
 from telegram_tasks import claims, push
 from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.conf import app_settings
-from telegram_tasks.services import tasks_generate, tasks_housekeep, tasks_push
+from telegram_tasks.services import push_waiting, tasks_generate, tasks_housekeep, tasks_push
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +55,18 @@ PUSH_LOCK_SECONDS = 120
 def push_telegram_tasks() -> str | None:
     problem = push.check_push_url(app_settings.PROVIDER_PUSH_URL)
     if problem:
-        return None  # push is not set up (the system check says why); nothing is leased
+        # Not set up: nothing is leased. Worth a warning only when push work is waiting.
+        if push_waiting():
+            logger.warning("push tasks are waiting but push is not set up: %s", problem)
+        return None
     lock = claims.pass_lock("push", timeout=PUSH_LOCK_SECONDS)
     if not lock.acquire():
         logger.info("push pass skipped: the previous one is still running")
         return None
     try:
         return tasks_push(now=timezone.now(), deliver=push.deliver).line()
+    except ClaimsStateLost as exc:
+        logger.info("push pass refused until the claim state is restored: %s", exc)
+        return None
     finally:
         lock.release()

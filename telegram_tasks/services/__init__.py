@@ -37,7 +37,7 @@ from telegram_tasks.services.operator import (
     tasks_requeue,
 )
 from telegram_tasks.services.pull import PullResult, lease_params, lease_sql, tasks_pull
-from telegram_tasks.services.push import PushSummary, push_breaker, tasks_push
+from telegram_tasks.services.push import PushSummary, push_breaker, push_waiting, tasks_push
 from telegram_tasks.services.rebuild import (
     RebuildSummary,
     claims_rebuild,
@@ -76,6 +76,7 @@ __all__ = [
     "orders_resume",
     "orders_stop",
     "push_breaker",
+    "push_waiting",
     "retention_preview",
     "retention_purge",
     "tasks_extend",

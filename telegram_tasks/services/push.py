@@ -33,6 +33,7 @@ from django.db import transaction
 
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
+from telegram_tasks.failures import Reason, push_rejected
 from telegram_tasks.models import ExecutionMode
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.pull import lease_tasks
@@ -101,9 +102,7 @@ def tasks_push(
     most = 1 if gate.state == "half" else (limit or app_settings.PUSH_BATCH)
     tasks = lease_tasks(limit=most, now=now, mode=ExecutionMode.PUSH)
     summary.leased = len(tasks)
-    if not tasks:
-        if gate.state == "half":  # nothing to probe with: let the next pass try
-            claims.breaker(BREAKER, "failure", now=now)
+    if not tasks:  # (half-open with nothing to send: the next pass probes)
         summary.seconds = clock() - started
         return summary
     outcomes = deliver(tasks)
@@ -143,6 +142,14 @@ def apply_outcomes(
             rejected.setdefault(outcome.status, []).append(task)
         else:
             unreachable.append((task, outcome))
+    answered = [t["task_id"] for t, o in zip(tasks, outcomes, strict=True)
+                if not isinstance(o, Unreachable)]  # fmt: skip
+    if answered:  # the provider is reachable for them again: their backoff starts over
+        sql.fetch(
+            f"UPDATE {sql.TASKS} SET dispatch_errors = 0 "  # noqa: S608
+            "WHERE id = ANY(%s) AND dispatch_errors > 0",
+            [answered],
+        )
     for start in range(0, len(reports), app_settings.REPORT_MAX_BATCH):
         chunk = reports[start : start + app_settings.REPORT_MAX_BATCH]
         for out in tasks_report(reports=chunk, now=now):
@@ -163,7 +170,7 @@ def push_reject(tasks: Sequence[dict[str, Any]], *, status: int, now: datetime) 
                 "ids": [t["task_id"] for t in tasks],
                 "leases": list({t["lease_id"] for t in tasks}),
             },
-            reason=f"push_http_{status}",
+            reason=push_rejected(status),
             now=now,
         )
 
@@ -185,16 +192,25 @@ def push_retry_later(
 ) -> list[dict]:
     """The provider could not be reached for these hand-outs: back in the queue after a
     backoff, the same hand-out (lease_id kept, no attempt counted), their locks re-armed to
-    cover the wait and the next lease, in the same transaction."""
+    cover the wait and the next lease, in the same transaction. A task whose order or account
+    can no longer run it ends instead, and one that never reached the provider in
+    PUSH_MAX_RETRIES sends fails (``push_unreachable``)."""
     grace = settle.grace()
     lease = timedelta(seconds=app_settings.LEASE_SECONDS)
     with transaction.atomic():
         rows = sql.fetch(
-            f"SELECT id, dispatch_errors FROM {sql.TASKS} WHERE id = ANY(%s) "  # noqa: S608
-            f"AND status = {sql.LEASED} ORDER BY id FOR UPDATE",
+            f"SELECT {settle.CLAIM_COLUMNS}, dispatch_errors FROM {sql.TASKS} "  # noqa: S608
+            f"WHERE id = ANY(%s) AND status = {sql.LEASED} ORDER BY id FOR UPDATE",
             [[t["task_id"] for t, _ in failed]],
         )
-        errors = {r["id"]: r["dispatch_errors"] for r in rows}
+        rows, _ = settle.fail_blocked(rows, now=now)
+        exhausted = [r for r in rows if r["dispatch_errors"] + 1 >= app_settings.PUSH_MAX_RETRIES]
+        if exhausted:
+            settle.after_commit_rollback(
+                settle.fail_rows([r["id"] for r in exhausted], reason=Reason.PUSH_UNREACHABLE,
+                                 now=now)
+            )  # fmt: skip
+        errors = {r["id"]: r["dispatch_errors"] for r in rows if r not in exhausted}
         plan = []
         for task, outcome in failed:
             if task["task_id"] not in errors:
@@ -228,6 +244,16 @@ def push_retry_later(
         # and the lease it will get.
         settle.rearm(requeued, until=[r["reserved_until"] + lease for r in requeued], now=now)
     return requeued
+
+
+def push_waiting() -> bool:
+    """Whether any push task waits to be sent (one index lookup)."""
+    return bool(
+        sql.rows(
+            f"SELECT 1 FROM {sql.TASKS} WHERE status = {sql.QUEUED} "  # noqa: S608
+            f"AND execution_mode = {sql.literal(ExecutionMode.PUSH)} LIMIT 1"
+        )
+    )
 
 
 def push_breaker(*, now: datetime) -> claims.Breaker:

@@ -194,7 +194,36 @@ def test_the_signature_is_what_the_provider_guide_says():
 def test_an_http_url_is_refused_unless_allowed(settings):
     from django.core import checks
 
+    settings.PROVIDER_TOKEN = TOKEN
     settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "PROVIDER_PUSH_URL": "http://x/push"}
     assert "telegram_tasks.E030" in {e.id for e in checks.run_checks()}
     settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "PUSH_ALLOW_HTTP": True}
     assert "telegram_tasks.E030" not in {e.id for e in checks.run_checks()}
+
+
+def test_transport_failures_of_a_paused_order_end_its_task_and_are_capped(provider, settings):
+    from telegram_tasks.services import orders_pause
+
+    make_accounts(2)
+    paused = push_order("flaky")
+    tasks_generate(limit=10, now=timezone.now())
+    # Leased (dispatching) when the operator pauses it: the failed send ends it.
+    from telegram_tasks.services.pull import lease_tasks
+
+    [task] = lease_tasks(limit=10, now=timezone.now(), mode="push")
+    orders_pause(order_ids=[paused.pk], now=timezone.now())
+    from telegram_tasks.services.push import PushSummary, Unreachable, apply_outcomes
+
+    apply_outcomes([task], [Unreachable("boom")], now=timezone.now(), summary=PushSummary())
+    assert TelegramTask.objects.get(pk=task["task_id"]).failure_reason == "order_paused"
+    # A task that never reaches the provider fails after PUSH_MAX_RETRIES sends.
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "PUSH_MAX_RETRIES": 2}
+    other = push_order("flaky", quantity=1)
+    tasks_generate(limit=10, now=timezone.now())
+    now = timezone.now()
+    for _ in range(2):
+        [leased] = lease_tasks(limit=10, now=now, mode="push")
+        apply_outcomes([leased], [Unreachable("boom")], now=now, summary=PushSummary())
+        now += timedelta(seconds=10)  # past the backoff
+    task = TelegramTask.objects.get(order=other)
+    assert (task.status, task.failure_reason, task.attempt) == ("failed", "push_unreachable", 0)
