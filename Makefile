@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEVSTACK := $(PY) scripts/devstack.py
 
-.PHONY: run manage test lint format bench bench-claims bench-generate bench-api bench-push sim sim-large clean
+.PHONY: run manage test test-cluster lint format bench bench-claims bench-generate bench-api bench-push sim sim-large clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The claims, the services and the simulation on a real Redis Cluster (3 masters, 3 replicas,
+# from the same redis-server binary), one master failed over mid-simulation.
+CLUSTER_TESTS := tests/test_claims.py tests/test_claims_tiers.py tests/test_selection.py tests/services
+test-cluster: $(STAMP)
+	$(PY) scripts/cluster.py exec -- $(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS) $(CLUSTER_TESTS)
+	$(PY) sim/run.py --size small --redis cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

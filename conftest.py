@@ -12,9 +12,9 @@ from django.utils import timezone
 
 @pytest.fixture
 def redis_client():
-    from django_redis import get_redis_connection
+    from telegram_tasks.claims.scripts import connection
 
-    return get_redis_connection("default")
+    return connection()
 
 
 @pytest.fixture(autouse=True)

@@ -74,11 +74,10 @@ def baseline_reserves(sizes: list[int], total: int, now, tag: str) -> float:
 
     from telegram_tasks.claims import Claim, Target
     from telegram_tasks.claims.operations import reserve_calls
-    from telegram_tasks.claims.scripts import connection, script
+    from telegram_tasks.claims.scripts import connection, sha, source
 
     conn = connection()
-    sha = script("reserve").sha
-    conn.script_load(script("reserve").script)
+    conn.script_load(source("reserve"))
     batches, n = [], 0
     for size in sizes:
         take = min(size, total - n)
@@ -92,6 +91,6 @@ def baseline_reserves(sizes: list[int], total: int, now, tag: str) -> float:
     for calls in batches:
         pipe = conn.pipeline(transaction=False)
         for _, keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
+            pipe.evalsha(sha("reserve"), len(keys), *keys, *args)
         pipe.execute()
     return time.perf_counter() - t0

@@ -33,3 +33,16 @@ def check_debug_on_public_host(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def check_celery_broker(app_configs, **kwargs):
+    if settings.REDIS_IS_CLUSTER and not settings.CELERY_BROKER_URL:
+        return [
+            Error(
+                "REDIS_URL names a Redis Cluster, which Celery's broker cannot use.",
+                hint="Set CELERY_BROKER_URL to a plain Redis (redis://…) or another broker.",
+                id="config.E002",
+            )
+        ]
+    return []

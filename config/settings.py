@@ -74,7 +74,9 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", 5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# A single Redis (redis://, rediss://) or a Redis Cluster (redis+cluster://host:port).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+REDIS_IS_CLUSTER = REDIS_URL.split("://", 1)[0].endswith("+cluster")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -86,6 +88,10 @@ CACHES = {
         },
     }
 }
+if REDIS_IS_CLUSTER:
+    # The claims keep their own cluster client (telegram_tasks.claims.scripts); nothing of the
+    # app uses Django's cache, which django-redis cannot put on a cluster.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -136,7 +142,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
 }
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# Celery's broker (kombu) has no Redis Cluster support: with a cluster in REDIS_URL, name a
+# plain Redis (or RabbitMQ) here; the system check config.E002 says so if it is missing.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="" if REDIS_IS_CLUSTER else REDIS_URL)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from cluster import PrivateCluster  # noqa: E402
 from devstack import PrivatePostgres, PrivateRedis, free_port  # noqa: E402
 
 SIZES = {
@@ -190,6 +191,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SIM_SEED", "7")))
     parser.add_argument("--no-faults", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder")
+    parser.add_argument(
+        "--redis",
+        choices=["single", "cluster"],
+        default="single",
+        help="a single Redis (restarted empty mid-run) or a Redis Cluster of 3 masters and 3 "
+        "replicas (one master failed over mid-run)",
+    )
     opts = parser.parse_args()
     size = SIZES[opts.size]
     rng = random.Random(opts.seed)
@@ -198,7 +206,11 @@ def main() -> int:
     logs.mkdir()
     log(f"size={opts.size} seed={opts.seed} folder={base}")
     pg = PrivatePostgres(base / "postgres").start()
-    redis = PrivateRedis(base / "redis").start()
+    redis = (
+        PrivateCluster().start()
+        if opts.redis == "cluster"
+        else PrivateRedis(base / "redis").start()
+    )
     web = None
     providers: list[subprocess.Popen] = []
     try:
@@ -213,6 +225,8 @@ def main() -> int:
             "DJANGO_SETTINGS_MODULE": "sim.settings",
             "DATABASE_URL": pg.url,
             "REDIS_URL": redis.url,
+            # Celery is not used here; its broker could not live on a cluster anyway.
+            "CELERY_BROKER_URL": "memory://",
             "PROVIDER_TOKEN": token,
             "SECRET_KEY": secrets.token_urlsafe(32),
             "DEBUG": "1",
@@ -277,7 +291,10 @@ def main() -> int:
             elapsed = time.monotonic() - started
             if faults and elapsed >= faults[0][0] * expected:
                 _, which = faults.pop(0)
-                if which == "redis":
+                if which == "redis" and opts.redis == "cluster":
+                    port = redis.failover()
+                    log(f"fault: Redis Cluster failed over (node {port} promoted)")
+                elif which == "redis":
                     log("fault: Redis restarted empty")
                     redis.restart_empty()
                     retry(lambda: call_command("rebuild_claims", verbosity=0))

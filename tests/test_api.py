@@ -617,6 +617,8 @@ def test_redis_down_is_503_on_every_endpoint_and_changes_nothing(api, settings, 
     pull(api)
     task = TelegramTask.objects.get()
     before = (task.status, task.leased_until, TelegramAccount.objects.count())
+    if settings.REDIS_IS_CLUSTER:
+        settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
     settings.CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",

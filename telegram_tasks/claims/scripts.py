@@ -1,23 +1,56 @@
-"""Lua scripts shipped as package data, read once, run by EVALSHA; reloaded on NOSCRIPT."""
+"""The Redis connection of the claims, and the Lua scripts shipped as package data: read once,
+run by EVALSHA, reloaded on NOSCRIPT.
+
+``REDIS_URL`` names a single Redis (``redis://``, ``rediss://``; the client django-redis
+manages for the default cache) or a Redis Cluster (``redis+cluster://host:port``,
+``rediss+cluster://``; any node as the seed). On a cluster every script call touches one
+account's keys, one hash tag, so one slot: it goes straight to the node that owns it, and a
+pipeline of them is one round trip per node.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings
 from django_redis import get_redis_connection
 from redis import Redis
-from redis.commands.core import Script
-from redis.exceptions import NoScriptError, ResponseError
+from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 Call = tuple[str, Sequence[str], Sequence[Any]]  # (script name, keys, args)
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
-def connection() -> Redis:
-    """The Redis client that django-redis manages for the default cache."""
+def is_cluster(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def connection() -> Redis | RedisCluster:
+    """The client of the claim state: django-redis's for a single Redis, one RedisCluster per
+    process for a cluster (both thread-safe, both pooled)."""
+    url = getattr(settings, "REDIS_URL", "")
+    if is_cluster(url):
+        return _cluster(url)
     return get_redis_connection("default")
+
+
+@cache
+def _cluster(url: str) -> RedisCluster:
+    parts = urlsplit(url)
+    plain = urlunsplit((CLUSTER_SCHEMES[parts.scheme], *parts[1:]))
+    try:
+        return RedisCluster.from_url(
+            plain, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+        )
+    except RedisClusterException as exc:  # no node answered: an outage like any other
+        raise RedisConnectionError(f"Redis Cluster unavailable: {exc}") from exc
 
 
 @cache
@@ -26,17 +59,19 @@ def source(name: str) -> str:
 
 
 @cache
-def script(name: str) -> Script:
-    # redis-py's Script computes the SHA the server will know the text by (run_many sends it).
-    return Script(connection(), source(name))
+def sha(name: str) -> str:
+    """The SHA the server knows a script by (what EVALSHA sends)."""
+    return hashlib.sha1(source(name).encode()).hexdigest()  # noqa: S324 (Redis's script id)
 
 
 def run_many(calls: Sequence[Call]) -> list[Any]:
-    """Run many script calls in one round trip (a non-transactional pipeline of EVALSHA).
+    """Run many script calls in one round trip per server (a non-transactional pipeline of
+    EVALSHA).
 
     redis-py's pipeline would ask SCRIPT EXISTS before every execute; instead the SHAs are sent
-    blind and, only if the server answers NOSCRIPT (a restart, a flush), the scripts are loaded
-    and the calls that failed are sent again. Each script is atomic on its own; a batch is not.
+    blind and, only if a server answers NOSCRIPT (a restart, a flush, a new primary), the
+    scripts are loaded (on every primary of a cluster) and the calls that failed are sent again.
+    Each script is atomic on its own; a batch is not.
     """
     if not calls:
         return []
@@ -54,8 +89,15 @@ def run_many(calls: Sequence[Call]) -> list[Any]:
     return results
 
 
-def _send(conn: Redis, calls: Sequence[Call]) -> list[Any]:
+def _send(conn: Redis | RedisCluster, calls: Sequence[Call]) -> list[Any]:
     pipe = conn.pipeline(transaction=False)
-    for name, keys, args in calls:
-        pipe.evalsha(script(name).sha, len(keys), *keys, *args)
+    if isinstance(conn, RedisCluster):
+        # A cluster pipeline refuses evalsha(); sent as a plain command with the node that owns
+        # the call's keys named, it goes there directly (no COMMAND GETKEYS round trip).
+        for name, keys, args in calls:
+            node = conn.get_node_from_key(keys[0])
+            pipe.execute_command("EVALSHA", sha(name), len(keys), *keys, *args, target_nodes=node)
+    else:
+        for name, keys, args in calls:
+            pipe.evalsha(sha(name), len(keys), *keys, *args)
     return pipe.execute(raise_on_error=False)
