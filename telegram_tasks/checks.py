@@ -67,14 +67,26 @@ def check_settings(app_configs, **kwargs):
 
 
 def check_retention() -> list[Error]:
-    """A rebuild restores what finished within the claim TTLs: the ledger must keep it."""
-    longest = max(app_settings.STATE_TTL_SECONDS, app_settings.DEDUPE_TTL_SECONDS)
-    if longest > app_settings.TASK_RETENTION_DAYS * 86400:
+    """From the tasks themselves a rebuild reads the running cooldowns and today's cap counts
+    (the longer facts live in compact tables): the retention must keep that much."""
+    try:
+        cooldowns = [
+            app_settings.policy(action, tier).cooldown
+            for action in app_settings.ACTIONS
+            for tier in app_settings.TIERS
+        ]
+        cooldowns += [t.get("account_cooldown") or 0 for t in app_settings.TIERS.values()]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return []  # malformed actions or tiers: their own checks say what is wrong
+    # Two days: today's successes in any TIME_ZONE, whatever the server's clock says.
+    needed = max([2 * 86400, *cooldowns])
+    if needed > app_settings.TASK_RETENTION_DAYS * 86400:
+        days = -(-needed // 86400)
         return [
             Error(
                 f"TELEGRAM_TASKS['TASK_RETENTION_DAYS'] is {app_settings.TASK_RETENTION_DAYS}: "
-                f"below the longest claim TTL ({longest // 86400} days), so a rebuild could no "
-                "longer restore every claim.",
+                f"a rebuild reads running cooldowns and today's caps from the last {days} days "
+                "of finished tasks; keep at least that many.",
                 id="telegram_tasks.E040",
             )
         ]

@@ -218,6 +218,12 @@ class TelegramTask(models.Model):
                 condition=Q(status=TaskStatus.FAILED),
                 name="tg_task_failed_reason",
             ),
+            # The admin's status filter on failed tasks, newest first (failures may be rare).
+            models.Index(
+                fields=["finished_at"],
+                condition=Q(status=TaskStatus.FAILED),
+                name="tg_task_failed",
+            ),
         ]
         permissions = [
             ("requeue_telegramtask", "Can requeue tasks"),
@@ -313,6 +319,37 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} in {self.link} ({self.get_state_display()})"
+
+
+class OneShot(models.Model):
+    """A one-shot success (a view of a post, a reaction) of an account: the ledger behind the
+    dedupe key COMMIT sets, written in the same statement that marks the task done. One row per
+    (account, action, target) however many tasks it took, kept for DEDUPE_TTL_SECONDS: a
+    rebuild restores the dedupe keys from here, so its cost follows the facts still in force,
+    not the finished tasks, and retention may delete tasks without losing one."""
+
+    account = models.ForeignKey(
+        TelegramAccount, on_delete=models.CASCADE, related_name="one_shots", db_index=False
+    )
+    action = models.CharField(max_length=32)
+    link_hash = models.CharField(max_length=64)
+    post_id = models.BigIntegerField(null=True, blank=True)
+    done_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "telegram_one_shots"
+        verbose_name = "one-shot success"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "action", "link_hash", "post_id"],
+                nulls_distinct=False,
+                name="tg_one_shot_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["done_at"], name="tg_one_shot_done")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.action} {self.link_hash[:12]}/{self.post_id}"
 
 
 class OrderPassStats(models.Model):

@@ -31,7 +31,10 @@ class CappedPaginator(Paginator):
         qs = self.object_list
         if isinstance(qs, QuerySet) and not qs.query.where:
             return min(estimated_rows(qs.model), COUNT_CAP)
-        return qs[:COUNT_CAP].count() if isinstance(qs, QuerySet) else len(qs)
+        if not isinstance(qs, QuerySet):
+            return len(qs)
+        # Without the list's ordering: the count may then read whichever index its filter has.
+        return qs.order_by()[:COUNT_CAP].count()
 
 
 def estimated_rows(model: type[Model]) -> int:

@@ -79,10 +79,13 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
     # Every live hand-out keeps its account locked as long as it lives: re-arm leased and
     # pending tasks' locks (a re-arm that failed earlier, a lease waiting to be pulled again).
     # A task whose COMMIT happened without its ledger step is settled as done here.
-    live = sql.fetch(
-        f"SELECT {settle.CLAIM_COLUMNS}, leased_until FROM {sql.TASKS} "  # noqa: S608
-        f"WHERE status IN {sql.HANDED_OUT} AND telegram_account_id IS NOT NULL ORDER BY id"
-    )
+    # One query per status, each on that status's own index.
+    by_status = [
+        f"(SELECT {settle.CLAIM_COLUMNS}, leased_until FROM {sql.TASKS} "  # noqa: S608
+        f"WHERE status = {sql.literal(status)} AND telegram_account_id IS NOT NULL)"
+        for status in (sql.S.LEASED, sql.S.PENDING)
+    ]
+    live = sql.fetch(" UNION ALL ".join(by_status) + " ORDER BY id")
     if live:
         with transaction.atomic():
             ids = [r["id"] for r in live]

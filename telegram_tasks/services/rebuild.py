@@ -87,9 +87,9 @@ def claims_rebuild(*, now: datetime) -> RebuildSummary:
 
 def rebuild_from_ledger(*, now: datetime) -> RebuildSummary:
     """Restore the claim state from the ledger: cooldowns still running and today's cap counts
-    (per action and account-wide), dedupe keys within their TTL (from done tasks), link states
-    and channel counts (from memberships), holds (from accounts) and the locks of unfinished
-    tasks. Merged with what Redis holds (the larger or newer wins), so
+    (per action and account-wide), dedupe keys within their TTL (from the one-shot ledger),
+    link states and channel counts (from memberships), holds (from accounts) and the locks of
+    unfinished tasks. Merged with what Redis holds (the larger or newer wins), so
     reports committing during a rebuild are not undone. Then the marker says the state is
     present."""
     summary = RebuildSummary()
@@ -257,23 +257,19 @@ def restore_account_limits(
 
 
 def restore_dedupes(per_account: Restores, *, since: datetime, now: datetime) -> int:
-    """One-shot markers of the successes since ``since``."""
+    """One-shot markers of the successes since ``since``, from their compact ledger (one row
+    per account and target, not one per task)."""
     one_shot = [a for a in app_settings.ACTIONS if app_settings.policy(a).one_shot]
     if not one_shot:
         return 0
     n = 0
     dedupe_ttl, now_ms = app_settings.DEDUPE_TTL_SECONDS * 1000, ms(now)
     for account, action, link_hash, post, last in sql.rows(
-        f"""
-        SELECT telegram_account_id, action, link_hash, payload->>'post_id', max(finished_at)
-        FROM {sql.TASKS}
-        WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL AND action = ANY(%s)
-          AND finished_at > %s
-        GROUP BY 1, 2, 3, 4
-        """,  # noqa: S608
+        f"SELECT account_id, action, link_hash, post_id, done_at FROM {sql.ONE_SHOTS} "  # noqa: S608
+        "WHERE action = ANY(%s) AND done_at > %s",
         [one_shot, since],
     ):
-        key = keys.dedupe(account, action, link_hash, int(post) if post else None)
+        key = keys.dedupe(account, action, link_hash, post)
         per_account[account].append(Restore(key, "set", "1", ms(last) + dedupe_ttl - now_ms))
         n += 1
     return n

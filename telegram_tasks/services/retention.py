@@ -1,11 +1,13 @@
 """Retention: finished tasks older than TASK_RETENTION_DAYS are deleted, in bounded batches,
-by housekeeping; closed memberships likewise. What a rebuild needs outlives them: the retention
-is never shorter than the longest claim TTL (a system check refuses it), so every fact a
-rebuild restores — a one-shot success within DEDUPE_TTL_SECONDS, a link state within
-STATE_TTL_SECONDS — is still in the ledger, and the channels an account is in are its open
-memberships, which are never deleted.
+by housekeeping; closed memberships and expired one-shot successes likewise. What a rebuild
+needs outlives the tasks in compact tables: a one-shot success (the dedupe key) is a row of
+``telegram_one_shots`` kept for DEDUPE_TTL_SECONDS, a link state is a membership (open ones are
+never deleted, closed ones are kept at least STATE_TTL_SECONDS), and the channels an account is
+in are its open memberships. From the tasks themselves a rebuild reads only the last days
+(running cooldowns, today's cap counts), which the retention always covers (a system check
+refuses a shorter one).
 
-Batches of a few thousand rows by ``finished_at`` (an index range): each is a short
+Batches of a few thousand rows by their time column (an index range): each is a short
 transaction that locks nothing a live task needs, and autovacuum keeps up with the dead rows.
 (Monthly partitions dropped whole would cost less per row but would make the task id, a ULID
 primary key, unable to be unique across partitions without the partition key in it.)"""
@@ -25,16 +27,17 @@ BATCH = 5000
 
 @dataclass
 class RetentionSummary:
-    cutoff: datetime
+    cutoff: datetime  # finished tasks before this go
     tasks: int = 0
     memberships: int = 0
+    one_shots: int = 0
     oldest: datetime | None = None  # the oldest finished task left to delete (preview)
 
     def line(self) -> str:
         oldest = f" oldest={self.oldest:%Y-%m-%d}" if self.oldest else ""
         return (
             f"cutoff={self.cutoff:%Y-%m-%d %H:%M} tasks={self.tasks} "
-            f"memberships={self.memberships}{oldest}"
+            f"memberships={self.memberships} one_shots={self.one_shots}{oldest}"
         )
 
 
@@ -42,29 +45,42 @@ def retention_cutoff(now: datetime) -> datetime:
     return now - timedelta(days=app_settings.TASK_RETENTION_DAYS)
 
 
+def _cutoffs(now: datetime) -> list[tuple[str, str, str, datetime]]:
+    """(table, time column, summary field, delete rows before this) for each table."""
+    tasks = retention_cutoff(now)
+    states = now - timedelta(seconds=app_settings.STATE_TTL_SECONDS)
+    return [
+        (sql.TASKS, "finished_at", "tasks", tasks),
+        # A closed membership is the unsubscribed state a rebuild restores within its TTL.
+        (sql.MEMBERSHIPS, "unsubscribed_at", "memberships", min(tasks, states)),
+        (
+            sql.ONE_SHOTS,
+            "done_at",
+            "one_shots",
+            now - timedelta(seconds=app_settings.DEDUPE_TTL_SECONDS),
+        ),
+    ]
+
+
 def retention_preview(*, now: datetime) -> RetentionSummary:
     """What retention would delete now (nothing is deleted): counts over the index ranges."""
-    cutoff = retention_cutoff(now)
-    [(tasks, oldest)] = sql.rows(
-        f"SELECT count(*), min(finished_at) FROM {sql.TASKS} "  # noqa: S608
-        "WHERE finished_at IS NOT NULL AND finished_at < %s",
-        [cutoff],
-    )
-    [(memberships,)] = sql.rows(
-        f"SELECT count(*) FROM {sql.MEMBERSHIPS} WHERE unsubscribed_at < %s",  # noqa: S608
-        [cutoff],
-    )
-    return RetentionSummary(cutoff=cutoff, tasks=tasks, memberships=memberships, oldest=oldest)
+    summary = RetentionSummary(cutoff=retention_cutoff(now))
+    for table, column, counter, cutoff in _cutoffs(now):
+        [(count, oldest)] = sql.rows(
+            f"SELECT count(*), min({column}) FROM {table} WHERE {column} < %s",  # noqa: S608
+            [cutoff],
+        )
+        setattr(summary, counter, count)
+        if table == sql.TASKS:
+            summary.oldest = oldest
+    return summary
 
 
 def retention_purge(*, now: datetime, most: int) -> RetentionSummary:
-    """Delete up to ``most`` finished tasks (and as many closed memberships) older than the
-    retention, oldest first, in batches of BATCH, each in a transaction of its own."""
+    """Delete up to ``most`` rows of each table older than its retention, oldest first, in
+    batches of BATCH, each in a transaction of its own."""
     summary = RetentionSummary(cutoff=retention_cutoff(now))
-    for table, column, counter in (
-        (sql.TASKS, "finished_at", "tasks"),
-        (sql.MEMBERSHIPS, "unsubscribed_at", "memberships"),
-    ):
+    for table, column, counter, cutoff in _cutoffs(now):
         while getattr(summary, counter) < most:
             size = min(BATCH, most - getattr(summary, counter))
             with transaction.atomic():
@@ -75,7 +91,7 @@ def retention_purge(*, now: datetime, most: int) -> RetentionSummary:
                         ORDER BY {column} LIMIT %s FOR UPDATE SKIP LOCKED
                     ) RETURNING 1
                     """,  # noqa: S608
-                    [summary.cutoff, size],
+                    [cutoff, size],
                 )
             setattr(summary, counter, getattr(summary, counter) + len(deleted))
             if len(deleted) < size:

@@ -256,7 +256,8 @@ def mark_done(
     )
     # One statement: the tasks done, their units off their orders (an automatic unsubscribe
     # delivers none), a membership opened by each done subscribe and closed by each done
-    # unsubscribe — so the channels an account is in are always the ledger's.
+    # unsubscribe — so the channels an account is in are always the ledger's — and each
+    # one-shot success recorded where a rebuild finds it after the task is gone.
     finished = sql.fetch(
         f"""
         WITH r AS (
@@ -271,7 +272,7 @@ def mark_done(
             WHERE t.id = r.id AND t.status IN {sql.LIVE}
             RETURNING t.id, t.order_id, t.per_call, t.membership_id, t.action,
                       t.telegram_account_id, t.link_hash, t.finished_at,
-                      t.payload->>'link' AS link
+                      t.payload->>'link' AS link, (t.payload->>'post_id')::bigint AS post_id
         ), delivered AS (
             SELECT order_id, per_call FROM finished_now WHERE {sql.ORDER_UNITS}
         ), {deliver}, opened AS (
@@ -291,6 +292,14 @@ def mark_done(
             WHERE f.action = ANY(%(unsubscribing)s) AND m.account_id = f.telegram_account_id
               AND m.link_hash = f.link_hash AND m.state = {sql.OPEN}
             RETURNING 1
+        ), one_shot AS (
+            INSERT INTO {sql.ONE_SHOTS} AS d (account_id, action, link_hash, post_id, done_at)
+            SELECT f.telegram_account_id, f.action, f.link_hash, f.post_id, f.finished_at
+            FROM finished_now AS f
+            WHERE f.action = ANY(%(one_shot)s) AND f.telegram_account_id IS NOT NULL
+            ON CONFLICT ON CONSTRAINT tg_one_shot_unique
+            DO UPDATE SET done_at = GREATEST(d.done_at, EXCLUDED.done_at)
+            RETURNING 1
         )
         SELECT id FROM finished_now
         """,  # noqa: S608
@@ -299,10 +308,16 @@ def mark_done(
             "now": now,
             "subscribing": gated_actions("subscribe"),
             "unsubscribing": gated_actions("unsubscribe"),
+            "one_shot": one_shot_actions(),
             **deliver_params,
         },
     )
     return {r["id"] for r in finished}
+
+
+def one_shot_actions() -> list[str]:
+    """The configured actions that succeed once per account and target (a dedupe key)."""
+    return [a for a in app_settings.ACTIONS if app_settings.policy(a).one_shot]
 
 
 def gated_actions(gate: str) -> list[str]:

@@ -14,12 +14,19 @@ from django.db import connection
 
 from telegram_tasks.conf import get_order_model
 from telegram_tasks.exceptions import BatchTooLarge
-from telegram_tasks.models import Membership, OrderPassStats, TelegramAccount, TelegramTask
+from telegram_tasks.models import (
+    Membership,
+    OneShot,
+    OrderPassStats,
+    TelegramAccount,
+    TelegramTask,
+)
 
 S = TelegramTask.Status
 TASKS = TelegramTask._meta.db_table
 ACCOUNTS = TelegramAccount._meta.db_table
 MEMBERSHIPS = Membership._meta.db_table
+ONE_SHOTS = OneShot._meta.db_table
 ORDER_STATS = OrderPassStats._meta.db_table
 
 

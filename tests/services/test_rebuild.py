@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.test import TestCase
+from django.utils import timezone
 
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Target, keys
@@ -99,6 +100,44 @@ def test_rebuild_restores_cooldown_cap_state_and_dedupe_values(
         redis_client.delete(key)
     claims_rebuild(now=T0 + timedelta(seconds=1))
     assert {k: redis_client.get(k) for k in expected} == expected
+
+
+def test_a_one_shot_success_outlives_its_task(redis_client, redis_prefix):
+    """The report records the view in the one-shot ledger; retention deletes the task; a
+    rebuild still restores the dedupe key, and the same account is not given the post again."""
+    import importlib
+
+    from django.db import connection
+
+    from telegram_tasks.models import OneShot, TelegramTask
+
+    account = make_account()
+    order = make_order(action="view", link="t.me/durov/9", quantity=5)
+    tasks_generate(limit=10, now=T0)
+    [task] = tasks_pull(limit=10, now=T0).tasks
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(reports=[ReportIn(task["task_id"], "done")], now=T0)
+    fact = OneShot.objects.get()
+    assert (fact.account_id, fact.action, fact.link_hash, fact.post_id, fact.done_at) == (
+        account.id, "view", order.link_hash, 9, T0,
+    )  # fmt: skip
+    # The migration that created the table fills it from done tasks the same way.
+    OneShot.objects.all().delete()
+    migration = importlib.import_module("telegram_tasks.migrations.0013_one_shots")
+    with connection.schema_editor() as editor:
+        # (Its window is counted from the database's clock: the task is dated now for it.)
+        TelegramTask.objects.filter(pk=task["task_id"]).update(finished_at=timezone.now())
+        migration.record_one_shots_of_done_tasks(None, editor)
+    assert OneShot.objects.get().post_id == 9
+    OneShot.objects.update(done_at=T0)
+
+    TelegramTask.objects.all().delete()  # retention took the task
+    for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
+        redis_client.delete(key)
+    later = T0 + timedelta(days=2)
+    assert claims_rebuild(now=later).dedupes == 1
+    refusal = claims.reserve(Claim(account.id, "view", Target(order.link_hash, 9), "x"), now=later)
+    assert refusal is claims.Refusal.DEDUPE
 
 
 def test_housekeeping_rebuilds_by_itself(redis_client, redis_prefix):

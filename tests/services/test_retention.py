@@ -7,7 +7,7 @@ import pytest
 from django.core import checks
 from django.core.management import call_command
 
-from telegram_tasks.models import Membership, TelegramTask
+from telegram_tasks.models import Membership, OneShot, TelegramTask
 from telegram_tasks.services import retention_preview, retention_purge
 from tests.factories import make_account, make_order, make_task
 
@@ -64,6 +64,45 @@ def test_housekeeping_purges(history):
         assert tasks_housekeep(now=NOW).purged == 8
 
 
-def test_a_retention_below_the_claim_ttls_is_refused(settings):
-    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "TASK_RETENTION_DAYS": 30}
+def test_a_retention_shorter_than_what_a_rebuild_reads_of_tasks_is_refused(settings):
+    base = settings.TELEGRAM_TASKS
+    # The dedupe keys and link states live in their own tables: 30 days of tasks is enough.
+    settings.TELEGRAM_TASKS = {**base, "TASK_RETENTION_DAYS": 30}
+    assert "telegram_tasks.E040" not in {e.id for e in checks.run_checks()}
+    # Today's cap counts need the last two days.
+    settings.TELEGRAM_TASKS = {**base, "TASK_RETENTION_DAYS": 1}
     assert "telegram_tasks.E040" in {e.id for e in checks.run_checks()}
+    # A tier's account-wide cooldown of five days needs five.
+    tiers = {"default": {"account_cooldown": 5 * 86400}}
+    settings.TELEGRAM_TASKS = {**base, "TASK_RETENTION_DAYS": 4, "TIERS": tiers}
+    assert "telegram_tasks.E040" in {e.id for e in checks.run_checks()}
+    settings.TELEGRAM_TASKS = {**base, "TASK_RETENTION_DAYS": 5, "TIERS": tiers}
+    assert "telegram_tasks.E040" not in {e.id for e in checks.run_checks()}
+
+
+def test_one_shots_outlive_their_tasks_and_go_with_their_ttl():
+    """A view's dedupe fact stays after retention deleted its task, until DEDUPE_TTL."""
+    account = make_account()
+    fresh = OneShot.objects.create(account=account, action="view", link_hash="a" * 64,
+                                   post_id=1, done_at=NOW - timedelta(days=89))  # fmt: skip
+    OneShot.objects.create(account=account, action="view", link_hash="b" * 64, post_id=1,
+                           done_at=NOW - timedelta(days=91))  # fmt: skip
+    assert retention_preview(now=NOW).one_shots == 1
+    assert retention_purge(now=NOW, most=100).one_shots == 1
+    assert list(OneShot.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
+def test_closed_memberships_are_kept_for_the_state_ttl(settings):
+    """With a retention shorter than STATE_TTL, a closed membership (the unsubscribed state a
+    rebuild restores) stays until the state's TTL."""
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "TASK_RETENTION_DAYS": 30}
+    account = make_account()
+    at = NOW - timedelta(days=60)
+    Membership.objects.create(account=account, link_hash="a" * 64, link="x", subscribed_at=at,
+                              state="closed", unsubscribed_at=at)  # fmt: skip
+    done = make_task(make_order(action="view", link="t.me/durov/1"), account, status="done",
+                     finished_at=at)  # fmt: skip
+    summary = retention_purge(now=NOW, most=100)
+    assert (summary.tasks, summary.memberships) == (1, 0)
+    assert not TelegramTask.objects.filter(pk=done.pk).exists()
+    assert Membership.objects.count() == 1
