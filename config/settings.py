@@ -72,9 +72,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", 5))
-# Short statements only: PostgreSQL's JIT, triggered by the planner's cost estimate on a large
-# table, would spend more compiling a statement than running it.
-DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
+# Session settings: short statements only, so no JIT (triggered by the planner's estimate on a
+# large table, it spends more compiling a statement than running it); storage on SSD, so random
+# reads priced as such (queue reads then stay ordered index scans that stop at their LIMIT).
+DATABASES["default"]["OPTIONS"].setdefault(
+    "options", env.str("DB_OPTIONS", default="-c jit=off -c random_page_cost=1.1")
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # A single Redis (redis://, rediss://) or a Redis Cluster (redis+cluster://host:port).

@@ -76,6 +76,7 @@ def check_retention() -> list[Error]:
             for tier in app_settings.TIERS
         ]
         cooldowns += [t.get("account_cooldown") or 0 for t in app_settings.TIERS.values()]
+        cooldowns = [c for c in cooldowns if isinstance(c, int | float) and not isinstance(c, bool)]
     except (AttributeError, KeyError, TypeError, ValueError):
         return []  # malformed actions or tiers: their own checks say what is wrong
     # Two days: today's successes in any TIME_ZONE, whatever the server's clock says.

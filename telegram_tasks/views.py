@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema
 from rest_framework.request import Request
@@ -101,7 +102,7 @@ class PullView(ProviderView):
             OpenApiExample("leased", response_only=True, value=PULL_EXAMPLE),
         ],
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         data = self.parse(s.PullIn, request)
         result = services.tasks_pull(
             limit=data["limit"],
@@ -109,13 +110,16 @@ class PullView(ProviderView):
             accounts=data.get("accounts"),
             request_id=data.get("request_id"),
         )
-        # The service already shapes each task as TaskOut describes; serializing 1,000 of them
-        # again would cost more than the lease itself.
-        tasks = result.tasks
-        body: dict[str, Any] = {"ok": True, "tasks": tasks, "count": len(tasks)}
-        if result.replayed:
-            body["replayed"] = True
-        return Response(body)
+        return pull_response(result)
+
+
+def pull_response(result: services.PullResult) -> HttpResponse:
+    """The tasks as PostgreSQL wrote them (each already the JSON TaskOut describes), joined
+    into the answer: 1,000 of them are never decoded and encoded again."""
+    tasks = result.tasks_json
+    replayed = ',"replayed":true' if result.replayed else ""
+    body = f'{{"ok":true,"count":{len(tasks)}{replayed},"tasks":[{",".join(tasks)}]}}'
+    return HttpResponse(body.encode(), content_type="application/json")
 
 
 class ReportView(ProviderView):

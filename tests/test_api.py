@@ -12,7 +12,7 @@ from orders.models import Order
 from telegram_tasks import claims
 from telegram_tasks.claims import keys
 from telegram_tasks.models import TelegramAccount, TelegramTask
-from telegram_tasks.services import tasks_generate
+from telegram_tasks.services import tasks_generate, tasks_pull
 from tests.concurrency import run_concurrently
 from tests.factories import make_account, make_accounts, make_order
 
@@ -284,13 +284,27 @@ def test_not_yet_available_and_lapsed_reservations_are_not_handed_out(api):
     assert pull(api) == []
 
 
-def test_pull_rearms_the_locks_for_the_lease(api, redis_client, settings):
+def test_a_pulled_task_is_locked_past_its_lease_and_grace(api, redis_client, settings):
+    """Generation's reservation already covers any lease a pull within the reservation hands
+    out, and its grace: the pull re-arms nothing. A lapsed lease handed out again is re-armed
+    for its new lease."""
+    from telegram_tasks.services import settle
+
     generate(n_accounts=1, quantity=1)
     [_task] = pull(api)
     account = TelegramAccount.objects.get()
-    until = int(redis_client.hget(keys.lock(account.id, "view"), "until"))
-    leased_until = TelegramTask.objects.get().leased_until
-    assert until == int((leased_until + timedelta(seconds=120)).timestamp() * 1000)
+    task = TelegramTask.objects.get()
+
+    def lock_until():
+        return int(redis_client.hget(keys.lock(account.id, "view"), "until"))
+
+    assert lock_until() == int(settle.queued_lock_until(task.reserved_until).timestamp() * 1000)
+    assert lock_until() >= int((task.leased_until + timedelta(seconds=120)).timestamp() * 1000)
+    later = task.leased_until + timedelta(seconds=1)  # the lease ran out
+    [again] = tasks_pull(limit=10, now=later).tasks
+    task.refresh_from_db()
+    assert again["attempt"] == 1 and task.leased_until > later
+    assert lock_until() >= int((task.leased_until + timedelta(seconds=120)).timestamp() * 1000)
 
 
 def test_pull_filtered_by_accounts(api):
@@ -762,3 +776,56 @@ def test_sync_sets_tiers_and_reports_an_unknown_tier_per_item(api):
         "t1": "premium",
         "t3": "default",
     }
+
+
+# --- a Redis that lost its claim state (no marker): refused in the same round trip ------------
+
+
+def test_a_lost_claim_state_refuses_pulls_and_done_reports_and_changes_nothing(
+    api, redis_client, redis_prefix
+):
+    """No per-request ping: the pull's one Redis round trip asks for the marker (with the
+    re-arms of lapsed leases), a done report's COMMIT checks it itself (on a cluster, just
+    before). Both answer 503 and leave the ledger and Redis as they were."""
+    order = generate(n_accounts=2, quantity=2)
+    [first] = pull(api, limit=1)
+    redis_client.delete(f"{redis_prefix}:marker")
+    assert_error(post(api, "tasks/pull", {"limit": 5}), 503, "service_unavailable")
+    assert TelegramTask.objects.filter(status="queued").count() == 1
+    assert_error(report(api, first), 503, "service_unavailable")
+    task = TelegramTask.objects.get(pk=first["task_id"])
+    assert task.status == "leased"
+    account = task.telegram_account
+    today = claims.operations.local_day(timezone.now())
+    assert redis_client.get(keys.cap(account.id, "view", today)) is None
+    assert not redis_client.exists(keys.done(account.id, task.pk))
+    order.refresh_from_db()
+    assert order.remains == 2
+    claims.mark_state("back")
+    assert report(api, first).json()["status"] == "done"
+
+
+def test_a_pull_costs_one_statement_and_one_redis_round_trip(api, monkeypatch):
+    """The lease is one statement (in its transaction); the claim state and any re-arms are
+    one Redis round trip; nothing per task."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from redis.client import Pipeline, Redis
+    from redis.cluster import ClusterPipeline, RedisCluster
+
+    generate(n_accounts=5, quantity=5)
+    trips = []
+    for cls, name in ((Redis, "execute_command"), (Pipeline, "execute"),
+                      (RedisCluster, "execute_command"), (ClusterPipeline, "execute")):  # fmt: skip
+        real = getattr(cls, name)
+
+        def counted(self, *args, _real=real, _name=f"{cls.__name__}.{name}", **kwargs):
+            trips.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counted)
+    with CaptureQueriesContext(connection) as queries:
+        assert len(pull(api, limit=10)) == 5
+    on_tasks = [q["sql"][:60] for q in queries if "telegram_tasks" in q["sql"]]
+    assert len(on_tasks) == 1, on_tasks
+    assert len(trips) == 1, trips

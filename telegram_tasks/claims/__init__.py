@@ -47,7 +47,6 @@ from telegram_tasks.claims.coordination import (
 from telegram_tasks.claims.inspection import AccountState, ActionState, account_states
 from telegram_tasks.claims.operations import (
     Claim,
-    ClaimsStateLost,
     ExtendResult,
     Refusal,
     Restore,
@@ -76,6 +75,7 @@ from telegram_tasks.claims.operations import (
     set_heartbeat,
     state_present,
 )
+from telegram_tasks.claims.scripts import ClaimsStateLost
 from telegram_tasks.claims.selection import (
     AccountRef,
     Demand,

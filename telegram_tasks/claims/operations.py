@@ -12,10 +12,18 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 
 from telegram_tasks.claims import keys
-from telegram_tasks.claims.scripts import Call, connection, run_many
+from telegram_tasks.claims.scripts import (
+    Call,
+    connection,
+    is_cluster,
+    run_many,
+    state_lost,
+)
 from telegram_tasks.conf import DEFAULT_TIER, app_settings
 
 # Commit markers outlive any report retry; the ledger (task status) guards beyond that.
+# COMMIT's answer when it was given the marker key and the marker is gone.
+COMMIT_STATE_LOST = 2
 DONE_TTL_MS = 7 * 86400 * 1000
 # Cap counters live a little past the local midnight that ends their day.
 CAP_TTL_MARGIN_MS = 3600 * 1000
@@ -226,14 +234,33 @@ def _commit_call(claim: Claim, now: datetime) -> Call:
     )
 
 
-def commit_many_at(claims: Sequence[Claim], *, now: datetime) -> list[tuple[bool, datetime]]:
+def commit_many_at(
+    claims: Sequence[Claim], *, now: datetime, require_state: bool = False
+) -> list[tuple[bool, datetime]]:
     """COMMIT each claim: (committed now?, when it was committed). A repeated COMMIT of a task
-    changes nothing and tells when the first one happened (the moment the success counts)."""
-    results = run_many([_commit_call(c, now) for c in claims])
+    changes nothing and tells when the first one happened (the moment the success counts).
+
+    ``require_state``: nothing is counted into a Redis that lost its state (a rebuild's merge
+    would undo it); ClaimsStateLost instead. On a single Redis each COMMIT checks the marker
+    itself (one round trip); on a cluster the marker lives in another slot than the account's
+    keys, so it is asked first (two)."""
+    calls = [_commit_call(c, now) for c in claims]
+    if require_state:
+        if _cluster():
+            ensure_state()
+        else:
+            calls = [(name, [*keys_, keys.marker()], args) for name, keys_, args in calls]
+    results = run_many(calls)
+    if any(int(code) == COMMIT_STATE_LOST for code, _ in results):
+        raise state_lost()
     return [
         (int(code) == 0, datetime.fromtimestamp(int(at) / 1000, tz=now.tzinfo))
         for code, at in results
     ]
+
+
+def _cluster() -> bool:
+    return is_cluster(getattr(settings, "REDIS_URL", ""))
 
 
 def commit_many(claims: Sequence[Claim], *, now: datetime) -> list[bool]:
@@ -266,14 +293,22 @@ def rollback(claim: Claim) -> bool:
 
 
 def extend_many(
-    claims: Sequence[Claim], *, now: datetime, until: Sequence[datetime] | datetime
+    claims: Sequence[Claim],
+    *,
+    now: datetime,
+    until: Sequence[datetime] | datetime,
+    require_state: bool = False,
 ) -> list[ExtendResult]:
-    """Re-arm the locks of live tasks until ``until`` (never lowering a deadline)."""
+    """Re-arm the locks of live tasks until ``until`` (never lowering a deadline). With
+    ``require_state``, the same round trip makes sure the claim state is present (an EXTEND
+    on a lost state renews nothing, so asking alongside is enough)."""
     untils = [until] * len(claims) if isinstance(until, datetime) else list(until)
     calls = [
         ("extend", [keys.lock(c.account_id, c.action)], [c.token, ms(now), ms(u)])
         for c, u in zip(claims, untils, strict=True)
     ]
+    if require_state:
+        return [_EXTEND_CODES[int(r)] for r in run_many(calls, require=keys.marker())]
     return [_EXTEND_CODES[int(r)] for r in run_many(calls)]
 
 
@@ -303,11 +338,6 @@ def hold(account_id: int, *, now: datetime, seconds: float) -> datetime:
 # --- state marker, account flags and rebuild -----------------------------------------------------
 
 
-class ClaimsStateLost(RuntimeError):
-    """Redis answers but holds no claim state (flushed, restarted without persistence, or
-    another server): cooldowns, caps and locks would be wrong until ``rebuild_claims`` runs."""
-
-
 def state_present() -> bool:
     return bool(connection().exists(keys.marker()))
 
@@ -315,10 +345,7 @@ def state_present() -> bool:
 def ensure_state() -> None:
     """Raise ClaimsStateLost (or a RedisError when Redis is down) unless the state is there."""
     if not state_present():
-        raise ClaimsStateLost(
-            "Redis has lost the claim state (no marker key): run `manage.py rebuild_claims` "
-            "(housekeeping does it by itself within a minute)"
-        )
+        raise state_lost()
 
 
 def heartbeat(*, tz: Any = None) -> datetime | None:

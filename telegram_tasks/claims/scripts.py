@@ -25,6 +25,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 Call = tuple[str, Sequence[str], Sequence[Any]]  # (script name, keys, args)
+
+
+class ClaimsStateLost(RuntimeError):
+    """Redis answers but holds no claim state (flushed, restarted without persistence, or
+    another server): cooldowns, caps and locks would be wrong until ``rebuild_claims`` runs."""
+
+
+def state_lost() -> ClaimsStateLost:
+    return ClaimsStateLost(
+        "Redis has lost the claim state (no marker key): run `manage.py rebuild_claims` "
+        "(housekeeping does it by itself within a minute)"
+    )
+
+
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
@@ -64,19 +78,27 @@ def sha(name: str) -> str:
     return hashlib.sha1(source(name).encode()).hexdigest()  # noqa: S324 (Redis's script id)
 
 
-def run_many(calls: Sequence[Call]) -> list[Any]:
+def run_many(calls: Sequence[Call], *, require: str | None = None) -> list[Any]:
     """Run many script calls in one round trip per server (a non-transactional pipeline of
-    EVALSHA).
+    EVALSHA). With ``require`` (the marker key), the same round trip first asks whether the
+    claim state is present and raises ClaimsStateLost if not (the calls ran all the same: only
+    for calls whose effect on a lost state is harmless, like re-arming a lock).
 
     redis-py's pipeline would ask SCRIPT EXISTS before every execute; instead the SHAs are sent
     blind and, only if a server answers NOSCRIPT (a restart, a flush, a new primary), the
     scripts are loaded (on every primary of a cluster) and the calls that failed are sent again.
     Each script is atomic on its own; a batch is not.
     """
-    if not calls:
+    if not calls and require is None:
         return []
     conn = connection()
-    results = _send(conn, calls)
+    results = _send(conn, calls, require)
+    if require is not None:
+        present = results.pop(0)
+        if isinstance(present, Exception):
+            raise present
+        if not present:
+            raise state_lost()
     missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
     if missing:
         for name in {calls[i][0] for i in missing}:
@@ -89,8 +111,12 @@ def run_many(calls: Sequence[Call]) -> list[Any]:
     return results
 
 
-def _send(conn: Redis | RedisCluster, calls: Sequence[Call]) -> list[Any]:
+def _send(
+    conn: Redis | RedisCluster, calls: Sequence[Call], require: str | None = None
+) -> list[Any]:
     pipe = conn.pipeline(transaction=False)
+    if require is not None:
+        pipe.exists(require)
     if isinstance(conn, RedisCluster):
         # A cluster pipeline refuses evalsha(); sent as a plain command with the node that owns
         # the call's keys named, it goes there directly (no COMMAND GETKEYS round trip).

@@ -25,7 +25,7 @@ from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.models import OrderPassStats, TelegramTask, new_ulid
-from telegram_tasks.services import orders, sql
+from telegram_tasks.services import orders, settle, sql
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 
@@ -119,7 +119,8 @@ def order_slots(
 
 def _relax_commit() -> None:
     """A pass's commit need not wait for the WAL flush: if PostgreSQL crashes right after, the
-    lost tasks' reservations lapse at slot + RESERVE_LOCK_SECONDS and their orders, whose
+    lost tasks' reservations lapse by their deadline (``settle.queued_lock_until``) and their
+    orders, whose
     next_run_at rolled back with them, are generated again. Nothing is counted twice."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit = off")
@@ -268,7 +269,11 @@ def _generate_page(
                     stats.setdefault(s.order.pk, OrderStats()).starved += 1
                 continue
             demands = [
-                Demand(Target(s.order.link_hash, s.order.post_id), s.token, s.at + lock_for)
+                Demand(
+                    Target(s.order.link_hash, s.order.post_id),
+                    s.token,
+                    settle.queued_lock_until(s.at + lock_for),
+                )
                 for s in slots
             ]
             results = claims.select_accounts(
@@ -308,7 +313,7 @@ def _generate_page(
         )
     except BaseException:
         # The tasks were not stored: give their reservations back before the error goes on.
-        # (A crash of the process itself leaves them to lapse at slot + RESERVE_LOCK_SECONDS.)
+        # (A crash of the process itself leaves them to lapse by their deadline.)
         claims.rollback_many(
             [
                 Claim(

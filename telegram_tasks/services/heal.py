@@ -22,7 +22,7 @@ from django.db import transaction
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
-from telegram_tasks.models import ClaimsCheckpoint, ExecutionMode
+from telegram_tasks.models import ClaimsCheckpoint
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.rebuild import (
     Restores,
@@ -104,12 +104,7 @@ def claims_heal(*, now: datetime) -> HealSummary:
 def _end_lock_conflicts(*, since: datetime, now: datetime) -> int:
     """A queued task whose lost lock another live task took while it was missing cannot run
     beside it: it ends (``lock_lost``); the other keeps the account."""
-    rows = sql.fetch(
-        f"SELECT {settle.CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
-        f"WHERE status = {sql.QUEUED} AND available_at > %s AND execution_mode = ANY(%s) "
-        "AND telegram_account_id IS NOT NULL",
-        [since, [m.value for m in ExecutionMode]],
-    )
+    rows = sql.fetch(sql.queued_since(settle.CLAIM_COLUMNS), {"since": since})
     if not rows:
         return 0
     holders = claims.lock_holders([(r["telegram_account_id"], r["action"]) for r in rows])

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
 from telegram_tasks.services import settle, sql
@@ -41,7 +40,6 @@ def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]
     sql.check_batch(leases, most=app_settings.REPORT_MAX_BATCH, what="leases")
     if not leases:
         return []
-    claims.ping()
     rows = json.dumps(
         [
             {"id": r.task_id, "lease": r.lease_id, "s": r.seconds or app_settings.LEASE_SECONDS}
@@ -91,7 +89,6 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
     sql.check_batch(leases, most=app_settings.REPORT_MAX_BATCH, what="leases")
     if not leases:
         return []
-    claims.ping()
     until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     wanted = {r.task_id: r.lease_id for r in leases}
     with transaction.atomic():
@@ -120,7 +117,7 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
             """,  # noqa: S608
             {"ids": [r["id"] for r in others], "now": now, "until": until},
         )
-        released = settle.rearm(released, until=until, now=now)
+        released = settle.rearm(released, until=settle.queued_lock_until(until), now=now)
     return _in_order(leases, {r["id"]: LeaseOut(r["id"]) for r in [*released, *ended]})
 
 

@@ -79,7 +79,7 @@ def memberships_unsubscribe_due(*, now: datetime, most: int) -> UnsubscribeSumma
             Claim(m["account_id"], action, Target(m["link_hash"], None), token, m["tier"])
             for m, token in zip(due, tokens, strict=True)
         ]
-        refusals = claims.reserve_many(wanted, now=now, until=until)
+        refusals = claims.reserve_many(wanted, now=now, until=settle.queued_lock_until(until))
         reserved = [
             (m, token)
             for m, token, refusal in zip(due, tokens, refusals, strict=True)

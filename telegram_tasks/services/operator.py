@@ -70,7 +70,8 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
         if not rows:
             return 0, 0
         runnable, _ = settle.fail_blocked(rows, now=now)
-        ok = [r["id"] for r in settle.rearm(runnable, until=until, now=now)]
+        lock_until = settle.queued_lock_until(until)
+        ok = [r["id"] for r in settle.rearm(runnable, until=lock_until, now=now)]
         if ok:
             sql.fetch(
                 f"""

@@ -187,7 +187,7 @@ def apply_retry(items: list[Item], plans: dict[str, failures.Plan], now: datetim
     )
     if requeued:
         claims_ = [settle.claim_of(r) for r in requeued]
-        untils = [r["reserved_until"] for r in requeued]
+        untils = [settle.queued_lock_until(r["reserved_until"]) for r in requeued]
         settle.after_commit(lambda: claims.extend_many(claims_, now=now, until=untils))
         _apply_holds(requeued, plans, now)
     return {r["id"] for r in requeued}

@@ -8,9 +8,9 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from redis.exceptions import RedisError
@@ -18,61 +18,90 @@ from redis.exceptions import RedisError
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import TaskConflict
+from telegram_tasks.failures import Reason
 from telegram_tasks.models import ExecutionMode, new_ulid
 from telegram_tasks.services import settle, sql
 
 
 @dataclass
 class PullResult:
-    tasks: list[dict[str, Any]]
+    """The leased tasks as the provider receives them: one JSON object each, built by
+    PostgreSQL in the leasing statement (``tasks_json``), never decoded on the way out."""
+
+    tasks_json: list[str]
     replayed: bool = False
 
-
-def task_out(row: dict[str, Any]) -> dict[str, Any]:
-    """A leased task as the provider receives it."""
-    return {
-        "task_id": row["id"],
-        "order_id": row["order_id"],
-        "action": row["action"],
-        "link": row["link"],
-        "account": {"provider_account_id": row["provider_account_id"], "phone": row["phone"]},
-        "per_call": row["per_call"],
-        "post_id": row["post_id"],
-        "link_hash": row["link_hash"],
-        "attempt": row["attempt"],
-        "leased_until": row["leased_until"],
-        "lease_id": row["lease_id"],
-    }
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        """The same tasks decoded (for callers in Python: push, tests, tools)."""
+        return [json.loads(t) for t in self.tasks_json]
 
 
-# What a pull returns: the snapshot's fields read out in SQL, so no payload is decoded in Python.
+def task_json_sql(leased_until: str) -> str:
+    """A leased task as the provider receives it, as JSON text built in SQL (``t``: the task;
+    ``leased_until``: an SQL expression of the lease's end as the API prints it)."""
+    return f"""json_build_object(
+        'task_id', t.id, 'order_id', t.order_id, 'action', t.action,
+        'link', t.payload->'link',
+        'account', json_build_object(
+            'provider_account_id', t.payload->'account'->'provider_account_id',
+            'phone', t.payload->'account'->'phone'),
+        'per_call', t.per_call, 'post_id', t.payload->'post_id', 'link_hash', t.link_hash,
+        'attempt', t.attempt, 'leased_until', {leased_until}, 'lease_id', t.lease_id
+    )::text"""
+
+
+# The API's form of a moment (UTC, ISO 8601, microseconds).
+API_TIME = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+# What a pull returns per task: its id, whether it is a lapsed lease handed out again (its
+# lock needs re-arming: a queued task's lock already covers the lease, see
+# ``settle.queued_lock_until``), whether it was not handed out because its reservation lapsed,
+# its JSON, and its claim (for re-arming).
 RETURNING = (
+    "t.id, picked.relet, FALSE AS lapsed, "
+    + task_json_sql("%(until_text)s")
+    + ", t.telegram_account_id, t.action, t.link_hash, (t.payload->>'post_id')::bigint, "
+    "t.payload->'account'->>'tier'"
+)
+LAPSED = (
+    "SELECT id, FALSE, TRUE, NULL::text, NULL::bigint, NULL::varchar, NULL::varchar, "
+    "NULL::bigint, NULL::text FROM picked WHERE lapsed"
+)
+
+# The same statement returning the plain columns (the benchmark's baseline: the lease alone).
+BARE_RETURNING = (
     "t.id, t.order_id, t.action, t.link_hash, t.telegram_account_id, t.attempt, "
-    # As the API renders it (UTC, ISO 8601): parsed into a datetime only to be printed again.
-    """to_char(t.leased_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') """
-    "AS leased_until, "
-    "t.lease_id, t.per_call, t.payload->>'link' AS link, "
+    "t.leased_until, t.lease_id, t.per_call, t.payload->>'link' AS link, "
     "(t.payload->>'post_id')::bigint AS post_id, "
     "t.payload->'account'->>'provider_account_id' AS provider_account_id, "
-    "t.payload->'account'->>'phone' AS phone, "
-    "t.payload->'account'->>'tier' AS tier"
+    "t.payload->'account'->>'phone' AS phone, t.payload->'account'->>'tier' AS tier"
 )
 
 
 @cache
-def lease_sql(*, by_accounts: bool = False, mode: str = ExecutionMode.PULL) -> str:
+def lease_sql(
+    *, by_accounts: bool = False, mode: str = ExecutionMode.PULL, bare: bool = False
+) -> str:
     """One statement leases a batch: pick with SKIP LOCKED (concurrent pulls skip each other's
     rows), lease, return everything the response needs (the payload snapshot: no per-task
     query). Leases that ran out (with hand-outs left, not abandoned) first, then queued tasks
-    due and still reserved, oldest first — two index range scans (the partial indexes of
-    ``leased`` and ``queued`` tasks; with ``by_accounts``, the one by account), never a sort of
-    the backlog. Only tasks that may run now: order active and not paused, account active and
-    not held; only tasks of ``mode`` (a pull never hands out a push task, nor the dispatcher
-    a pull task). A push task whose last dispatch never reached the provider is the same
-    hand-out again: its lease_id is kept and no attempt is counted."""
+    due, oldest first — two ordered index range scans that stop at the LIMIT (the partial
+    indexes of ``leased`` and ``queued`` tasks; with ``by_accounts``, the one by account),
+    never a sort of the backlog. Only tasks that may run now: order active and not paused,
+    account active and not held; only tasks of ``mode`` (a pull never hands out a push task,
+    nor the dispatcher a pull task). A push task whose last dispatch never reached the
+    provider is the same hand-out again: its lease_id is kept and no attempt is counted.
+
+    A queued task whose reservation lapsed is never handed out: it is picked (and locked) in
+    its place in the queue but left as it is, and returned as ``lapsed`` for the caller to
+    expire. (Filtering it out in the queue's WHERE would let the planner, misled by
+    statistics of a table that is mostly history, read and sort the whole queue instead.)"""
     accounts = "AND t.provider_account_id = ANY(%(accounts)s)" if by_accounts else ""
     accounts += f" AND t.execution_mode = {sql.literal(mode)}"
     runnable = settle.runnable_sql("t")
+    returning = BARE_RETURNING if bare else RETURNING
+    lapsed = "" if bare else f"UNION ALL {LAPSED}"
     return f"""
     WITH expired AS (
         SELECT t.id FROM {sql.TASKS} AS t
@@ -83,24 +112,29 @@ def lease_sql(*, by_accounts: bool = False, mode: str = ExecutionMode.PULL) -> s
         LIMIT %(limit)s
         FOR UPDATE OF t SKIP LOCKED
     ), queued AS (
-        SELECT t.id FROM {sql.TASKS} AS t
-        WHERE t.status = {sql.QUEUED} AND t.available_at <= %(now)s
-          AND t.reserved_until > %(now)s {accounts} AND {runnable}
+        SELECT t.id, t.reserved_until <= %(now)s AS lapsed FROM {sql.TASKS} AS t
+        WHERE t.status = {sql.QUEUED} AND t.available_at <= %(now)s {accounts} AND {runnable}
         ORDER BY t.available_at, t.id
-        LIMIT %(limit)s - (SELECT count(*) FROM expired)
+        LIMIT %(limit)s
         FOR UPDATE OF t SKIP LOCKED
     ), picked AS (
-        SELECT id FROM expired UNION ALL SELECT id FROM queued
+        -- Read lazily: the queue gives (and locks) only the rows the lapsed leases left room
+        -- for. (Its own LIMIT is a constant, so the planner prices the scan that stops early.)
+        (SELECT id, TRUE AS relet, FALSE AS lapsed FROM expired
+         UNION ALL SELECT id, FALSE, lapsed FROM queued)
+        LIMIT %(limit)s
+    ), leased AS (
+        UPDATE {sql.TASKS} AS t
+        SET status = {sql.LEASED},
+            attempt = CASE WHEN t.redeliver THEN t.attempt
+                           WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
+            lease_id = CASE WHEN t.redeliver THEN t.lease_id ELSE %(lease_id)s END,
+            redeliver = FALSE, leased_at = %(now)s, leased_until = %(until)s,
+            updated_at = %(now)s
+        FROM picked WHERE t.id = picked.id AND NOT picked.lapsed
+        RETURNING {returning}
     )
-    UPDATE {sql.TASKS} AS t
-    SET status = {sql.LEASED},
-        attempt = CASE WHEN t.redeliver THEN t.attempt
-                       WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
-        lease_id = CASE WHEN t.redeliver THEN t.lease_id ELSE %(lease_id)s END,
-        redeliver = FALSE, leased_at = %(now)s, leased_until = %(until)s,
-        updated_at = %(now)s
-    FROM picked WHERE t.id = picked.id
-    RETURNING {RETURNING}
+    SELECT * FROM leased {lapsed}
     """  # noqa: S608
 
 
@@ -108,9 +142,11 @@ def lease_params(
     *, limit: int, now: datetime, accounts: Sequence[str] | None, lease_id: str
 ) -> dict[str, Any]:
     """The parameters of ``lease_sql`` (shared with the pull benchmark's baseline)."""
+    until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
     return {
         "now": now,
-        "until": now + timedelta(seconds=app_settings.LEASE_SECONDS),
+        "until": until,
+        "until_text": api_time(until),
         "limit": limit,
         "lease_id": lease_id,
         "max_attempts": app_settings.MAX_ATTEMPTS,
@@ -118,6 +154,11 @@ def lease_params(
         "abandoned": now - settle.grace(),
         "accounts": None if accounts is None else list(accounts),
     }
+
+
+def api_time(moment: datetime) -> str:
+    """A moment as the API prints it (what ``API_TIME`` prints in SQL)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def replay_fingerprint(limit: int, accounts: Sequence[str] | None) -> str:
@@ -135,7 +176,6 @@ def tasks_pull(
 ) -> PullResult:
     """Lease up to ``limit`` tasks: queued ones that are due and still reserved, and leases
     that ran out (with hand-outs left), oldest first. Two pulls never get the same task."""
-    claims.ping()
     if request_id:
         fingerprint = replay_fingerprint(limit, accounts)
         replay = claims.pull_replay_begin(
@@ -153,61 +193,82 @@ def tasks_pull(
                     {"request_id": request_id},
                     code="request_id_reused",
                 )
-            return PullResult(tasks=_replayed(replay, now=now), replayed=True)
+            return PullResult(_replayed(replay, now=now), replayed=True)
+    lease_id = new_ulid()
     try:
-        tasks = _lease(limit=limit, now=now, accounts=accounts)
+        tasks = lease_tasks(
+            limit=limit, now=now, accounts=accounts, mode=ExecutionMode.PULL, lease_id=lease_id
+        )
     except BaseException:
         if request_id:
             claims.pull_replay_forget(request_id)
         raise
     if request_id:
-        lease_id = tasks[0]["lease_id"] if tasks else None
         try:
             claims.pull_replay_store(
                 request_id,
-                {"fp": fingerprint, "lease_id": lease_id, "ids": [t["task_id"] for t in tasks]},
+                {"fp": fingerprint, "lease_id": lease_id, "ids": [t.id for t in tasks]},
                 ttl=app_settings.PULL_REPLAY_SECONDS,
             )
         except RedisError:
             # The tasks are leased: hand them out; only a replay of this pull is lost.
             with contextlib.suppress(RedisError):
                 claims.pull_replay_forget(request_id)
-    return PullResult(tasks=tasks)
+    return PullResult([t.json for t in tasks])
 
 
-def _lease(*, limit: int, now: datetime, accounts: Sequence[str] | None) -> list[dict[str, Any]]:
-    return lease_tasks(limit=limit, now=now, accounts=accounts, mode=ExecutionMode.PULL)
+class Leased(NamedTuple):
+    id: str
+    json: str  # the task as the provider receives it
 
 
 def lease_tasks(
-    *, limit: int, now: datetime, accounts: Sequence[str] | None = None, mode: str
-) -> list[dict[str, Any]]:
-    """Lease up to ``limit`` tasks of ``mode`` in one statement and re-arm their locks in the
-    same transaction; the tasks as the provider receives them (pull's answer, push's body)."""
-    params = lease_params(limit=limit, now=now, accounts=accounts, lease_id=new_ulid())
+    *,
+    limit: int,
+    now: datetime,
+    accounts: Sequence[str] | None = None,
+    mode: str,
+    lease_id: str | None = None,
+) -> list[Leased]:
+    """Lease up to ``limit`` tasks of ``mode`` in one statement, in id order; pull's answer and
+    push's bodies. One round trip to Redis in the same transaction: the claim state must be
+    present (a Redis that lost it answers 503 until rebuilt), and the locks of lapsed leases
+    handed out again are re-armed (a queued task's lock already covers its lease)."""
+    params = lease_params(limit=limit, now=now, accounts=accounts, lease_id=lease_id or new_ulid())
     with transaction.atomic():
-        rows = sql.fetch(lease_sql(by_accounts=accounts is not None, mode=mode), params)
-        if not rows:
-            return []
-        # Re-arming checks eligibility against Redis: a Redis that lost its state (flushed,
-        # restarted empty) would say yes to anything. Refuse (503, the lease rolls back) until
-        # rebuild_claims has run.
-        claims.ensure_state()
-        rows.sort(key=lambda r: r["id"])
-        rows = settle.rearm(rows, until=params["until"] + settle.grace(), now=now)
-    return [task_out(r) for r in rows]
+        rows = sql.rows(lease_sql(by_accounts=accounts is not None, mode=mode), params)
+        lapsed = [r[0] for r in rows if r[2]]
+        if lapsed:
+            settle.end_tasks(
+                where="id = ANY(%(ids)s)", params={"ids": lapsed}, reason=Reason.EXPIRED, now=now
+            )
+        rows = [r for r in rows if not r[2]]
+        relet = [
+            {"id": r[0], "telegram_account_id": r[4], "action": r[5], "link_hash": r[6],
+             "post_id": r[7], "tier": r[8]}
+            for r in rows if r[1]
+        ]  # fmt: skip
+        lost: set[str] = set()
+        if relet:
+            until = params["until"] + settle.grace()
+            kept = settle.rearm(relet, until=until, now=now, require_state=True)
+            lost = {r["id"] for r in relet} - {r["id"] for r in kept}
+        else:
+            claims.ensure_state()
+    return sorted(Leased(r[0], r[3]) for r in rows if r[0] not in lost)
 
 
-def _replayed(replay: dict[str, Any], *, now: datetime) -> list[dict[str, Any]]:
+def _replayed(replay: dict[str, Any], *, now: datetime) -> list[str]:
     """What the first pull with this request_id leased, as far as it is still that pull's: the
     same hand-out (lease_id), still leased, its lease not run out. A lease that ran out may be
     another puller's by now; it is never returned."""
     if not replay.get("ids"):
         return []
-    rows = sql.fetch(
-        f"SELECT {RETURNING} FROM {sql.TASKS} AS t "  # noqa: S608
+    rows = sql.rows(
+        f"SELECT {task_json_sql(API_TIME.format('t.leased_until'))} "  # noqa: S608
+        f"FROM {sql.TASKS} AS t "
         f"WHERE t.id = ANY(%s) AND t.lease_id = %s AND t.status = {sql.LEASED} "
         "AND t.leased_until > %s ORDER BY t.id",
         [replay["ids"], replay["lease_id"], now],
     )
-    return [task_out(r) for r in rows]
+    return [r[0] for r in rows]

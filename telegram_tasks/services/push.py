@@ -100,7 +100,7 @@ def tasks_push(
         return summary
     # Half-open: one probe tells whether the provider is back.
     most = 1 if gate.state == "half" else (limit or app_settings.PUSH_BATCH)
-    tasks = lease_tasks(limit=most, now=now, mode=ExecutionMode.PUSH)
+    tasks = [json.loads(t.json) for t in lease_tasks(limit=most, now=now, mode=ExecutionMode.PUSH)]
     summary.leased = len(tasks)
     if not tasks:  # (half-open with nothing to send: the next pass probes)
         summary.seconds = clock() - started
@@ -196,7 +196,6 @@ def push_retry_later(
     can no longer run it ends instead, and one that never reached the provider in
     PUSH_MAX_RETRIES sends fails (``push_unreachable``)."""
     grace = settle.grace()
-    lease = timedelta(seconds=app_settings.LEASE_SECONDS)
     with transaction.atomic():
         rows = sql.fetch(
             f"SELECT {settle.CLAIM_COLUMNS}, dispatch_errors FROM {sql.TASKS} "  # noqa: S608
@@ -240,9 +239,10 @@ def push_retry_later(
             """,  # noqa: S608
             {"rows": json.dumps(plan), "now": now},
         )
-        # Reservations stay armed while a task waits for dispatch: to the end of its window
-        # and the lease it will get.
-        settle.rearm(requeued, until=[r["reserved_until"] + lease for r in requeued], now=now)
+        # Reservations stay armed while a task waits for dispatch, and past it for the lease it
+        # will get.
+        untils = [settle.queued_lock_until(r["reserved_until"]) for r in requeued]
+        settle.rearm(requeued, until=untils, now=now)
     return requeued
 
 

@@ -16,8 +16,8 @@ from telegram_tasks import claims
 from telegram_tasks.claims import Restore, keys
 from telegram_tasks.claims.operations import CAP_TTL_MARGIN_MS, local_day, ms, next_local_midnight
 from telegram_tasks.conf import app_settings
-from telegram_tasks.models import ClaimsCheckpoint, ExecutionMode
-from telegram_tasks.services import sql
+from telegram_tasks.models import ClaimsCheckpoint
+from telegram_tasks.services import settle, sql
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +138,13 @@ def restore_cooldowns(per_account: Restores, *, since: datetime, now: datetime) 
     """Cooldowns of the successes since ``since`` that are still running (larger wins)."""
     n = 0
     now_ms = ms(now)
+    # The tier looked up per group by key: a join would read every account.
     for account, tier, action, last in sql.rows(
-        f"SELECT t.telegram_account_id, a.tier, t.action, max(t.finished_at) "  # noqa: S608
-        f"FROM {sql.TASKS} AS t JOIN {sql.ACCOUNTS} AS a ON a.id = t.telegram_account_id "
-        f"WHERE t.status = {sql.DONE} AND t.finished_at > %s GROUP BY 1, 2, 3",
+        f"SELECT s.account, (SELECT a.tier FROM {sql.ACCOUNTS} AS a WHERE a.id = s.account), "  # noqa: S608
+        "s.action, s.last FROM ("
+        "SELECT telegram_account_id AS account, action, max(finished_at) AS last "
+        f"FROM {sql.TASKS} WHERE status = {sql.DONE} AND finished_at > %s "
+        "AND telegram_account_id IS NOT NULL GROUP BY 1, 2) AS s",
         [since],
     ):
         if action not in app_settings.ACTIONS:
@@ -235,12 +238,17 @@ def restore_account_limits(
     cap_ttl = ms(next_local_midnight(now)) - now_ms + CAP_TTL_MARGIN_MS
     for account, tier, last, today in sql.rows(
         f"""
-        SELECT t.telegram_account_id, a.tier, max(t.finished_at),
-               count(*) FILTER (WHERE t.finished_at >= %(midnight)s)
-        FROM {sql.TASKS} AS t JOIN {sql.ACCOUNTS} AS a ON a.id = t.telegram_account_id
-        WHERE t.status = {sql.DONE} AND t.finished_at > LEAST(%(since)s, %(midnight)s)
-          AND (%(accounts)s::bigint[] IS NULL OR t.telegram_account_id = ANY(%(accounts)s))
-        GROUP BY 1, 2
+        SELECT s.account, (SELECT a.tier FROM {sql.ACCOUNTS} AS a WHERE a.id = s.account),
+               s.last, s.today
+        FROM (
+            SELECT t.telegram_account_id AS account, max(t.finished_at) AS last,
+                   count(*) FILTER (WHERE t.finished_at >= %(midnight)s) AS today
+            FROM {sql.TASKS} AS t
+            WHERE t.status = {sql.DONE} AND t.finished_at > LEAST(%(since)s, %(midnight)s)
+              AND t.telegram_account_id IS NOT NULL
+              AND (%(accounts)s::bigint[] IS NULL OR t.telegram_account_id = ANY(%(accounts)s))
+            GROUP BY 1
+        ) AS s
         """,  # noqa: S608
         {"since": since, "midnight": midnight, "accounts": accounts},
     ):
@@ -300,22 +308,19 @@ def restore_locks(
     n = 0
     now_ms = ms(now)
     grace_ms = app_settings.RESERVE_LOCK_SECONDS * 1000
+    columns = "id, telegram_account_id, action, status, reserved_until, leased_until"
     if queued_since is None:
-        where, params = f"status IN {sql.LIVE}", []
-    else:  # by mode: each queue's partial index
-        where = f"status = {sql.QUEUED} AND available_at > %s AND execution_mode = ANY(%s)"
-        params = [queued_since, [m.value for m in ExecutionMode]]
+        query = (
+            f"SELECT {columns} FROM {sql.TASKS} "  # noqa: S608
+            f"WHERE status IN {sql.LIVE} AND telegram_account_id IS NOT NULL"
+        )
+    else:
+        query = sql.queued_since(columns)
     for task_id, account, action, status, reserved_until, leased_until in sql.rows(
-        f"""
-        SELECT id, telegram_account_id, action, status, reserved_until, leased_until
-        FROM {sql.TASKS}
-        WHERE {where} AND telegram_account_id IS NOT NULL
-        ORDER BY id
-        """,  # noqa: S608
-        params,
+        query + " ORDER BY id", {"since": queued_since}
     ):
         if status == sql.S.QUEUED:
-            until = ms(reserved_until) if reserved_until else 0
+            until = ms(settle.queued_lock_until(reserved_until)) if reserved_until else 0
         else:
             # A lapsed lease waiting to be pulled again keeps its account too.
             until = max(ms(leased_until) if leased_until else 0, now_ms) + grace_ms

@@ -83,7 +83,6 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
     outs = [ReportOut(task_id=r.task_id) for r in reports]
     if not reports:
         return outs
-    claims.ping()
     ids = sorted({r.task_id for r in reports})
     with transaction.atomic():
         # The batch's tasks are locked (in id order, so two batches never deadlock) from this
@@ -102,17 +101,18 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
         committed_at: dict[str, datetime] = {}
         if batch.done:
             # A Redis that lost its state must be rebuilt first: counting into it now would
-            # be undone by the rebuild's merge.
-            claims.ensure_state()
+            # be undone by the rebuild's merge (the COMMITs refuse, in the same round trip).
             results = claims.commit_many_at(
-                [settle.claim_of(row) for _, row, _ in batch.done], now=now
+                [settle.claim_of(row) for _, row, _ in batch.done], now=now, require_state=True
             )
             committed_at = {
                 r.task_id: at for (r, _, _), (_, at) in zip(batch.done, results, strict=True)
             }
         done = [(r.task_id, committed_at[r.task_id], outcomes.result_json(r), r.provider_task_id)
                 for r, _, _ in batch.done]  # fmt: skip
-        finished = settle.mark_done(done, now=now)
+        finished = settle.mark_done(
+            done, now=now, order_ids={row["order_id"] for _, row, _ in batch.done}
+        )
         finished |= outcomes.apply_failed(batch.failed, batch.plans, now)
         finished |= outcomes.apply_retry(batch.retry, batch.plans, now)
         finished |= outcomes.apply_pending(batch.pending, now)

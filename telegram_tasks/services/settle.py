@@ -46,15 +46,18 @@ def claim_of(row: dict[str, Any]) -> Claim:
 def runnable_sql(alias: str = "t") -> str:
     """SQL that holds for a task that may be handed out now: its order active and not paused
     (an automatic unsubscribe runs whatever its order's state), its account active and not
-    held (``%(now)s`` is the moment)."""
+    held (``%(now)s`` is the moment).
+
+    Scalar subqueries, not EXISTS: the planner cannot turn them into joins, so a queue read
+    stays an ordered index scan that stops at its LIMIT, checking each task it meets by key
+    (a join would read the whole queue, and every account, before sorting)."""
     o = sql.order_table()
     return (
-        f"({alias}.membership_id IS NOT NULL OR EXISTS (SELECT 1 FROM {o.table} AS o "  # noqa: S608
-        f"WHERE o.{o.pk} = {alias}.order_id "
-        f"AND o.{o['status']} IN {sql.literals(orders.active_statuses())} "
-        f"AND o.{o['paused_at']} IS NULL)) "
-        f"AND EXISTS (SELECT 1 FROM {sql.ACCOUNTS} AS a WHERE a.id = {alias}.telegram_account_id "
-        "AND a.is_active AND (a.held_until IS NULL OR a.held_until <= %(now)s))"
+        f"({alias}.membership_id IS NOT NULL OR (SELECT "  # noqa: S608
+        f"o.{o['status']} IN {sql.literals(orders.active_statuses())} "
+        f"AND o.{o['paused_at']} IS NULL FROM {o.table} AS o WHERE o.{o.pk} = {alias}.order_id)) "
+        "AND (SELECT a.is_active AND (a.held_until IS NULL OR a.held_until <= %(now)s) "
+        f"FROM {sql.ACCOUNTS} AS a WHERE a.id = {alias}.telegram_account_id)"
     )
 
 
@@ -112,6 +115,15 @@ def grace() -> timedelta:
     """A hand-out's lock outlives its lease by this much, so a report a little late still finds
     its account locked, and a lapsed lease is re-leased before anyone else takes the account."""
     return timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+
+
+def queued_lock_until(reserved_until: datetime) -> datetime:
+    """How long a queued task's lock is held: a lease and its grace past the reservation, so a
+    pull at any moment of the reservation hands it out under a lock that already outlasts the
+    lease (nothing to re-arm). Every path that queues a task reserves or re-arms its lock until
+    this; a task that is never pulled gives its lock back when housekeeping expires it, at the
+    end of its reservation."""
+    return reserved_until + timedelta(seconds=app_settings.LEASE_SECONDS) + grace()
 
 
 def after_commit(effect: Callable[[], Any]) -> None:
@@ -189,18 +201,26 @@ def fail_rows(ids: Sequence[str], *, reason: str, now: datetime) -> list[dict[st
 
 
 def rearm(
-    rows: list[dict[str, Any]], *, until: Sequence[datetime] | datetime, now: datetime
+    rows: list[dict[str, Any]],
+    *,
+    until: Sequence[datetime] | datetime,
+    now: datetime,
+    require_state: bool = False,
 ) -> list[dict[str, Any]]:
     """Re-arm live tasks' locks (one pipeline of RESERVE with each task's own token: a lock
     it holds is renewed, one that lapsed is taken again only if the account is still eligible).
     Returns the rows re-armed. Tasks whose COMMIT already happened are settled as done; tasks
-    whose account went to another task cannot run safely any more and fail (``lock_lost``)."""
+    whose account went to another task cannot run safely any more and fail (``lock_lost``).
+    ``require_state``: ClaimsStateLost unless the claim state is present (asked in the same
+    round trip)."""
     if not rows:
+        if require_state:
+            claims.ensure_state()
         return []
     untils = [until] * len(rows) if isinstance(until, datetime) else list(until)
     claims_ = [claim_of(r) for r in rows]
     # Most locks are still held: a one-key EXTEND renews them; only the others need RESERVE.
-    extended = claims.extend_many(claims_, now=now, until=untils)
+    extended = claims.extend_many(claims_, now=now, until=untils, require_state=require_state)
     kept = [r for r, e in zip(rows, extended, strict=True) if e is ExtendResult.REARMED]
     # Not held any more (lapsed, or taken by another task): RESERVE says whether the task
     # already succeeded (COMMIT released its lock), can take it back, or has lost it.
@@ -237,7 +257,10 @@ def settle_committed(*, rows: Sequence[dict[str, Any]], now: datetime) -> set[st
 
 
 def mark_done(
-    done: Sequence[tuple[str, datetime, str | None, str | None]], *, now: datetime
+    done: Sequence[tuple[str, datetime, str | None, str | None]],
+    *,
+    now: datetime,
+    order_ids: set[int] | None = None,
 ) -> set[str]:
     """Mark tasks done — (task id, when COMMIT counted it, result JSON, provider_task_id) — and
     take their units off their orders; returns the ids this call finished.
@@ -245,10 +268,15 @@ def mark_done(
     ``finished_at`` is when COMMIT first counted the success (a retried report keeps it), so
     the ledger's times are the ones cooldowns were measured from. The status guard lets one
     call per task through, and only that one counts its units (never below zero).
+    ``order_ids``: the tasks' orders, when the caller knows them.
     """
     if not done:
         return set()
-    orders.lock_orders_of_tasks([d[0] for d in done])
+    if order_ids is None or len(order_ids) > 1:
+        # Several orders: locked in id order first, so two batches never deadlock on them. (The
+        # one order of a batch is locked by the statement's own update, after the tasks: the
+        # order every path follows.)
+        orders.lock_orders_of_tasks([d[0] for d in done])
     deliver, deliver_params = orders.deliver_cte("delivered")
     o = sql.order_table()
     rows = json.dumps(

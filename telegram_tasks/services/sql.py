@@ -15,6 +15,7 @@ from django.db import connection
 from telegram_tasks.conf import get_order_model
 from telegram_tasks.exceptions import BatchTooLarge
 from telegram_tasks.models import (
+    ExecutionMode,
     Membership,
     OneShot,
     OrderPassStats,
@@ -138,3 +139,14 @@ def check_batch(items: Sequence[Any], *, most: int, what: str) -> None:
         raise BatchTooLarge(
             f"{what}: at most {most} items per request", {"max": most, "got": len(items)}
         )
+
+
+def queued_since(columns: str) -> str:
+    """Queued tasks due after ``%(since)s`` (with an account), one query per queue, each on
+    that queue's partial index (a list of modes would match neither)."""
+    return " UNION ALL ".join(
+        f"(SELECT {columns} FROM {TASKS} WHERE status = {QUEUED} "  # noqa: S608
+        f"AND execution_mode = {literal(mode)} AND available_at > %(since)s "
+        "AND telegram_account_id IS NOT NULL)"
+        for mode in ExecutionMode
+    )

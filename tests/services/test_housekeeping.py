@@ -16,7 +16,7 @@ from telegram_tasks.services import (
     tasks_pull,
     tasks_report,
 )
-from tests.factories import make_account, make_order
+from tests.factories import make_account, make_accounts, make_order
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -49,11 +49,20 @@ def test_queued_task_whose_reservation_lapsed_expires(redis_client, redis_prefix
     assert tasks_generate(limit=10, now=T0 + timedelta(seconds=121)).created == 1
 
 
-def test_pull_never_hands_out_a_task_whose_reservation_lapsed():
-    make_account()
-    make_order(action="view", quantity=1)
+def test_pull_never_hands_out_a_task_whose_reservation_lapsed(redis_client, redis_prefix):
+    """It meets it in its place in the queue and expires it there (as housekeeping would), its
+    lock given back once that is committed; the tasks behind it are handed out."""
+    make_accounts(2)
+    make_order(action="view", link="t.me/durov/1", quantity=1)
     tasks_generate(limit=10, now=T0)
-    assert tasks_pull(limit=10, now=T0 + timedelta(seconds=121)).tasks == []
+    make_order(action="view", link="t.me/durov/2", quantity=1)
+    tasks_generate(limit=10, now=T0 + timedelta(seconds=100))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        pulled = tasks_pull(limit=10, now=T0 + timedelta(seconds=121)).tasks
+    assert [t["post_id"] for t in pulled] == [2]
+    lapsed = TelegramTask.objects.get(order__post_id=1)
+    assert (lapsed.status, lapsed.failure_reason) == ("failed", "expired")
+    assert set(locks(redis_client, redis_prefix).values()) == {pulled[0]["task_id"]}
 
 
 def test_attempts_exhausted_keeps_the_last_error(settings, redis_client, redis_prefix):

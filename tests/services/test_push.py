@@ -210,7 +210,7 @@ def test_transport_failures_of_a_paused_order_end_its_task_and_are_capped(provid
     # Leased (dispatching) when the operator pauses it: the failed send ends it.
     from telegram_tasks.services.pull import lease_tasks
 
-    [task] = lease_tasks(limit=10, now=timezone.now(), mode="push")
+    [task] = [json.loads(t.json) for t in lease_tasks(limit=10, now=timezone.now(), mode="push")]
     orders_pause(order_ids=[paused.pk], now=timezone.now())
     from telegram_tasks.services.push import PushSummary, Unreachable, apply_outcomes
 
@@ -222,7 +222,7 @@ def test_transport_failures_of_a_paused_order_end_its_task_and_are_capped(provid
     tasks_generate(limit=10, now=timezone.now())
     now = timezone.now()
     for _ in range(2):
-        [leased] = lease_tasks(limit=10, now=now, mode="push")
+        [leased] = [json.loads(t.json) for t in lease_tasks(limit=10, now=now, mode="push")]
         apply_outcomes([leased], [Unreachable("boom")], now=now, summary=PushSummary())
         now += timedelta(seconds=10)  # past the backoff
     task = TelegramTask.objects.get(order=other)

@@ -11,16 +11,24 @@ KEYS (one account, one hash tag):
   8 acd     P:{aID}:acd                      account-wide cooldown deadline
   9 acap    P:{aID}:acap:YYYYMMDD            the account's successes that local day
   10 chans  P:{aID}:channels                 channels the account is in
+  11 marker P:marker                         optional (a single Redis only: another slot):
+                                             the claim state is present
 ARGV:
   1 token, 2 now_ms, 3 cooldown_ms, 4 cap_ttl_ms (past the next local midnight),
   5 gate ("" | "subscribe" | "unsubscribe"), 6 one_shot ("1" | "0"),
   7 state_ttl_ms (how long an "unsubscribed" state is kept), 8 dedupe_ttl_ms, 9 done_ttl_ms,
   10 account_cooldown_ms
 Returns: {0, now_ms} committed now, or {1, committed_ms} already committed at committed_ms
-(nothing changed but a lock this token still holds is released).
+(nothing changed but a lock this token still holds is released), or {2, 0} when given the
+marker key and the marker is gone (nothing changed: counting into a lost state would be undone
+by the rebuild's merge).
 ]]
 local token = ARGV[1]
 local now = tonumber(ARGV[2])
+
+if KEYS[11] and redis.call('EXISTS', KEYS[11]) == 0 then
+  return {2, 0}
+end
 
 local function release()
   if redis.call('HGET', KEYS[1], 'token') == token then
