@@ -32,3 +32,14 @@ def redis_prefix(settings, redis_client) -> Iterator[str]:
 @pytest.fixture
 def now() -> datetime:
     return timezone.now().replace(microsecond=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_long_poll_listener(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """The long-poll listener holds a connection to the test database: closed before the
+    database is dropped."""
+    yield
+    from telegram_tasks import waiting
+
+    with django_db_blocker.unblock():
+        waiting.LISTENER.stop()

@@ -13,6 +13,8 @@ env = environ.Env()
 INSECURE_DEV_SECRET_KEY = "django-insecure-dev-only-do-not-deploy"  # noqa: S105
 
 DEBUG = env.bool("DEBUG", default=False)
+# bench/api.py's baseline: a no-op JSON POST view at /bench/noop (never in production).
+BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

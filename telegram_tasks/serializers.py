@@ -16,6 +16,7 @@ from telegram_tasks.services.report import ReportIn as ReportIn_
 from telegram_tasks.services.report import ReportState
 
 TASK_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a ULID (Crockford base32)
+MAX_WAIT_SECONDS = 20  # a long-poll's longest wait (pull's wait_seconds)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -202,6 +203,13 @@ class PullIn(StrictSerializer):
         required=False,
         max_length=1000,
         help_text="only tasks of these provider_account_ids ([] matches none)",
+    )
+    wait_seconds = StrictInt(
+        required=False,
+        min_value=0,
+        max_value=MAX_WAIT_SECONDS,
+        help_text="long-poll: with nothing to hand out, wait up to this long for tasks "
+        "(answered as soon as they come, else with an empty list)",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

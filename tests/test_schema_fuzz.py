@@ -21,6 +21,16 @@ def provider_token(settings):
 
 
 @pytest.fixture(autouse=True)
+def no_long_waits(monkeypatch):
+    """A generated long-poll would wait up to 20 s for tasks that never come (the test's
+    transaction announces nothing): it looks once, as a pull without waiting does. (Long-polls
+    have their own tests.)"""
+    from telegram_tasks.services import pull
+
+    monkeypatch.setattr(pull, "_lease_waiting", lambda lease, now, **kwargs: lease(now))
+
+
+@pytest.fixture(autouse=True)
 def keep_test_connection():
     """The WSGI handler closes the database connection after each request; inside the test's
     transaction it must stay open (Django's own test client does the same)."""

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
-from telegram_tasks import claims
+from telegram_tasks import claims, waiting
 from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.models import OrderPassStats, TelegramTask, new_ulid
@@ -387,6 +387,10 @@ def _store(
     ]
     sql.copy_tasks(rows)
     orders.orders_advance(updates, now=now)
+    waiting.announce(
+        (slot.at, account.provider_account_id, slot.order.execution_mode)
+        for slot, account in served
+    )
 
 
 def record_pass_stats(stats: dict[int, OrderStats], *, now: datetime) -> None:

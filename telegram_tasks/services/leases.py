@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from telegram_tasks import waiting
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
 from telegram_tasks.services import settle, sql
@@ -113,11 +114,13 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
                 lease_id = CASE WHEN t.attempt = 0 THEN NULL ELSE t.lease_id END,
                 updated_at = %(now)s
             WHERE t.id = ANY(%(ids)s)
-            RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload
+            RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload,
+                      t.provider_account_id, t.execution_mode
             """,  # noqa: S608
             {"ids": [r["id"] for r in others], "now": now, "until": until},
         )
         released = settle.rearm(released, until=settle.queued_lock_until(until), now=now)
+        waiting.announce((now, r["provider_account_id"], r["execution_mode"]) for r in released)
     return _in_order(leases, {r["id"]: LeaseOut(r["id"]) for r in [*released, *ended]})
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from telegram_tasks import claims
+from telegram_tasks import claims, waiting
 from telegram_tasks.claims import Claim, Target
 from telegram_tasks.conf import app_settings
 from telegram_tasks.models import ExecutionMode, TelegramTask, new_ulid
@@ -150,6 +150,7 @@ def _store(
             )
         )  # fmt: skip
     sql.copy_tasks(rows)
+    waiting.announce((now, m["provider_account_id"], m["execution_mode"]) for m, _ in reserved)
 
 
 def memberships_left(left: list[tuple[int, str]], *, now: datetime) -> int:

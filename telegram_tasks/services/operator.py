@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from telegram_tasks import waiting
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
@@ -73,14 +74,16 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
         lock_until = settle.queued_lock_until(until)
         ok = [r["id"] for r in settle.rearm(runnable, until=lock_until, now=now)]
         if ok:
-            sql.fetch(
+            requeued = sql.fetch(
                 f"""
                 UPDATE {sql.TASKS} SET status = {sql.QUEUED}, available_at = %(now)s,
                        reserved_until = %(until)s, leased_until = NULL, updated_at = %(now)s
                 WHERE id = ANY(%(ids)s) AND status IN {sql.LIVE}
+                RETURNING provider_account_id, execution_mode
                 """,  # noqa: S608
                 {"now": now, "until": until, "ids": ok},
             )
+            waiting.announce((now, r["provider_account_id"], r["execution_mode"]) for r in requeued)
     return len(ok), len(rows) - len(ok)
 
 

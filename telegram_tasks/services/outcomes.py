@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, transaction
 from redis.exceptions import RedisError
 
-from telegram_tasks import claims, failures
+from telegram_tasks import claims, failures, waiting
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
 from telegram_tasks.services import settle, sql
@@ -181,9 +181,13 @@ def apply_retry(items: list[Item], plans: dict[str, failures.Plan], now: datetim
              AS r(id varchar, lease varchar, at timestamptz, until timestamptz, err text,
                   result text)
         WHERE t.id = r.id AND t.status IN {sql.HANDED_OUT} AND t.lease_id = r.lease
-        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload, t.reserved_until
+        RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload, t.reserved_until,
+                  t.available_at, t.provider_account_id, t.execution_mode
         """,  # noqa: S608
         {"rows": rows, "now": now},
+    )
+    waiting.announce(
+        (r["available_at"], r["provider_account_id"], r["execution_mode"]) for r in requeued
     )
     if requeued:
         claims_ = [settle.claim_of(r) for r in requeued]

@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
 from django.db import transaction
+from django.utils import timezone
 from redis.exceptions import RedisError
 
-from telegram_tasks import claims
+from telegram_tasks import claims, waiting
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import TaskConflict
 from telegram_tasks.failures import Reason
@@ -173,9 +175,13 @@ def tasks_pull(
     now: datetime,
     accounts: Sequence[str] | None = None,
     request_id: str | None = None,
+    wait_seconds: float = 0,
 ) -> PullResult:
     """Lease up to ``limit`` tasks: queued ones that are due and still reserved, and leases
-    that ran out (with hand-outs left), oldest first. Two pulls never get the same task."""
+    that ran out (with hand-outs left), oldest first. Two pulls never get the same task.
+
+    ``wait_seconds``: with nothing to hand out, wait up to that long for tasks (long-poll, see
+    ``waiting``), holding no database connection, and lease them as soon as they come."""
     if request_id:
         fingerprint = replay_fingerprint(limit, accounts)
         replay = claims.pull_replay_begin(
@@ -195,10 +201,17 @@ def tasks_pull(
                 )
             return PullResult(_replayed(replay, now=now), replayed=True)
     lease_id = new_ulid()
-    try:
-        tasks = lease_tasks(
-            limit=limit, now=now, accounts=accounts, mode=ExecutionMode.PULL, lease_id=lease_id
+
+    def lease(at: datetime) -> list[Leased]:
+        return lease_tasks(
+            limit=limit, now=at, accounts=accounts, mode=ExecutionMode.PULL, lease_id=lease_id
         )
+
+    try:
+        if wait_seconds > 0:
+            tasks = _lease_waiting(lease, now, limit=limit, accounts=accounts, seconds=wait_seconds)
+        else:
+            tasks = lease(now)
     except BaseException:
         if request_id:
             claims.pull_replay_forget(request_id)
@@ -215,6 +228,29 @@ def tasks_pull(
             with contextlib.suppress(RedisError):
                 claims.pull_replay_forget(request_id)
     return PullResult([t.json for t in tasks])
+
+
+def _lease_waiting(
+    lease: Callable[[datetime], list[Leased]],
+    now: datetime,
+    *,
+    limit: int,
+    accounts: Sequence[str] | None,
+    seconds: float,
+) -> list[Leased]:
+    """Lease; with nothing, sleep until woken (or the time is up) and lease again. Registered
+    as waiting before each look, so tasks announced between the look and the sleep wake it."""
+    deadline = time.monotonic() + seconds
+    at = now
+    while True:
+        with waiting.LISTENER.registered(limit=limit, accounts=accounts) as waiter:
+            tasks = lease(at)
+            remaining = deadline - time.monotonic()
+            if tasks or remaining <= 0:
+                return tasks
+            waiting.release_database_connection()
+            waiting.LISTENER.sleep(waiter, remaining)
+        at = timezone.now()
 
 
 class Leased(NamedTuple):

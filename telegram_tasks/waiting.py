@@ -1,0 +1,261 @@
+"""Long-poll: pulls that wait for tasks, woken when tasks become available.
+
+Whatever makes pull tasks available (generation, a retry or a release putting a task back, an
+operator's requeue) says so with ``announce`` in its transaction: a PostgreSQL NOTIFY, which
+every listening process receives when (and only if) that transaction commits. Each web process
+has one listener thread holding one connection that LISTENs; a waiting pull holds no database
+connection (it gave its own back before waiting) and sleeps on an event, costing no CPU. The
+listener wakes as many waiting pulls as the announced tasks need (each for up to its ``limit``;
+a pull for some accounts only if the tasks are of its accounts, or their accounts were too many
+to name). Tasks announced for later (a drip-feed slot, a retry_after) wake them at that time.
+
+What no transaction announces — a lease running out, a hold ending, an order resumed — is found
+by the next pull: a waiting pull always answers by its ``wait_seconds``, and the provider pulls
+again. If the listener cannot reach PostgreSQL, waiting pulls look again every few seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from telegram_tasks.models import ExecutionMode
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "telegram_tasks_available"
+# Accounts named in one announcement at most (NOTIFY payloads stay far below their 8 kB).
+NAMED_ACCOUNTS = 100
+# How often waiting pulls look by themselves while the listener cannot listen.
+FALLBACK_SECONDS = 2.0
+# The listener's longest sleep between checks of its connection.
+IDLE_SECONDS = 30.0
+
+
+def announce(tasks: Iterable[tuple[datetime, str | None, str]]) -> None:
+    """Tell waiting pulls about tasks now queued — (available_at, provider_account_id,
+    execution_mode) each; only pull tasks count: how many, from when, of which accounts (if not
+    too many to name). A NOTIFY in the caller's transaction: delivered on its commit, never if
+    it rolls back."""
+    pulled = [(at, account) for at, account, mode in tasks if mode == ExecutionMode.PULL]
+    if not pulled:
+        return
+    named = sorted({account or "" for _, account in pulled})
+    payload = json.dumps(
+        {
+            "n": len(pulled),
+            "at": min(at for at, _ in pulled).timestamp(),
+            "accounts": named if len(named) <= NAMED_ACCOUNTS else None,
+        }
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])
+
+
+@dataclass(eq=False)
+class Waiter:
+    limit: int
+    accounts: frozenset[str] | None
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep until woken (True) or ``seconds`` pass (False)."""
+        return self.event.wait(max(0.0, seconds))
+
+
+@dataclass(order=True)
+class _Due:
+    at: float
+    seq: int
+    count: int = field(compare=False)
+    accounts: frozenset[str] | None = field(compare=False)
+
+
+class Listener:
+    """One per process: the LISTEN connection, its thread, and the pulls waiting in it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: list[Waiter] = []
+        self._due: list[_Due] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stopping = False
+        self.listening = threading.Event()
+        self.sleeping = 0  # pulls asleep right now
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @contextlib.contextmanager
+    def registered(self, *, limit: int, accounts: Iterable[str] | None) -> Iterator[Waiter]:
+        """A waiter, registered before the caller looks for tasks (so tasks announced between
+        the look and the sleep wake it), unregistered on the way out."""
+        self._ensure_running()
+        waiter = Waiter(limit, None if accounts is None else frozenset(accounts))
+        with self._lock:
+            self._waiters.append(waiter)
+        try:
+            yield waiter
+        finally:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def sleep(self, waiter: Waiter, seconds: float) -> bool:
+        """Wait to be woken; while not listening, look again every FALLBACK_SECONDS."""
+        if not self.listening.is_set():
+            seconds = min(seconds, FALLBACK_SECONDS)
+        with self._lock:
+            self.sleeping += 1
+        try:
+            return waiter.wait(seconds)
+        finally:
+            with self._lock:
+                self.sleeping -= 1
+
+    def wake(self, count: int, accounts: frozenset[str] | None) -> int:
+        """Wake the pulls these tasks are for: every waiting pull of those accounts, and pulls
+        for any account, oldest first, until their limits cover ``count``. Returns how many."""
+        woken = []
+        with self._lock:
+            wanted = count
+            for waiter in self._waiters:
+                if waiter.accounts is not None:
+                    if accounts is None or waiter.accounts & accounts:
+                        woken.append(waiter)
+                elif wanted > 0:
+                    woken.append(waiter)
+                    wanted -= waiter.limit
+            for waiter in woken:
+                self._waiters.remove(waiter)
+        for waiter in woken:
+            waiter.event.set()
+        return len(woken)
+
+    def wake_all(self) -> None:
+        with self._lock:
+            woken, self._waiters = self._waiters, []
+        for waiter in woken:
+            waiter.event.set()
+
+    def handle(self, payload: str, now: float) -> None:
+        """One announcement: wake now, or at its time."""
+        try:
+            data = json.loads(payload)
+            count, at = int(data["n"]), float(data["at"])
+            named = data.get("accounts")
+        except (ValueError, KeyError, TypeError):
+            logger.warning("long-poll: unreadable announcement %r", payload[:200])
+            return
+        accounts = None if named is None else frozenset(named)
+        if at <= now:
+            self.wake(count, accounts)
+        else:
+            with self._lock:
+                heapq.heappush(self._due, _Due(at, next(self._seq), count, accounts))
+
+    def run_due(self, now: float) -> float | None:
+        """Wake for the announcements whose time has come; the next one's time, if any."""
+        while True:
+            with self._lock:
+                if not self._due or self._due[0].at > now:
+                    return self._due[0].at if self._due else None
+                due = heapq.heappop(self._due)
+            self.wake(due.count, due.accounts)
+
+    # --- the thread ----------------------------------------------------------------------------
+
+    def _ensure_running(self) -> None:
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()  # (a forked child starts its own)
+            self._thread = threading.Thread(target=self._run, name="long-poll", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening (its connection closed) and wake every waiting pull; for a process
+        that goes on without long-polls (the test suite before dropping its database)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self._stopping = True
+        try:
+            with connection.cursor() as cursor:  # the listener's own channel wakes it
+                cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, "stop"])
+            thread.join(timeout)
+        finally:
+            self._stopping = False
+            self._thread = None
+            self.wake_all()
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stopping:
+            try:
+                with _connect() as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    backoff = 1.0
+                    # Announcements may have been missed while not listening: everyone looks.
+                    self.wake_all()
+                    self._listen(conn)
+                    return
+            except Exception as exc:  # whatever it was: listen again later
+                if self.listening.is_set():
+                    logger.warning("long-poll listener lost PostgreSQL: %s", exc)
+                self.listening.clear()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, IDLE_SECONDS)
+
+    def _listen(self, conn: Any) -> None:
+        while True:
+            next_due = self.run_due(time.time())
+            timeout = IDLE_SECONDS if next_due is None else next_due - time.time()
+            heard = False
+            # One at a time: an announcement for later may move the next wake-up earlier.
+            for notify in conn.notifies(timeout=min(max(timeout, 0.0), IDLE_SECONDS), stop_after=1):
+                if self._stopping:
+                    self.listening.clear()
+                    return
+                heard = True
+                self.handle(notify.payload, time.time())
+            if not heard and next_due is None:
+                conn.execute("SELECT 1")  # idle: a dead connection shows here, not in silence
+
+
+def _connect() -> Any:
+    """A connection of its own (not Django's, not the pool's), in autocommit for LISTEN."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    for key in ("cursor_factory", "context", "pool", "prepare_threshold"):
+        params.pop(key, None)
+    return psycopg.connect(**params, autocommit=True)
+
+
+LISTENER = Listener()
+
+
+def release_database_connection() -> None:
+    """Give this thread's database connection back (to the pool, or closed) before sleeping:
+    a waiting pull holds none. (Not inside a transaction: there is none in a request; a
+    test's own transaction keeps its connection.)"""
+    if not connection.in_atomic_block:
+        connection.close()
