@@ -73,6 +73,18 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
+# A pool of connections per process (the web workers: config/gunicorn.conf.py sets it): a
+# request takes one for the time it runs, a waiting long-poll none. 0: a connection per thread,
+# kept DB_CONN_MAX_AGE seconds (Celery, commands, tests).
+DB_POOL_SIZE = env.int("DB_POOL_SIZE", default=0)
+if DB_POOL_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", 5))
 # Session settings: short statements only, so no JIT (triggered by the planner's estimate on a
 # large table, it spends more compiling a statement than running it); storage on SSD, so random

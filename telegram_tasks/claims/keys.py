@@ -107,17 +107,21 @@ def reserve_keys(
     once per task of a generation pass. ``account_keys``: which of "acd", "acap", "channels"
     the tier's limits need; ``other_actions``: the actions whose live locks count against
     them."""
-    tag = f"{app_settings.KEY_PREFIX}:{{a{account_id}}}"
+    tag = f"{app_settings.KEY_PREFIX}:{{a{account_id}}}:"
     post = "-" if post_id is None else post_id
-    return [
-        f"{tag}:lock:{action}",
-        f"{tag}:cd:{action}",
-        f"{tag}:cap:{action}:{day}",
-        f"{tag}:state:{link_hash}",
-        f"{tag}:dedupe:{action}:{link_hash}:{post}",
-        f"{tag}:hold",
-        f"{tag}:full",
-        f"{tag}:done:{token}",
-        *(f"{tag}:acap:{day}" if name == "acap" else f"{tag}:{name}" for name in account_keys),
-        *(f"{tag}:lock:{other}" for other in other_actions),
+    found = [
+        f"{tag}lock:{action}",
+        f"{tag}cd:{action}",
+        f"{tag}cap:{action}:{day}",
+        f"{tag}state:{link_hash}",
+        f"{tag}dedupe:{action}:{link_hash}:{post}",
+        f"{tag}hold",
+        f"{tag}full",
+        f"{tag}done:{token}",
     ]
+    # (Most tiers need neither: no generator built for nothing.)
+    if account_keys:
+        found += [f"{tag}acap:{day}" if name == "acap" else tag + name for name in account_keys]
+    if other_actions:
+        found += [f"{tag}lock:{other}" for other in other_actions]
+    return found

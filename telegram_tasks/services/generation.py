@@ -18,13 +18,11 @@ from itertools import zip_longest
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import Coalesce
 
 from telegram_tasks import claims, waiting
 from telegram_tasks.claims import Claim, Demand, Refusal, Target
-from telegram_tasks.conf import app_settings, get_order_model
-from telegram_tasks.models import OrderPassStats, TelegramTask, new_ulid
+from telegram_tasks.conf import app_settings
+from telegram_tasks.models import TelegramTask, new_ulid
 from telegram_tasks.services import orders, settle, sql
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
 from telegram_tasks.services.rebuild import claims_restore_if_lost
@@ -134,36 +132,53 @@ OrderKey = tuple[int, datetime | None, int]
 def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrder]:
     """Lock the next page of due orders after ``after`` (keyset: a pass never reads an order
     twice, however many pages it reads); orders another pass holds are skipped, not waited
-    for."""
-    Order = get_order_model()
-    units_in_flight = (
-        TelegramTask.objects.filter(
-            order=OuterRef("pk"), status__in=TelegramTask.IN_FLIGHT, membership__isnull=True
-        )
-        .values("order")
-        .annotate(units=Sum("per_call"))
-        .values("units")
-    )
-    troubled = OrderPassStats.objects.filter(order=OuterRef("pk"), troubled=True)
-    qs = (
-        Order.objects.filter(status__in=[s.value for s in Order.ACTIVE], paused_at__isnull=True)
-        .filter(Q(next_run_at__isnull=True) | Q(next_run_at__lte=now))
-        .filter(remains__gt=Coalesce(Subquery(units_in_flight), 0))
-        .annotate(troubled=Exists(troubled))
-    )
-    if after is not None:
+    for. One statement on the due orders' index (priority, next_run_at, id)."""
+    o = sql.order_table()
+    if after is None:
+        keyset, params = "", {}
+    else:
         priority, at, pk = after
+        # After (priority, next_run_at, id) in the index's order: priority descending, then
+        # next_run_at ascending with NULL (never scheduled) first, then id.
+        run_at = f"o.{o['next_run_at']}"
         if at is None:
-            same = Q(next_run_at__isnull=True, pk__gt=pk) | Q(next_run_at__isnull=False)
+            same = f"({run_at} IS NULL AND o.{o.pk} > %(pk)s) OR {run_at} IS NOT NULL"
         else:
-            same = Q(next_run_at__gt=at) | Q(next_run_at=at, pk__gt=pk)
-        qs = qs.filter(Q(priority__lt=priority) | (Q(priority=priority) & same))
-    qs = (
-        qs.order_by(F("priority").desc(), F("next_run_at").asc(nulls_first=True), "pk")
-        .select_for_update(skip_locked=True, of=("self",))
-        .values_list(*DueOrder._fields)
+            same = (
+                f"o.{o['next_run_at']} > %(at)s OR "
+                f"(o.{o['next_run_at']} = %(at)s AND o.{o.pk} > %(pk)s)"
+            )
+        keyset = (
+            f"AND (o.{o['priority']} < %(priority)s "
+            f"OR (o.{o['priority']} = %(priority)s AND ({same})))"
+        )
+        params = {"priority": priority, "at": at, "pk": pk}
+    columns = ", ".join(
+        f"o.{o[f]}"
+        for f in ("action", "link", "post_id", "link_hash", "remains", "per_call",
+                  "interval_seconds", "next_run_at", "status", "priority", "execution_mode")
+    )  # fmt: skip
+    rows = sql.rows(
+        f"""
+        SELECT o.{o.pk}, {columns},
+               EXISTS (SELECT 1 FROM {sql.ORDER_STATS} AS s
+                       WHERE s.order_id = o.{o.pk} AND s.troubled)
+        FROM {o.table} AS o
+        WHERE o.{o["status"]} IN {sql.literals(orders.active_statuses())}
+          AND o.{o["paused_at"]} IS NULL
+          AND (o.{o["next_run_at"]} IS NULL OR o.{o["next_run_at"]} <= %(now)s)
+          AND o.{o["remains"]} > COALESCE((
+              SELECT SUM(t.per_call) FROM {sql.TASKS} AS t
+              WHERE t.order_id = o.{o.pk} AND t.status IN {sql.LIVE}
+                AND t.membership_id IS NULL), 0)
+          {keyset}
+        ORDER BY o.{o["priority"]} DESC, o.{o["next_run_at"]} ASC NULLS FIRST, o.{o.pk}
+        LIMIT %(size)s
+        FOR UPDATE OF o SKIP LOCKED
+        """,  # noqa: S608
+        {"now": now, "size": size, **params},
     )
-    return list(map(DueOrder._make, qs[:size]))
+    return list(map(DueOrder._make, rows))
 
 
 def tasks_generate(
@@ -342,34 +357,34 @@ def _store(
     queued = TelegramTask.Status.QUEUED.value
     last_slot: dict[int, datetime] = {}
     by_pk: dict[int, DueOrder] = {}
+    # The payload snapshot, as JSON text put together from each order's part and each
+    # account's part (encoded once each, not once per task: a page makes a thousand).
+    order_json: dict[int, str] = {}
     rows = []
     for slot, account in served:
         order = slot.order
-        by_pk[order.pk] = order
+        if order.pk not in order_json:
+            by_pk[order.pk] = order
+            order_json[order.pk] = json.dumps(
+                {"order_id": order.pk, "action": order.action, "link": order.link,
+                 "post_id": order.post_id, "link_hash": order.link_hash}
+            )[:-1]  # fmt: skip
         last_slot[order.pk] = max(last_slot.get(order.pk, slot.at), slot.at)
-        payload = {
-            "order_id": order.pk,
-            "action": order.action,
-            "link": order.link,
-            "post_id": order.post_id,
-            "link_hash": order.link_hash,
-            "per_call": slot.units,
-            "account": {
-                "id": account.id,
-                "provider_account_id": account.provider_account_id,
-                "phone": account.phone,
-                "tier": account.tier,
-            },
-        }
+        snapshot = json.dumps(
+            {"id": account.id, "provider_account_id": account.provider_account_id,
+             "phone": account.phone, "tier": account.tier}
+        )  # fmt: skip
+        payload = f'{order_json[order.pk]}, "per_call": {slot.units}, "account": {snapshot}}}'
         rows.append(
             (
                 slot.token, order.pk, order.action, order.link_hash, account.id,
                 account.provider_account_id, queued, slot.units, slot.at,
-                slot.at + lock_for, 0, json.dumps(payload), "", "", now, now,
+                slot.at + lock_for, 0, payload, "", "", now, now,
                 order.execution_mode,
             )
         )  # fmt: skip
     updates = []
+    started = orders.started_statuses()
     for pk, order in by_pk.items():
         interval = timedelta(seconds=order.interval_seconds)
         updates.append(
@@ -378,7 +393,7 @@ def _store(
                 "next_run_at": (
                     last_slot[pk] + interval if interval else now + EPSILON
                 ).isoformat(),
-                "status": orders.started_status(order.status),
+                "status": started.get(order.status, order.status),
             }
         )
     updates += [

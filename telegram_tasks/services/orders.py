@@ -78,10 +78,10 @@ def orders_advance(updates: list[dict[str, Any]], *, now: datetime) -> None:
     )
 
 
-def started_status(status: str) -> str:
-    """The status an order has once it got its first task."""
+def started_statuses() -> dict[str, str]:
+    """{status before: status once the order got its first task} (the others stay)."""
     statuses = _statuses()
-    return statuses.IN_PROGRESS.value if status == statuses.AWAITING else status
+    return {statuses.AWAITING.value: statuses.IN_PROGRESS.value}
 
 
 def orders_mark_stopped(order_ids: Sequence[int], *, now: datetime) -> list[int]:

@@ -1,0 +1,28 @@
+"""gunicorn's settings, the same wherever the web process runs (Procfile and ``make run``, the
+Dockerfile and docker-compose, bench/api.py). Every value comes from the environment.
+
+The serving model is chosen by measurement (docs/operations.md, "Serving"): gevent workers.
+A long-poll pull waits on an event, so a worker holds hundreds of waiting pulls in greenlets
+at no cost while it serves everything else; threads would need a thread per waiting pull in
+every worker. The database pool (DB_POOL_SIZE) bounds the connections of each worker.
+"""
+
+import os
+
+# The workers' database pool (config/settings.py), unless set otherwise.
+os.environ.setdefault("DB_POOL_SIZE", "8")
+
+_host, _port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8000")
+bind = os.environ.get("WEB_BIND") or f"{_host}:{_port}"
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
+# gthread only: requests served at once per worker (each waiting pull takes one).
+threads = int(os.environ.get("WEB_THREADS", "4"))
+# gevent only: connections served at once per worker (waiting pulls included).
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
+# Keep-alive between requests of a provider's connection (seconds).
+keepalive = int(os.environ.get("WEB_KEEPALIVE", "5"))
+# Longer than the longest long-poll (20 s).
+timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+graceful_timeout = 30
+accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
