@@ -31,5 +31,6 @@ USER app
 
 EXPOSE 8000
 
-# As the Procfile's `web`, bound to all interfaces for the container network.
-CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_WORKERS:-2} --access-logfile - --timeout 30"]
+# As the Procfile's `web` (config/gunicorn.conf.py), bound to all interfaces for the container
+# network.
+CMD ["gunicorn", "-c", "config/gunicorn.conf.py", "--bind", "0.0.0.0:8000", "config.wsgi:application"]

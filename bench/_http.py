@@ -59,6 +59,15 @@ class Client:
         status, data = self.send(self.request(path, body))
         return status, json.loads(data) if data else None
 
+    def call(self, path: str, data: bytes) -> tuple[int, bytes]:
+        return self.send(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-Provider-Token: {self.token}\r\nContent-Length: {len(data)}\r\n\r\n"
+            ).encode()
+            + data
+        )
+
     def _read(self) -> tuple[int, bytes]:
         while b"\r\n\r\n" not in self.buffer:
             self._fill()
@@ -97,6 +106,25 @@ class Client:
 
 class _Closed(Exception):
     pass
+
+
+class StdlibClient:
+    """One keep-alive connection through the standard library's http.client: what a typical
+    provider's Python client costs per request (the lean Client measures the server alone)."""
+
+    def __init__(self, port: int, token: str, timeout: float = 120) -> None:
+        import http.client
+
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.headers = {"Content-Type": "application/json", "X-Provider-Token": token}
+
+    def call(self, path: str, data: bytes) -> tuple[int, bytes]:
+        self.conn.request("POST", path, body=data, headers=self.headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def free_port() -> int:
@@ -169,6 +197,31 @@ def server_cpu_seconds(proc: subprocess.Popen) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return total
+
+
+def cpu_by_program() -> dict[str, float]:
+    """CPU seconds used so far by every process of this machine, summed by program name
+    (postgres, redis-server, gunicorn, python…), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            raw = (entry / "stat").read_text()
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw.rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            if name.startswith("postgres") or name == "postmaster":
+                name = "postgres"
+            elif "gunicorn" in b" ".join(cmd).decode(errors="replace"):
+                name = "gunicorn"
+            totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
 
 
 def in_threads(

@@ -19,8 +19,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from _http import REPORT, Client, free_port, in_threads, serving, split
 from _setup import ROOT, clear_redis, django_for_bench, truncate
-from api import REPORT, Client, free_port, in_threads, serving, split
 
 
 def main() -> None:
@@ -96,7 +96,7 @@ def main() -> None:
                 break
             ids += [t["task_id"] for t in got]
         env = dict(os.environ, DEBUG="1", TG_KEY_PREFIX=prefix)
-        with serving(env) as port:
+        with serving(env) as (port, _):
 
             def work(chunk: Sequence[Any]) -> None:
                 client = Client(port, token)

@@ -142,12 +142,14 @@ class Provider:
             self.report(task, state)
 
     def run(self) -> None:
+        idle = False
         while not self.stop.exists():
             self.run_deferred()
             request_id = uuid.uuid4().hex
-            status, payload = self.client.post(
-                "tasks/pull", {"limit": 10, "request_id": request_id}
-            )
+            body: dict = {"limit": 10, "request_id": request_id}
+            if idle and self.rng.random() < 0.5:
+                body["wait_seconds"] = 1  # a long-poll: woken when tasks come
+            status, payload = self.client.post("tasks/pull", body)
             if status != 200:
                 self.log(ev="error", where="pull", http=status, body=payload)
                 time.sleep(0.2)
@@ -168,7 +170,8 @@ class Provider:
             for task in tasks:
                 time.sleep(self.rng.uniform(0, 0.01))
                 self.handle(task)
-            if not tasks:
+            idle = not tasks
+            if idle and "wait_seconds" not in body:
                 time.sleep(0.1)
         self.run_deferred(force=True)
 

@@ -246,10 +246,12 @@ def main() -> int:
         port = free_port()
         bindir = Path(sys.executable).parent
         web = subprocess.Popen(
-            [str(bindir / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(size["web_workers"]), "--timeout", "30", "--graceful-timeout", "5",
-             "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=(base / "web.log").open("w"), stderr=subprocess.STDOUT,
+            # The production configuration (gevent workers, a database pool each).
+            [str(bindir / "gunicorn"), "-c", "config/gunicorn.conf.py", "--bind",
+             f"127.0.0.1:{port}", "--workers", str(size["web_workers"]), "--graceful-timeout", "5",
+             "--log-level", "warning", "config.wsgi:application"],
+            cwd=ROOT, env={**env, "WEB_ACCESS_LOG": ""}, stdout=(base / "web.log").open("w"),
+            stderr=subprocess.STDOUT,
         )  # fmt: skip
         base_url = f"http://127.0.0.1:{port}"
         _wait_http(port)

@@ -587,17 +587,17 @@ def test_batch_report_too_large_is_413(api, settings):
 
 
 def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatch, redis_client):
-    """COMMIT runs first; the ledger step fails; the provider's retry repairs it, once."""
+    """COMMIT runs first; the ledger step fails (PostgreSQL lost right after Redis counted
+    the success); the provider's retry repairs it, once."""
     order = generate(n_accounts=1, quantity=2)
     [task] = pull(api)
-    from telegram_tasks.services import settle
-
-    real = settle.mark_done
+    real = claims.commit_many_at
 
     def broken(*args, **kwargs):
+        real(*args, **kwargs)
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(settle, "mark_done", broken)
+    monkeypatch.setattr(claims, "commit_many_at", broken)
     assert_error(report(api, task), 503, "service_unavailable")
     account = TelegramAccount.objects.get()
     cap_key = keys.cap(account.id, "view", claims.operations.local_day(timezone.now()))
@@ -605,7 +605,7 @@ def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatc
     assert TelegramTask.objects.get().status == "leased"
     order.refresh_from_db()
     assert order.remains == 2
-    monkeypatch.setattr(settle, "mark_done", real)
+    monkeypatch.setattr(claims, "commit_many_at", real)
     assert report(api, task).json()["status"] == "done"
     assert int(redis_client.get(cap_key)) == 1
     order.refresh_from_db()
@@ -829,3 +829,25 @@ def test_a_pull_costs_one_statement_and_one_redis_round_trip(api, monkeypatch):
     on_tasks = [q["sql"][:60] for q in queries if "telegram_tasks" in q["sql"]]
     assert len(on_tasks) == 1, on_tasks
     assert len(trips) == 1, trips
+
+
+def test_a_batch_whose_ledger_step_fails_after_commit_never_double_counts(api, monkeypatch):
+    """The general path (a batch): COMMIT, then the ledger step fails; the retry counts once."""
+    from telegram_tasks.services import settle
+
+    order = generate(n_accounts=2, quantity=2)
+    tasks = pull(api)
+    body = {"reports": [{"task_id": t["task_id"], "state": "done"} for t in tasks]}
+    real = settle.mark_done
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(settle, "mark_done", broken)
+    assert_error(post(api, "tasks/report", body), 503, "service_unavailable")
+    assert set(TelegramTask.objects.values_list("status", flat=True)) == {"leased"}
+    monkeypatch.setattr(settle, "mark_done", real)
+    results = post(api, "tasks/report", body).json()["results"]
+    assert [r["status"] for r in results] == ["done", "done"]
+    order.refresh_from_db()
+    assert order.remains == 0

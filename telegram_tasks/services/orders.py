@@ -37,12 +37,12 @@ def lock_orders_of_tasks(task_ids: Sequence[str]) -> None:
     )
 
 
-def deliver_cte(done: str) -> tuple[str, dict[str, Any]]:
+def deliver_sql(done: str) -> str:
     """A CTE step (``orders_delivered``) that takes the units of the CTE named ``done``
     (order_id, per_call) off their orders, never below zero, and completes an active order at
-    zero. Returns the SQL and its parameters."""
+    zero (its parameters: ``deliver_params``)."""
     o = sql.order_table()
-    text = f"""
+    return f"""
         units AS (
             SELECT order_id, SUM(per_call) AS units FROM {done} GROUP BY order_id
         ), orders_delivered AS (
@@ -56,10 +56,14 @@ def deliver_cte(done: str) -> tuple[str, dict[str, Any]]:
             FROM units WHERE o.{o.pk} = units.order_id
             RETURNING o.{o.pk}
         )"""  # noqa: S608
-    return text, {
-        "order_active": active_statuses(),
-        "order_completed": _statuses().COMPLETED.value,
-    }
+
+
+def deliver_params(now: Any) -> dict[str, Any]:
+    """The parameters of ``deliver_sql`` (``now``: given here, or by the caller as "now")."""
+    params = {"order_active": active_statuses(), "order_completed": _statuses().COMPLETED.value}
+    if now is not None:
+        params["now"] = now
+    return params
 
 
 def orders_advance(updates: list[dict[str, Any]], *, now: datetime) -> None:

@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.db import transaction
@@ -261,6 +262,7 @@ def mark_done(
     *,
     now: datetime,
     order_ids: set[int] | None = None,
+    durable: bool = True,
 ) -> set[str]:
     """Mark tasks done — (task id, when COMMIT counted it, result JSON, provider_task_id) — and
     take their units off their orders; returns the ids this call finished.
@@ -268,7 +270,10 @@ def mark_done(
     ``finished_at`` is when COMMIT first counted the success (a retried report keeps it), so
     the ledger's times are the ones cooldowns were measured from. The status guard lets one
     call per task through, and only that one counts its units (never below zero).
-    ``order_ids``: the tasks' orders, when the caller knows them.
+    ``order_ids``: the tasks' orders, when the caller knows them. ``durable=False``: the
+    transaction's commit does not wait for the WAL flush — for a transaction that only marks
+    COMMITted tasks done: should PostgreSQL crash and lose it, the COMMIT markers in Redis
+    make the next re-arm (pull, heartbeat, housekeeping) settle each task again, counted once.
     """
     if not done:
         return set()
@@ -277,17 +282,56 @@ def mark_done(
         # one order of a batch is locked by the statement's own update, after the tasks: the
         # order every path follows.)
         orders.lock_orders_of_tasks([d[0] for d in done])
-    deliver, deliver_params = orders.deliver_cte("delivered")
-    o = sql.order_table()
+    return {r["id"] for r in _mark_done(done, now=now, durable=durable)}
+
+
+def mark_one_done(
+    task_id: str,
+    *,
+    at: datetime,
+    result: str | None,
+    provider_task_id: str | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """Mark one handed-out task done, taking its unit off its order, in one statement that
+    locks the task's row (then its order's: the order every path follows); its claim
+    (``claim_of``) if this call finished it, else None (finished already, never handed out,
+    or no such task). For a report's fast path: the caller COMMITs in Redis next, in the same
+    transaction, before anything is committed."""
+    rows = _mark_done(
+        [(task_id, at, result, provider_task_id)], now=now, durable=False, handed_out=True
+    )
+    return rows[0] if rows else None
+
+
+def _mark_done(
+    done: Sequence[tuple[str, datetime, str | None, str | None]],
+    *,
+    now: datetime,
+    durable: bool,
+    handed_out: bool = False,
+) -> list[dict[str, Any]]:
     rows = json.dumps(
         [{"id": i, "at": at.isoformat(), "result": res, "ptid": ptid} for i, at, res, ptid in done]
     )
-    # One statement: the tasks done, their units off their orders (an automatic unsubscribe
-    # delivers none), a membership opened by each done subscribe and closed by each done
-    # unsubscribe — so the channels an account is in are always the ledger's — and each
-    # one-shot success recorded where a rebuild finds it after the task is gone.
     finished = sql.fetch(
-        f"""
+        _done_sql(durable=durable, handed_out=handed_out),
+        {"rows": rows, "now": now, "one_shot": one_shot_actions(), **orders.deliver_params(now)},
+    )
+    gated = {a: app_settings.policy(a).gate for a in app_settings.ACTIONS}
+    if any(gated.get(r["action"]) for r in finished):
+        _move_memberships([r for r in finished if gated.get(r["action"])])
+    return finished
+
+
+@cache
+def _done_sql(*, durable: bool, handed_out: bool) -> str:
+    """One statement: the tasks done, their units off their orders (an automatic unsubscribe
+    delivers none), and each one-shot success recorded where a rebuild finds it after the task
+    is gone. (Built once per shape: the text is the same on every call.)"""
+    deliver = orders.deliver_sql("delivered")
+    relaxed = "" if durable else ", (SELECT set_config('synchronous_commit', 'off', true)) AS r"
+    return f"""
         WITH r AS (
             SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
                           AS r(id varchar, result text, ptid varchar, at timestamptz)
@@ -298,29 +342,14 @@ def mark_done(
                 finished_at = r.at, updated_at = %(now)s, leased_until = NULL
             FROM r
             WHERE t.id = r.id AND t.status IN {sql.LIVE}
+              {"AND t.lease_id IS NOT NULL" if handed_out else ""}
             RETURNING t.id, t.order_id, t.per_call, t.membership_id, t.action,
                       t.telegram_account_id, t.link_hash, t.finished_at,
-                      t.payload->>'link' AS link, (t.payload->>'post_id')::bigint AS post_id
+                      t.payload->>'link' AS link, (t.payload->>'post_id')::bigint AS post_id,
+                      t.payload->'account'->>'tier' AS tier
         ), delivered AS (
             SELECT order_id, per_call FROM finished_now WHERE {sql.ORDER_UNITS}
-        ), {deliver}, opened AS (
-            INSERT INTO {sql.MEMBERSHIPS} (account_id, link_hash, link, order_id, subscribed_at,
-                                          due_at, state, subscribe_task_id, attempts)
-            SELECT f.telegram_account_id, f.link_hash, COALESCE(f.link, ''), f.order_id,
-                   f.finished_at, f.finished_at + make_interval(days => o.{o["duration_days"]}),
-                   {sql.OPEN}, f.id, 0
-            FROM finished_now AS f JOIN {o.table} AS o ON o.{o.pk} = f.order_id
-            WHERE f.action = ANY(%(subscribing)s) AND f.telegram_account_id IS NOT NULL
-            ON CONFLICT (account_id, link_hash) WHERE state = {sql.OPEN} DO NOTHING
-            RETURNING 1
-        ), closed AS (
-            UPDATE {sql.MEMBERSHIPS} AS m
-            SET state = {sql.CLOSED}, unsubscribed_at = f.finished_at, unsubscribe_task_id = f.id
-            FROM finished_now AS f
-            WHERE f.action = ANY(%(unsubscribing)s) AND m.account_id = f.telegram_account_id
-              AND m.link_hash = f.link_hash AND m.state = {sql.OPEN}
-            RETURNING 1
-        ), one_shot AS (
+        ), {deliver}, one_shot AS (
             INSERT INTO {sql.ONE_SHOTS} AS d (account_id, action, link_hash, post_id, done_at)
             SELECT f.telegram_account_id, f.action, f.link_hash, f.post_id, f.finished_at
             FROM finished_now AS f
@@ -329,18 +358,57 @@ def mark_done(
             DO UPDATE SET done_at = GREATEST(d.done_at, EXCLUDED.done_at)
             RETURNING 1
         )
-        SELECT id FROM finished_now
+        SELECT id, order_id, telegram_account_id, action, link_hash, post_id, tier,
+               finished_at, link
+        FROM finished_now {relaxed}
+        """  # noqa: S608
+
+
+def _move_memberships(finished: Sequence[dict[str, Any]]) -> None:
+    """A membership opened by each done subscribe and closed by each done unsubscribe (in the
+    same transaction as their tasks), so the channels an account is in are always the
+    ledger's. A statement of its own, only when such tasks are among them: most are not."""
+    o = sql.order_table()
+    rows = json.dumps(
+        [
+            {"id": r["id"], "order_id": r["order_id"], "account": r["telegram_account_id"],
+             "action": r["action"], "link_hash": r["link_hash"], "link": r["link"],
+             "at": r["finished_at"].isoformat()}
+            for r in finished
+            if r["telegram_account_id"] is not None
+        ]
+    )  # fmt: skip
+    sql.fetch(
+        f"""
+        WITH f AS (
+            SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+                AS f(id varchar, order_id bigint, account bigint, action varchar,
+                     link_hash varchar, link text, at timestamptz)
+        ), opened AS (
+            INSERT INTO {sql.MEMBERSHIPS} (account_id, link_hash, link, order_id, subscribed_at,
+                                          due_at, state, subscribe_task_id, attempts)
+            SELECT f.account, f.link_hash, COALESCE(f.link, ''), f.order_id, f.at,
+                   f.at + make_interval(days => o.{o["duration_days"]}), {sql.OPEN}, f.id, 0
+            FROM f JOIN {o.table} AS o ON o.{o.pk} = f.order_id
+            WHERE f.action = ANY(%(subscribing)s)
+            ON CONFLICT (account_id, link_hash) WHERE state = {sql.OPEN} DO NOTHING
+            RETURNING 1
+        ), closed AS (
+            UPDATE {sql.MEMBERSHIPS} AS m
+            SET state = {sql.CLOSED}, unsubscribed_at = f.at, unsubscribe_task_id = f.id
+            FROM f
+            WHERE f.action = ANY(%(unsubscribing)s) AND m.account_id = f.account
+              AND m.link_hash = f.link_hash AND m.state = {sql.OPEN}
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM closed)
         """,  # noqa: S608
         {
             "rows": rows,
-            "now": now,
             "subscribing": gated_actions("subscribe"),
             "unsubscribing": gated_actions("unsubscribe"),
-            "one_shot": one_shot_actions(),
-            **deliver_params,
         },
     )
-    return {r["id"] for r in finished}
 
 
 def one_shot_actions() -> list[str]:

@@ -175,3 +175,42 @@ def test_a_done_just_after_the_last_lease_ended_still_counts(settings):
     assert (out.status, out.duplicate) == ("done", False)
     order.refresh_from_db()
     assert order.remains == 0
+
+
+@pytest.mark.parametrize(
+    ("states", "durable"), [(["done"], False), (["done", "failed"], True), (["failed"], True)]
+)
+def test_only_a_transaction_of_committed_successes_skips_the_wal_flush(leased, states, durable):
+    """Successes are COMMITted in Redis first: if PostgreSQL lost their transaction, the
+    markers settle them again (see the next test), so it need not wait for the WAL flush. A
+    failure has no such second copy: its transaction waits."""
+    from django.db import connection
+
+    _, tasks = leased
+    with connection.cursor() as cursor:
+        # (The test's one transaction: generation's own setting would still be in force.)
+        cursor.execute("SET LOCAL synchronous_commit = on")
+    report(*(ReportIn(t["task_id"], s) for t, s in zip(tasks, states, strict=False)))
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert (cursor.fetchone()[0] == "on") is durable
+
+
+def test_a_success_whose_ledger_step_was_lost_is_settled_once(leased, redis_client):
+    """What an asynchronous commit lost to a crash looks like: COMMIT counted the success in
+    Redis, the ledger still says leased. The next pull that meets the lapsed lease settles it."""
+    from telegram_tasks.claims import Claim, Target
+
+    order, tasks = leased
+    task = TelegramTask.objects.get(pk=tasks[0]["task_id"])
+    claim = Claim(task.telegram_account_id, task.action, Target(task.link_hash, order.post_id),
+                  task.id)  # fmt: skip
+    claims.commit(claim, now=T0)
+    later = task.leased_until + timedelta(seconds=1)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        again = tasks_pull(limit=10, now=later).tasks
+    assert task.id not in {t["task_id"] for t in again}
+    task.refresh_from_db()
+    order.refresh_from_db()
+    assert task.status == "done" and task.finished_at == T0
+    assert order.remains == order.quantity - 1
