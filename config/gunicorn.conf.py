@@ -8,9 +8,26 @@ every worker. The database pool (DB_POOL_SIZE) bounds the connections of each wo
 """
 
 import os
+import tempfile
+from pathlib import Path
 
 # The workers' database pool (config/settings.py), unless set otherwise.
 os.environ.setdefault("DB_POOL_SIZE", "8")
+# The workers' Prometheus counters, one file each, summed at each scrape of /metrics.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="telegram-tasks-"))
+
+
+def on_starting(server: object) -> None:
+    """Counters of an earlier run are not this run's."""
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
 
 _host, _port = os.environ.get("WEB_HOST", "127.0.0.1"), os.environ.get("WEB_PORT", "8000")
 bind = os.environ.get("WEB_BIND") or f"{_host}:{_port}"

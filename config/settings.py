@@ -13,6 +13,8 @@ env = environ.Env()
 INSECURE_DEV_SECRET_KEY = "django-insecure-dev-only-do-not-deploy"  # noqa: S105
 
 DEBUG = env.bool("DEBUG", default=False)
+# GET /metrics asks for "Authorization: Bearer <METRICS_TOKEN>" when this is set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # bench/api.py's baseline: a no-op JSON POST view at /bench/noop (never in production).
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
@@ -38,6 +40,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Counts the provider API's answers by status code (GET /metrics).
+    "telegram_tasks.counters.ApiResponses",
     # Serves the admin's static files from gunicorn itself (no separate web server needed).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -54,7 +58,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The project's own overrides of admin templates (the index links the dashboard).
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

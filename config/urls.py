@@ -2,7 +2,18 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from telegram_tasks.admin.dashboard import dashboard_view
+from telegram_tasks.metrics import healthz_view, metrics_view, readyz_view
+
 urlpatterns = [
+    path("healthz", healthz_view, name="healthz"),
+    path("readyz", readyz_view, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
+    path(
+        "admin/dashboard/",
+        admin.site.admin_view(dashboard_view),
+        name="telegram_tasks_dashboard",
+    ),
     path("admin/", admin.site.urls),
     path("api/", include("telegram_tasks.urls")),
 ]

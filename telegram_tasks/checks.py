@@ -67,8 +67,10 @@ def check_settings(app_configs, **kwargs):
 
 
 def check_retention() -> list[Error]:
-    """From the tasks themselves a rebuild reads the running cooldowns and today's cap counts
-    (the longer facts live in compact tables): the retention must keep that much."""
+    """The contract: the retention is never below the longest claim TTL. (A rebuild would not
+    need it — the facts that outlive tasks are in compact tables — but a task's history stays
+    for as long as any claim it made can still be in force.)"""
+    longest = max(app_settings.STATE_TTL_SECONDS, app_settings.DEDUPE_TTL_SECONDS)
     try:
         cooldowns = [
             app_settings.policy(action, tier).cooldown
@@ -78,16 +80,14 @@ def check_retention() -> list[Error]:
         cooldowns += [t.get("account_cooldown") or 0 for t in app_settings.TIERS.values()]
         cooldowns = [c for c in cooldowns if isinstance(c, int | float) and not isinstance(c, bool)]
     except (AttributeError, KeyError, TypeError, ValueError):
-        return []  # malformed actions or tiers: their own checks say what is wrong
-    # Two days: today's successes in any TIME_ZONE, whatever the server's clock says.
-    needed = max([2 * 86400, *cooldowns])
-    if needed > app_settings.TASK_RETENTION_DAYS * 86400:
-        days = -(-needed // 86400)
+        cooldowns = []  # malformed actions or tiers: their own checks say what is wrong
+    longest = max([longest, 2 * 86400, *cooldowns])
+    if longest > app_settings.TASK_RETENTION_DAYS * 86400:
+        days = -(-longest // 86400)
         return [
             Error(
                 f"TELEGRAM_TASKS['TASK_RETENTION_DAYS'] is {app_settings.TASK_RETENTION_DAYS}: "
-                f"a rebuild reads running cooldowns and today's caps from the last {days} days "
-                "of finished tasks; keep at least that many.",
+                f"below the longest claim TTL ({days} days); keep at least that many.",
                 id="telegram_tasks.E040",
             )
         ]

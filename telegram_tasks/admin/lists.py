@@ -4,7 +4,7 @@ searches on exact indexed keys, and a date drill-down by key ranges."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
+from telegram_tasks.models import _CROCKFORD, ulid_floor, ulid_time
 
 # Rows a list counts exactly (and pages through); past it, filter or drill down by date.
 COUNT_CAP = 10_000
@@ -102,24 +103,7 @@ class ReasonFilter(ChoicesFilter):
 
 # --- dates -----------------------------------------------------------------------------------
 
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid_floor(moment: datetime) -> str:
-    """The smallest ULID of that millisecond: task ids made from then on are >= it."""
-    value = int(moment.timestamp() * 1000)
-    chars = []
-    for _ in range(10):
-        chars.append(CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars)) + "0" * 16
-
-
-def ulid_time(ulid: str) -> datetime:
-    value = 0
-    for char in ulid[:10]:
-        value = value * 32 + CROCKFORD.index(char)
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+CROCKFORD = _CROCKFORD  # (re-exported: the benchmarks build ids with it)
 
 
 class DrillDownFilter(admin.SimpleListFilter):

@@ -26,6 +26,7 @@ from telegram_tasks.models import TelegramTask, new_ulid
 from telegram_tasks.services import orders, settle, sql
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
 from telegram_tasks.services.rebuild import claims_restore_if_lost
+from telegram_tasks.services.rollup import record_pass
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +216,7 @@ def tasks_generate(
         if len(page) < PAGE_SIZE:
             break
     summary.seconds = clock() - started
+    record_pass(summary, started_at=now)
     logger.info("generation pass: %s", summary.line())
     return summary
 

@@ -19,9 +19,11 @@ from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
 from telegram_tasks.services import settle, sql
+from telegram_tasks.services.farm import refresh_account_counts
 from telegram_tasks.services.heal import claims_heal
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 from telegram_tasks.services.retention import retention_purge
+from telegram_tasks.services.rollup import rollup
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class HousekeepingSummary:
     swept: int = 0
     healed: int = 0
     purged: int = 0  # finished tasks older than the retention, deleted
+    rolled_up: int = 0  # tasks created or finished since the last pass, counted for the charts
     rebuilt: bool = False
     seconds: float = 0.0
 
@@ -40,7 +43,7 @@ class HousekeepingSummary:
         ended = " ".join(f"{k}={v}" for k, v in sorted(self.ended.items())) or "ended=0"
         return (
             f"{ended} rearmed={self.rearmed} swept={self.swept} healed={self.healed} "
-            f"purged={self.purged} "
+            f"purged={self.purged} rolled_up={self.rolled_up} "
             f"rebuilt={'yes' if self.rebuilt else 'no'} seconds={self.seconds:.3f}"
         )
 
@@ -115,6 +118,9 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
     if recent:
         summary.swept = sum(claims.rollback_many([settle.claim_of(r) for r in recent]))
     summary.purged = retention_purge(now=now, most=app_settings.RETENTION_PER_PASS).tasks
+    summary.rolled_up = rollup(now=now)
+    # The accounts' states as the dashboard and the metrics show them (kept a few minutes).
+    refresh_account_counts(now=now)
     if not summary.rebuilt:
         healed = claims_heal(now=now)
         summary.healed = healed.restored

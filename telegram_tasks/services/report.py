@@ -14,6 +14,7 @@ from django.db import transaction
 
 from telegram_tasks import claims, failures
 from telegram_tasks.conf import app_settings
+from telegram_tasks.counters import count_reports
 from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
@@ -86,6 +87,7 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
     if len(reports) == 1 and reports[0].state == ReportState.DONE:
         single = _single_done(reports[0], now)
         if single is not None:
+            count_reports(reports, [single])
             return [single]
     ids = sorted({r.task_id for r in reports})
     with transaction.atomic():
@@ -142,6 +144,7 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
     for out in outs:
         if out.duplicate and out.task_id in first:
             out.status = first[out.task_id]
+    count_reports(reports, outs)
     return outs
 
 

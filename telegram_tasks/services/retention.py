@@ -4,8 +4,9 @@ needs outlives the tasks in compact tables: a one-shot success (the dedupe key) 
 ``telegram_one_shots`` kept for DEDUPE_TTL_SECONDS, a link state is a membership (open ones are
 never deleted, closed ones are kept at least STATE_TTL_SECONDS), and the channels an account is
 in are its open memberships. From the tasks themselves a rebuild reads only the last days
-(running cooldowns, today's cap counts), which the retention always covers (a system check
-refuses a shorter one).
+(running cooldowns, today's cap counts), so its cost follows those facts, not the history. The
+retention itself is never below the longest claim TTL (the contract; a system check refuses a
+shorter one): a task's history stays while any claim it made can be in force.
 
 Batches of a few thousand rows by their time column (an index range): each is a short
 transaction that locks nothing a live task needs, and autovacuum keeps up with the dead rows.
@@ -20,9 +21,11 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from telegram_tasks.conf import app_settings
+from telegram_tasks.models import GenerationPass, TaskHour
 from telegram_tasks.services import sql
 
 BATCH = 5000
+PASS_DAYS = 7  # generation pass records kept (the dashboard charts the last hours)
 
 
 @dataclass
@@ -31,13 +34,16 @@ class RetentionSummary:
     tasks: int = 0
     memberships: int = 0
     one_shots: int = 0
+    hours: int = 0  # hourly rollup rows (the dashboard's history)
+    passes: int = 0  # generation pass records (kept PASS_DAYS)
     oldest: datetime | None = None  # the oldest finished task left to delete (preview)
 
     def line(self) -> str:
         oldest = f" oldest={self.oldest:%Y-%m-%d}" if self.oldest else ""
         return (
             f"cutoff={self.cutoff:%Y-%m-%d %H:%M} tasks={self.tasks} "
-            f"memberships={self.memberships} one_shots={self.one_shots}{oldest}"
+            f"memberships={self.memberships} one_shots={self.one_shots} hours={self.hours} "
+            f"passes={self.passes}{oldest}"
         )
 
 
@@ -59,6 +65,8 @@ def _cutoffs(now: datetime) -> list[tuple[str, str, str, datetime]]:
             "one_shots",
             now - timedelta(seconds=app_settings.DEDUPE_TTL_SECONDS),
         ),
+        (TaskHour._meta.db_table, "hour", "hours", tasks),
+        (GenerationPass._meta.db_table, "started_at", "passes", now - timedelta(days=PASS_DAYS)),
     ]
 
 

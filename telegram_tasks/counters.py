@@ -1,0 +1,45 @@
+"""The counters the web processes keep (prometheus-client; summed over the gunicorn workers
+through PROMETHEUS_MULTIPROC_DIR at each scrape, see ``metrics``): reports by outcome and the
+provider API's answers by status code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import Counter
+
+REPORTS = Counter(
+    "telegram_tasks_reports",
+    "Reports received, by the state reported and what came of it (the task's status after it, "
+    "duplicate, or the error's code)",
+    ["state", "outcome"],
+)
+RESPONSES = Counter(
+    "telegram_tasks_http_responses",
+    "Answers of the provider API, by HTTP status code",
+    ["code"],
+)
+
+
+def count_reports(reports: Any, outs: Any) -> None:
+    """Count each report of a batch by its state and outcome."""
+    for report, out in zip(reports, outs, strict=True):
+        if out.error is not None:
+            outcome = out.error.code
+        else:
+            outcome = "duplicate" if out.duplicate else (out.status or "unknown")
+        REPORTS.labels(state=report.state, outcome=outcome).inc()
+
+
+class ApiResponses:
+    """Middleware: counts the provider API's answers by status code (a 5xx alert rule's input)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path.startswith("/api/provider/"):
+            RESPONSES.labels(code=str(response.status_code)).inc()
+        return response

@@ -1,0 +1,166 @@
+"""What the operator's dashboard and the metrics show, each from a cheap query: the hourly
+rollup (never the ledger's history), the live tasks' own indexes, the last passes, the orders
+the last passes found short, and a snapshot of the accounts that housekeeping refreshes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from telegram_tasks import claims
+from telegram_tasks.conf import app_settings, get_order_model
+from telegram_tasks.models import GenerationPass, OrderPassStats, TaskHour
+from telegram_tasks.services import sql
+from telegram_tasks.services.farm import AccountCounts, account_counts
+
+HOURS = 48
+PASSES = 120
+STARVED = 10
+
+
+@dataclass
+class Queue:
+    action: str
+    mode: str
+    queued: int  # queued tasks, due or not
+    due: int  # of them available now
+    oldest_seconds: float | None  # the oldest due one has waited this long
+
+
+@dataclass
+class Dashboard:
+    now: datetime
+    hours: list[str] = field(default_factory=list)  # labels, local time
+    done_by_action: dict[str, list[int]] = field(default_factory=dict)
+    failed_by_action: dict[str, list[int]] = field(default_factory=dict)
+    failed_by_reason: list[tuple[str, int]] = field(default_factory=list)
+    queues: list[Queue] = field(default_factory=list)
+    leases_live: int = 0
+    leases_expired: int = 0
+    pending: int = 0
+    passes: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    starved_orders: list[dict[str, Any]] = field(default_factory=list)
+    accounts: AccountCounts = field(default_factory=AccountCounts)
+    circuit: str = "closed"
+
+
+def dashboard(*, now: datetime) -> Dashboard:
+    board = Dashboard(now=now)
+    _history(board, now)
+    board.queues = queues(now=now)
+    _leases(board, now)
+    _passes(board)
+    board.starved_orders = starved_orders()
+    board.accounts = account_counts(now=now)
+    board.circuit = circuit(now=now)
+    return board
+
+
+def _history(board: Dashboard, now: datetime) -> None:
+    """Done and failed per action per hour, the last HOURS hours; failures by reason."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
+    hours = [start + timedelta(hours=i) for i in range(HOURS)]
+    board.hours = [h.astimezone(zone).strftime("%d %H:00") for h in hours]
+    index = {h: i for i, h in enumerate(hours)}
+    done: dict[str, list[int]] = defaultdict(lambda: [0] * HOURS)
+    failed: dict[str, list[int]] = defaultdict(lambda: [0] * HOURS)
+    reasons: dict[str, int] = defaultdict(int)
+    for hour, action, outcome, reason, count in TaskHour.objects.filter(
+        hour__gte=start, outcome__in=[TaskHour.Outcome.DONE, TaskHour.Outcome.FAILED]
+    ).values_list("hour", "action", "outcome", "reason", "count"):
+        i = index.get(hour)
+        if i is None:
+            continue
+        if outcome == TaskHour.Outcome.DONE:
+            done[action][i] += count
+        else:
+            failed[action][i] += count
+            reasons[reason or "unknown"] += count
+    for action in app_settings.ACTIONS:
+        board.done_by_action[action] = done[action]
+        board.failed_by_action[action] = failed[action]
+    board.failed_by_reason = sorted(reasons.items(), key=lambda kv: -kv[1])
+
+
+def queues(*, now: datetime) -> list[Queue]:
+    """Queued tasks per action and mode: how many, how many due, the oldest due one's age
+    (one aggregate over the queued tasks' own index)."""
+    rows = sql.rows(
+        f"""
+        SELECT action, execution_mode, count(*),
+               count(*) FILTER (WHERE available_at <= %(now)s),
+               min(available_at) FILTER (WHERE available_at <= %(now)s)
+        FROM {sql.TASKS} WHERE status = {sql.QUEUED}
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """,  # noqa: S608
+        {"now": now},
+    )
+    return [
+        Queue(action, mode, queued, due, (now - oldest).total_seconds() if oldest else None)
+        for action, mode, queued, due, oldest in rows
+    ]
+
+
+def _leases(board: Dashboard, now: datetime) -> None:
+    [(live, expired)] = sql.rows(
+        f"SELECT count(*) FILTER (WHERE leased_until > %(now)s), "  # noqa: S608
+        f"count(*) FILTER (WHERE leased_until <= %(now)s) "
+        f"FROM {sql.TASKS} WHERE status = {sql.LEASED}",
+        {"now": now},
+    )
+    [(pending,)] = sql.rows(
+        f"SELECT count(*) FROM {sql.TASKS} WHERE status = {sql.PENDING}"  # noqa: S608
+    )
+    board.leases_live, board.leases_expired, board.pending = live, expired, pending
+
+
+def _passes(board: Dashboard) -> None:
+    zone = ZoneInfo(settings.TIME_ZONE)
+    recent = list(
+        GenerationPass.objects.order_by("-started_at").values(
+            "started_at", "created", "starved_slots", "starved_orders", "seconds", "unsubscribes"
+        )[:PASSES]
+    )
+    for p in reversed(recent):
+        board.passes.append({**p, "label": p["started_at"].astimezone(zone).strftime("%H:%M:%S")})
+
+
+def starved_orders() -> list[dict[str, Any]]:
+    """The orders the last passes found short of accounts, most starved first, with why."""
+    Order = get_order_model()
+    stats = list(
+        OrderPassStats.objects.filter(troubled=True)
+        .order_by("-starved_total")
+        .values("order_id", "starved_slots", "starved_total", "refusals", "last_pass_at")[:STARVED]
+    )
+    orders = Order.objects.in_bulk([s["order_id"] for s in stats])
+    out = []
+    for s in stats:
+        order = orders.get(s["order_id"])
+        if order is None:
+            continue
+        refusals = sorted((s["refusals"] or {}).items(), key=lambda kv: -kv[1])
+        out.append({**s, "order": order, "refusals": refusals})
+    return out
+
+
+def circuit(*, now: datetime) -> str:
+    """The push dispatchers' circuit breaker, as they share it ("unknown" without Redis)."""
+    from telegram_tasks.services.push import BREAKER
+
+    try:
+        state = claims.breaker(BREAKER, "peek", now=now)
+    except RedisError:
+        return "unknown (Redis unavailable)"
+    if state.until and state.state != "closed":
+        return (
+            f"{state.label} until {state.until.astimezone(ZoneInfo(settings.TIME_ZONE)):%H:%M:%S}"
+        )
+    return state.label

@@ -1,0 +1,183 @@
+"""Prometheus metrics (``GET /metrics``) and the probes (``GET /healthz``, ``GET /readyz``).
+
+Counters of what the web processes do (reports, HTTP answers) are prometheus-client metrics; with
+several gunicorn workers they are kept in PROMETHEUS_MULTIPROC_DIR (config/gunicorn.conf.py sets
+it) and summed over the workers at each scrape. Gauges of the ledger (tasks by status, queue
+age, starved orders, accounts by state, the last pass) are read at scrape time from cheap
+queries: the same in whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Sum
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+
+from telegram_tasks import claims, dashboard
+from telegram_tasks.conf import app_settings, get_order_model
+from telegram_tasks.models import GenerationPass, OrderPassStats, TaskHour, TaskStatus, TaskTotal
+from telegram_tasks.services import farm, sql
+
+
+class LedgerCollector(Collector):
+    """The ledger's gauges, read at scrape time."""
+
+    def collect(self) -> Iterator[Any]:
+        now = timezone.now()
+        tasks = GaugeMetricFamily(
+            "telegram_tasks_tasks",
+            "Tasks by status and action (finished ones: those the retention keeps)",
+            labels=["status", "action"],
+        )
+        # Every configured action and status, zero included: a series that vanishes when it
+        # reaches zero would break rate() and alerts.
+        counted = {(s, a): 0 for s in TaskStatus.values for a in app_settings.ACTIONS}
+        for status, action, n in sql.rows(
+            f"SELECT status, action, count(*) FROM {sql.TASKS} "  # noqa: S608
+            f"WHERE status IN {sql.LIVE} GROUP BY 1, 2"
+        ):
+            counted[(status, action)] = n
+        for row in (
+            TaskHour.objects.exclude(outcome=TaskHour.Outcome.CREATED)
+            .values("outcome", "action")
+            .annotate(n=Sum("count"))
+        ):
+            counted[(row["outcome"], row["action"])] = row["n"]
+        for (status, action), n in sorted(counted.items()):
+            tasks.add_metric([status, action], n)
+        yield tasks
+
+        oldest = GaugeMetricFamily(
+            "telegram_tasks_queue_oldest_seconds",
+            "How long the oldest task due for hand-out has waited, by action",
+            labels=["action"],
+        )
+        by_action: dict[str, float] = dict.fromkeys(app_settings.ACTIONS, 0.0)
+        for queue in dashboard.queues(now=now):
+            if queue.oldest_seconds is not None:
+                by_action[queue.action] = max(
+                    by_action.get(queue.action, 0.0), queue.oldest_seconds
+                )
+        for action, seconds in sorted(by_action.items()):
+            oldest.add_metric([action], seconds)
+        yield oldest
+
+        created = CounterMetricFamily(
+            "telegram_tasks_tasks_created", "Tasks created, by action", labels=["action"]
+        )
+        made = dict.fromkeys(app_settings.ACTIONS, 0)
+        for row in (
+            TaskTotal.objects.filter(outcome=TaskHour.Outcome.CREATED)
+            .values("action")
+            .annotate(n=Sum("count"))
+        ):
+            made[row["action"]] = row["n"]
+        for action, n in sorted(made.items()):
+            created.add_metric([action], n)
+        yield created
+
+        last = GenerationPass.objects.order_by("-started_at").values("seconds").first()
+        seconds = GaugeMetricFamily(
+            "telegram_tasks_generation_pass_seconds", "How long the last generation pass took"
+        )
+        if last is not None:
+            seconds.add_metric([], last["seconds"])
+        yield seconds
+
+        starved = GaugeMetricFamily(
+            "telegram_tasks_starved_orders",
+            "Orders the last passes found short of accounts, by action",
+            labels=["action"],
+        )
+        action_field = f"order__{get_order_model()._meta.get_field('action').name}"
+        short = dict.fromkeys(app_settings.ACTIONS, 0)
+        for row in (
+            OrderPassStats.objects.filter(troubled=True)
+            .values(action_field)
+            .annotate(n=Count("pk"))
+        ):
+            short[row[action_field]] = row["n"]
+        for action, n in sorted(short.items()):
+            starved.add_metric([action], n)
+        yield starved
+
+        accounts = GaugeMetricFamily(
+            "telegram_tasks_accounts",
+            "Accounts by state (an account may be both cooling and capped)",
+            labels=["state"],
+        )
+        counts = farm.account_counts(now=now)
+        for state in ("active", "inactive", "held", "cooling", "capped"):
+            accounts.add_metric([state], getattr(counts, state))
+        yield accounts
+
+
+LEDGER = CollectorRegistry(auto_describe=False)
+LEDGER.register(LedgerCollector())
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    token = getattr(settings, "METRICS_TOKEN", "")
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return HttpResponse("metrics need the bearer token", status=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})  # fmt: skip
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        workers = CollectorRegistry()
+        multiprocess.MultiProcessCollector(workers)
+    else:
+        workers = REGISTRY
+    body = generate_latest(workers) + generate_latest(LEDGER)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+@require_GET
+def healthz_view(request: HttpRequest) -> JsonResponse:
+    """The process serves (nothing else is asked)."""
+    return JsonResponse({"ok": True})
+
+
+@require_GET
+def readyz_view(request: HttpRequest) -> JsonResponse:
+    """PostgreSQL and Redis answer and the claim state is present; else 503 naming what
+    failed."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["postgresql"] = "ok"
+    except Exception as exc:  # any failure to answer is "not ready"
+        checks["postgresql"] = f"unavailable: {type(exc).__name__}"
+    try:
+        claims.ping()
+        checks["redis"] = "ok"
+        checks["claim_state"] = (
+            "ok" if claims.state_present() else "lost (rebuild_claims runs within a minute)"
+        )
+    except RedisError as exc:
+        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    failed = sorted(name for name, state in checks.items() if state != "ok")
+    body = {"ok": not failed, "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return JsonResponse(body, status=503 if failed else 200)

@@ -1,0 +1,96 @@
+"""The rollup behind the dashboard and the metrics: tasks created, done and failed (by reason)
+per action and hour (``TaskHour``), and running totals of the same (``TaskTotal``).
+
+Each housekeeping pass counts only what happened since the last one — tasks created (a range of
+their ULID keys) and finished (a range of the finished index) up to a couple of minutes ago, so
+transactions still committing are counted next time — and adds it: its cost follows the work of
+the last minute, never the size of the ledger. A success whose ledger step lands later than that
+(the rare recovery of a COMMIT whose transaction was lost) is in the ledger but not the charts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from telegram_tasks.models import GenerationPass, RollupMark, TaskHour, TaskTotal, ulid_floor
+from telegram_tasks.services import sql
+
+# Counted up to this long ago: transactions finishing a task commit within it.
+LAG = timedelta(minutes=2)
+# A fresh rollup starts this far back (what the dashboard shows at most).
+FIRST = timedelta(hours=48)
+
+HOURS = TaskHour._meta.db_table
+TOTALS = TaskTotal._meta.db_table
+MARK = RollupMark._meta.db_table
+
+
+def rollup(*, now: datetime) -> int:
+    """Add what was created and finished since the last rollup; returns how many tasks were
+    counted. One statement, under the mark's row lock (two passes never count twice)."""
+    upto = now - LAG
+    with transaction.atomic():
+        mark, _ = RollupMark.objects.select_for_update().get_or_create(pk=1)
+        created_from = mark.created_until or upto - FIRST
+        finished_from = mark.finished_until or upto - FIRST
+        if upto <= created_from and upto <= finished_from:
+            return 0
+        [(counted,)] = sql.rows(
+            f"""
+            WITH made AS (
+                SELECT date_trunc('hour', created_at) AS hour, action,
+                       'created' AS outcome, '' AS reason, count(*) AS n
+                FROM {sql.TASKS}
+                WHERE id >= %(created_from)s AND id < %(created_upto)s
+                GROUP BY 1, 2
+            ), ended AS (
+                SELECT date_trunc('hour', finished_at) AS hour, action, status AS outcome,
+                       CASE WHEN status = {sql.FAILED} THEN failure_reason ELSE '' END AS reason,
+                       count(*) AS n
+                FROM {sql.TASKS}
+                WHERE finished_at >= %(finished_from)s AND finished_at < %(upto)s
+                GROUP BY 1, 2, 3, 4
+            ), counted AS (
+                SELECT * FROM made UNION ALL SELECT * FROM ended
+            ), hours AS (
+                INSERT INTO {HOURS} AS h (hour, action, outcome, reason, count)
+                SELECT hour, action, outcome, reason, n FROM counted
+                ON CONFLICT ON CONSTRAINT tg_task_hour_unique
+                DO UPDATE SET count = h.count + EXCLUDED.count
+                RETURNING 1
+            ), totals AS (
+                INSERT INTO {TOTALS} AS t (action, outcome, reason, count)
+                SELECT action, outcome, reason, sum(n) FROM counted GROUP BY 1, 2, 3
+                ON CONFLICT ON CONSTRAINT tg_task_total_unique
+                DO UPDATE SET count = t.count + EXCLUDED.count
+                RETURNING 1
+            )
+            SELECT COALESCE(sum(n), 0) FROM counted
+            """,  # noqa: S608
+            {
+                "created_from": ulid_floor(max(created_from, upto - FIRST)),
+                "created_upto": ulid_floor(upto),
+                "finished_from": max(finished_from, upto - FIRST),
+                "upto": upto,
+            },
+        )
+        mark.created_until = mark.finished_until = upto
+        mark.save(update_fields=["created_until", "finished_until"])
+    return int(counted)
+
+
+def record_pass(summary: Any, *, started_at: datetime) -> None:
+    """One generation pass, as the dashboard charts it."""
+    GenerationPass.objects.create(
+        started_at=started_at,
+        seconds=summary.seconds,
+        examined=summary.examined,
+        created=summary.created,
+        starved_orders=summary.starved_orders,
+        starved_slots=summary.starved_slots,
+        unsubscribes=summary.unsubscribes,
+        refusals=dict(summary.refusals),
+    )

@@ -1,0 +1,138 @@
+"""Health probes and Prometheus metrics, as a scraper and an orchestrator see them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from telegram_tasks.services import tasks_generate, tasks_housekeep
+from tests.factories import make_accounts, make_order
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED = (
+    "telegram_tasks_tasks{",
+    "telegram_tasks_queue_oldest_seconds{",
+    "telegram_tasks_reports_total{",
+    "telegram_tasks_generation_pass_seconds ",
+    "telegram_tasks_tasks_created_total{",
+    "telegram_tasks_starved_orders{",
+    "telegram_tasks_accounts{",
+)
+
+
+@pytest.mark.django_db
+def test_healthz_and_readyz(client, redis_client, redis_prefix):
+    assert client.get("/healthz").json() == {"ok": True}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"postgresql": "ok", "redis": "ok", "claim_state": "ok"}
+    redis_client.delete(f"{redis_prefix}:marker")
+    lost = client.get("/readyz")
+    assert lost.status_code == 503 and lost.json()["failed"] == ["claim_state"]
+
+
+@pytest.mark.django_db
+def test_readyz_names_redis_when_it_is_down(client, settings):
+    if settings.REDIS_IS_CLUSTER:
+        settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    down = client.get("/readyz")
+    assert down.status_code == 503 and down.json()["failed"] == ["redis"]
+
+
+@pytest.mark.django_db
+def test_metrics_name_what_the_contract_asks(client, settings):
+    settings.PROVIDER_TOKEN = "t"
+    make_accounts(2)
+    make_order(action="view", link="t.me/durov/4", quantity=2)
+    tasks_generate(limit=10, now=timezone.now())
+    client.post("/api/provider/telegram/tasks/report", {"task_id": "0" * 26, "state": "done"},
+                content_type="application/json", HTTP_X_PROVIDER_TOKEN="t")  # fmt: skip
+    body = client.get("/metrics").content.decode()
+    for name in REQUIRED:
+        assert name in body, name
+    assert 'telegram_tasks_tasks{action="view",status="queued"} 2.0' in body
+    assert 'telegram_tasks_reports_total{outcome="task_not_found",state="done"}' in body
+    assert 'telegram_tasks_http_responses_total{code="404"}' in body
+
+
+@pytest.mark.django_db
+def test_metrics_behind_a_token(client, settings):
+    settings.METRICS_TOKEN = "scrape-me"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_are_summed_over_every_gunicorn_worker(redis_prefix, settings):
+    """Two workers behind one port answer the requests; every scrape counts them all."""
+    make_accounts(1)
+    tasks_housekeep(now=timezone.now())
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    port = _free_port()
+    env = {
+        **os.environ, "DATABASE_URL": url, "TG_KEY_PREFIX": redis_prefix, "DEBUG": "0",
+        "SECRET_KEY": "test-" * 10, "PROVIDER_TOKEN": "t", "WEB_BIND": f"127.0.0.1:{port}",
+        "WEB_WORKERS": "2", "WEB_ACCESS_LOG": "", "PROMETHEUS_MULTIPROC_DIR": "",
+    }  # fmt: skip
+    env.pop("PROMETHEUS_MULTIPROC_DIR")  # the config file makes its own
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    server = subprocess.Popen(
+        [str(gunicorn), "-c", "config/gunicorn.conf.py", "config.wsgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait(base + "/healthz")
+        for _ in range(40):  # fresh connections: the workers share them out
+            answer = httpx.post(
+                base + "/api/provider/telegram/tasks/pull", json={"limit": 1},
+                headers={"X-Provider-Token": "t", "Connection": "close"}, timeout=10,
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+        scraped = httpx.get(base + "/metrics", timeout=10).text
+        line = next(
+            x
+            for x in scraped.splitlines()
+            if x.startswith('telegram_tasks_http_responses_total{code="200"}')
+        )
+        assert float(line.split()[-1]) == 40
+        assert 'telegram_tasks_accounts{state="active"} 1.0' in scraped
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} never answered")
