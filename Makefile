@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEVSTACK := $(PY) scripts/devstack.py
 
-.PHONY: run manage test test-cluster lint format bench bench-claims bench-generate bench-api bench-push sim sim-large clean
+.PHONY: run manage test test-cluster test-browser browser-deps lint format bench bench-claims bench-generate bench-api bench-push bench-growth sim sim-large clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-api: $(STAMP)
 
 bench-push: $(STAMP)
 	$(DEVSTACK) exec -- $(PY) bench/push.py
+
+# Not in `make bench`: writes two million tasks (minutes). HISTORY=20000000 for the full size.
+bench-growth: $(STAMP)
+	$(DEVSTACK) exec -- $(PY) bench/growth.py --history $${HISTORY:-2000000}
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache .ruff_cache

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils import timezone
@@ -9,18 +12,66 @@ from django.utils.safestring import SafeString
 from orders.models import Order
 from telegram_tasks import selectors, services
 from telegram_tasks.admin import pass_stats_html, pass_stats_short, pretty_json
+from telegram_tasks.admin.display import (
+    order_recent_tasks,
+    order_tasks_url,
+    progress_bar,
+    tasks_table,
+)
 from telegram_tasks.admin.lists import ActionFilter, CappedPaginator, FieldCreatedFilter
+from telegram_tasks.conf import app_settings
 from telegram_tasks.links import InvalidTelegramLink, normalize_link
+
+HELP = {
+    "action": "What each unit is: one of the configured actions (TELEGRAM_TASKS['ACTIONS']).",
+    "link": "The Telegram target: t.me/channel, @channel, t.me/channel/123 (a post), "
+    "t.me/+invite. Stored normalized.",
+    "post_id": "The post a view or reaction acts on; taken from the link when it names one.",
+    "quantity": "Units to deliver in all (each task delivers per_call of them).",
+    "per_call": "Units one task delivers (one account, one action).",
+    "interval_seconds": "Drip-feed: at most one task per this many seconds (0: as fast as "
+    "accounts allow).",
+    "priority": "Higher first when orders of one action want more accounts than there are.",
+    "duration_days": "Subscribe orders: each account unsubscribes this many days after its "
+    "subscription (empty: it stays).",
+    "execution_mode": "pull: the provider pulls the tasks; push: the dispatcher sends each one.",
+    "next_run_at": "Not before this moment (empty: now). Generation moves it as it schedules.",
+    "execution_meta": "Free JSON kept with the order for the provider's own use.",
+}
+
+
+class OrderForm(forms.ModelForm):
+    """The order form: the action chosen among the configured ones, every field explained."""
+
+    action = forms.ChoiceField(choices=(), help_text=HELP["action"])
+
+    class Meta:
+        model = Order
+        fields = (
+            "action", "link", "post_id", "quantity", "per_call", "interval_seconds", "priority",
+            "duration_days", "execution_mode", "next_run_at", "execution_meta",
+        )  # fmt: skip
+        help_texts = HELP
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "action" in self.fields:  # (read-only once the order exists)
+            self.fields["action"].choices = [(a, a) for a in app_settings.ACTIONS]
 
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
+    form = OrderForm
+
+    class Media:
+        css = {"all": ["telegram_tasks/admin.css"]}
+
     list_display = (
         "id",
         "action",
         "link",
         "post_id",
-        "status",
+        "state",
         "execution_mode",
         "priority",
         "quantity",
@@ -28,7 +79,6 @@ class OrderAdmin(admin.ModelAdmin):
         "per_call",
         "interval_seconds",
         "next_run_at",
-        "paused_at",
         "last_pass",
         "created_at",
     )
@@ -45,8 +95,8 @@ class OrderAdmin(admin.ModelAdmin):
     paginator = CappedPaginator
     list_per_page = 100
     readonly_fields = (
-        "link_hash", "remains", "status", "paused_at", "subscriptions", "passes", "meta_pretty",
-        "created_at", "updated_at",
+        "progress", "latest_tasks", "link_hash", "remains", "status", "paused_at",
+        "subscriptions", "passes", "meta_pretty", "created_at", "updated_at",
     )  # fmt: skip
     # What an order targets and how much it buys are fixed once tasks may exist for it.
     locked_after_create = ("action", "link", "post_id", "quantity", "per_call", "duration_days")
@@ -72,9 +122,12 @@ class OrderAdmin(admin.ModelAdmin):
         if obj is None:
             return [*editable, "execution_meta"]
         return [
+            "progress",
             *editable,
             "status",
+            "paused_at",
             "remains",
+            "latest_tasks",
             "subscriptions",
             "passes",
             "link_hash",
@@ -83,6 +136,21 @@ class OrderAdmin(admin.ModelAdmin):
             "created_at",
             "updated_at",
         ]
+
+    @admin.display(description="state", ordering="status")
+    def state(self, obj: Order) -> str:
+        label = obj.get_status_display()
+        return f"{label} (paused)" if obj.paused_at else label
+
+    @admin.display(description="progress")
+    def progress(self, obj: Order) -> SafeString:
+        delivered = obj.quantity - obj.remains
+        in_flight = min(selectors.order_units_in_flight(obj.pk), obj.remains)
+        return progress_bar(delivered, in_flight, obj.remains - in_flight)
+
+    @admin.display(description="latest tasks")
+    def latest_tasks(self, obj: Order) -> SafeString:
+        return tasks_table(order_recent_tasks(obj.pk), more=order_tasks_url(obj.pk))
 
     @admin.display(description="last pass")
     def last_pass(self, obj: Order) -> str:

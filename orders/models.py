@@ -104,9 +104,22 @@ class Order(models.Model):
         self.link_hash = target.link_hash
 
     def clean(self) -> None:
-        if self.action not in app_settings.ACTIONS:
-            known = ", ".join(app_settings.ACTIONS)
-            raise ValidationError(
-                {"action": f"unknown action {self.action!r}; configured: {known}"}
+        """Every problem at once (the form shows them all), not the first one only."""
+        errors: dict[str, list[str]] = {}
+        known = self.action in app_settings.ACTIONS
+        if not known:
+            names = ", ".join(app_settings.ACTIONS)
+            errors["action"] = [f"unknown action {self.action!r}; configured: {names}"]
+        try:
+            self.normalize_target()
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                errors.setdefault(field, []).extend(messages)
+        one_shot = known and app_settings.policy(self.action).one_shot
+        if one_shot and "link" not in errors and self.post_id is None:
+            errors.setdefault("post_id", []).append(
+                f"a {self.action} acts on a post: give the post's link "
+                "(https://t.me/channel/123) or its post_id"
             )
-        self.normalize_target()
+        if errors:
+            raise ValidationError(errors)

@@ -94,7 +94,9 @@ class HttpTransport:
 
     def send(self, task: dict[str, Any], deadline: float) -> Outcome:
         if time.monotonic() > deadline:
-            return Unreachable("push: not sent, the pass ran out of time", retry_after=0)
+            return Unreachable(
+                "push: not sent, the pass ran out of time", retry_after=0, sent=False
+            )
         body = json.dumps(task, separators=(",", ":")).encode()
         tokens = provider_tokens()
         headers = {

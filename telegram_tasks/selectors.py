@@ -6,11 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
-from telegram_tasks.models import Membership, OrderPassStats, TelegramAccount
+from telegram_tasks.models import (
+    LIVE_STATUSES,
+    Membership,
+    OrderPassStats,
+    TelegramAccount,
+    TelegramTask,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,16 @@ def order_memberships(order_id: int, *, now: datetime) -> MembershipCounts:
         due=Count("pk", filter=Q(state=Membership.State.OPEN, due_at__lte=now)),
     )
     return MembershipCounts(**counts)
+
+
+def order_units_in_flight(order_id: int) -> int:
+    """Units of the order's unfinished tasks (its live tasks' index)."""
+    return (
+        TelegramTask.objects.filter(
+            order_id=order_id, status__in=LIVE_STATUSES, membership__isnull=True
+        ).aggregate(units=Sum("per_call"))["units"]
+        or 0
+    )
 
 
 def order_pass_stats(order_id: int) -> OrderPassStats | None:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from redis.exceptions import RedisError
 
-from telegram_tasks import selectors
-from telegram_tasks.admin.display import limits_table, pretty_json
+from telegram_tasks import selectors, services
+from telegram_tasks.admin.display import (
+    account_recent_tasks,
+    account_tasks_url,
+    limits_table,
+    of_limit,
+    pretty_json,
+    seconds_left,
+    tasks_table,
+)
 from telegram_tasks.admin.lists import CappedPaginator, FieldCreatedFilter, TierFilter
 from telegram_tasks.models import TelegramAccount
+from telegram_tasks.services import farm
 
 
 class HeldFilter(admin.SimpleListFilter):
@@ -34,32 +44,166 @@ class HeldFilter(admin.SimpleListFilter):
         return queryset
 
 
+class LimitedFilter(admin.SimpleListFilter):
+    """Accounts cooling down or capped today, as the ledger's recent successes say."""
+
+    title = "limits"
+    parameter_name = "limited"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [("cooling", "cooling down now"), ("capped", "capped today")]
+
+    def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
+        if self.value() not in ("cooling", "capped"):
+            return queryset
+        cooling, capped = farm.limited_accounts(now=timezone.now())
+        return queryset.filter(pk__in=cooling if self.value() == "cooling" else capped)
+
+
+class AccountChangeList(ChangeList):
+    """Reads the page's accounts from Redis — holds, cooldowns, today's counts, channels,
+    locks — in one pipeline, once the page's rows are known."""
+
+    def get_results(self, request: Any) -> None:
+        super().get_results(request)
+        accounts = list(self.result_list)
+        try:
+            limits = selectors.account_limits(accounts, now=timezone.now())
+        except RedisError:
+            limits = {}
+        for account in accounts:
+            account.limits = limits.get(account.pk)
+
+
 @admin.register(TelegramAccount)
 class TelegramAccountAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "provider_account_id", "phone", "tier", "is_active", "held_until", "created_at",
+        "id", "provider_account_id", "phone", "tier", "state", "cooldowns", "today", "channels",
+        "locks",
     )  # fmt: skip
-    list_filter = ("is_active", TierFilter, HeldFilter, FieldCreatedFilter)
+    list_filter = ("is_active", HeldFilter, LimitedFilter, TierFilter, FieldCreatedFilter)
     search_fields = ("=id", "=provider_account_id", "=phone")
     search_help_text = "account id, provider account id or phone (exact)"
     show_full_result_count = False
     paginator = CappedPaginator
+    actions = ("deactivate_accounts", "reactivate_accounts", "clear_holds")
     readonly_fields = (
-        "limits_now", "memberships_link", "held_until", "meta_pretty", "created_at", "updated_at",
+        "is_active", "limits_now", "recent_tasks", "memberships_link", "held_until",
+        "meta_pretty", "created_at", "updated_at",
     )  # fmt: skip
     fields = (
         "provider_account_id",
         "phone",
         "tier",
         "is_active",
-        "limits_now",
-        "memberships_link",
         "held_until",
+        "limits_now",
+        "recent_tasks",
+        "memberships_link",
         "meta",
         "meta_pretty",
         "created_at",
         "updated_at",
     )
+
+    class Media:
+        css = {"all": ["telegram_tasks/admin.css"]}
+
+    def get_changelist(self, request: Any, **kwargs: Any) -> type[ChangeList]:
+        return AccountChangeList
+
+    # --- the farm's view of each account (read from Redis for the whole page at once) --------
+
+    @admin.display(description="state")
+    def state(self, obj: TelegramAccount) -> str:
+        if not obj.is_active:
+            return "inactive"
+        limits = getattr(obj, "limits", None)
+        if limits is not None and limits.hold_left > 0:
+            return f"held {seconds_left(limits.hold_left)}"
+        if obj.held_until and obj.held_until > timezone.now():
+            return f"held until {timezone.localtime(obj.held_until):%H:%M:%S}"
+        return "active"
+
+    @admin.display(description="cooldown left")
+    def cooldowns(self, obj: TelegramAccount) -> str:
+        limits = getattr(obj, "limits", None)
+        if limits is None:
+            return "?"
+        parts = [f"{a.action} {seconds_left(a.cooldown_left)}" for a in limits.actions
+                 if a.cooldown_left > 0]  # fmt: skip
+        if limits.account_cooldown_left > 0:
+            parts.append(f"account {seconds_left(limits.account_cooldown_left)}")
+        return ", ".join(parts) or "—"
+
+    @admin.display(description="today / cap")
+    def today(self, obj: TelegramAccount) -> SafeString:
+        limits = getattr(obj, "limits", None)
+        if limits is None:
+            return format_html("?")
+        parts = []
+        for a in limits.actions:
+            if a.today or a.daily_cap is not None:
+                full = a.daily_cap is not None and a.today >= a.daily_cap
+                parts.append(format_html(
+                    '<span class="{}">{} {}</span>', "tg-capped" if full else "", a.action,
+                    of_limit(a.today, a.daily_cap) if a.daily_cap is not None else a.today,
+                ))  # fmt: skip
+        if limits.account_daily_cap is not None:
+            parts.append(format_html("all {}", of_limit(limits.today, limits.account_daily_cap)))
+        return format_html_join(", ", "{}", ((p,) for p in parts)) if parts else format_html("—")
+
+    @admin.display(description="channels")
+    def channels(self, obj: TelegramAccount) -> str:
+        limits = getattr(obj, "limits", None)
+        if limits is None:
+            return "?"
+        text = (
+            f"{limits.channels} / {limits.max_channels}"
+            if limits.max_channels is not None
+            else str(limits.channels)
+        )
+        return f"{text} FULL" if limits.channels_too_much else text
+
+    @admin.display(description="locks")
+    def locks(self, obj: TelegramAccount) -> str:
+        limits = getattr(obj, "limits", None)
+        if limits is None:
+            return "?"
+        held = [a.action for a in limits.actions if a.lock_token]
+        return ", ".join(held) or "—"
+
+    # --- actions, through the services -------------------------------------------------------
+
+    def has_manage_permission(self, request: Any) -> bool:
+        return request.user.has_perm("telegram_tasks.manage_telegramaccount")
+
+    @admin.action(
+        description="Deactivate (never picked again; their queued tasks go to other accounts)",
+        permissions=["manage"],
+    )
+    def deactivate_accounts(self, request: Any, queryset: QuerySet) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        n = services.accounts_deactivate(account_ids=ids, now=timezone.now())
+        self.message_user(request, f"{n} account(s) deactivated.", messages.SUCCESS)
+
+    @admin.action(
+        description="Reactivate (picked again from the next pass)", permissions=["manage"]
+    )
+    def reactivate_accounts(self, request: Any, queryset: QuerySet) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        n = services.accounts_reactivate(account_ids=ids, now=timezone.now())
+        self.message_user(request, f"{n} account(s) reactivated.", messages.SUCCESS)
+
+    @admin.action(description="Clear hold (flood wait lifted now)", permissions=["manage"])
+    def clear_holds(self, request: Any, queryset: QuerySet) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        n = services.accounts_clear_hold(account_ids=ids, now=timezone.now())
+        self.message_user(request, f"{n} hold(s) cleared.", messages.SUCCESS)
+
+    @admin.display(description="recent tasks")
+    def recent_tasks(self, obj: TelegramAccount) -> SafeString:
+        return tasks_table(account_recent_tasks(obj.pk), more=account_tasks_url(obj.pk))
 
     @admin.display(description="limits now")
     def limits_now(self, obj: TelegramAccount) -> SafeString:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from telegram_tasks import selectors
-from telegram_tasks.models import OrderPassStats
+from telegram_tasks.models import LIVE_STATUSES, OrderPassStats, TelegramAccount, TelegramTask
 
 
 def pretty_json(value: Any) -> str:
@@ -100,4 +102,102 @@ def pass_stats_short(stats: OrderPassStats | None) -> str:
     )
     return f"made {stats.created}, starved {stats.starved_slots}" + (
         f" ({refusals})" if refusals else ""
+    )
+
+
+# --- an order's or an account's latest tasks (bounded, from their own indexes) ----------------
+
+RECENT = 20
+
+
+def order_recent_tasks(order_id: int) -> list[TelegramTask]:
+    """The order's latest tasks: its live ones, then its latest finished (two index reads)."""
+    return _recent(TelegramTask.objects.filter(order_id=order_id), "order_id")
+
+
+def account_recent_tasks(account_id: int) -> list[TelegramTask]:
+    return _recent(
+        TelegramTask.objects.filter(telegram_account_id=account_id), "telegram_account_id"
+    )
+
+
+def _recent(tasks: Any, key: str) -> list[TelegramTask]:
+    columns = ("id", "action", "status", "attempt", "provider_account_id", "order_id",
+               "failure_reason", "available_at", "leased_until", "finished_at")  # fmt: skip
+    live = list(tasks.filter(status__in=LIVE_STATUSES).order_by("-id").only(*columns)[:RECENT])
+    ended = list(
+        tasks.filter(finished_at__isnull=False).order_by("-finished_at").only(*columns)[:RECENT]
+    )
+    return sorted([*live, *ended], key=lambda t: t.pk, reverse=True)[:RECENT]
+
+
+def order_tasks_url(order_id: int) -> str:
+    return f"{reverse('admin:telegram_tasks_telegramtask_changelist')}?q={order_id}"
+
+
+def account_tasks_url(account_id: int) -> str:
+    account = TelegramAccount.objects.filter(pk=account_id).values_list(
+        "provider_account_id", flat=True
+    )
+    term = account.first() or account_id
+    return f"{reverse('admin:telegram_tasks_telegramtask_changelist')}?q={term}"
+
+
+def tasks_table(tasks: list[TelegramTask], *, more: str) -> SafeString:
+    """A bounded table of tasks (latest first), each linked to its page."""
+    if not tasks:
+        return format_html("{}", "no tasks")
+    rows = format_html_join(
+        "",
+        '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
+        "<td>{}</td><td>{}</td></tr>",
+        (
+            (
+                reverse("admin:telegram_tasks_telegramtask_change", args=[t.pk]),
+                t.pk,
+                t.action,
+                t.status,
+                t.failure_reason or "—",
+                t.provider_account_id or "—",
+                t.attempt,
+                _when(t.finished_at or t.leased_until or t.available_at),
+            )
+            for t in tasks
+        ),
+    )
+    return format_html(
+        '<table class="tg-tasks"><thead><tr><th>task</th><th>action</th><th>status</th>'
+        "<th>reason</th><th>account</th><th>attempt</th><th>when</th></tr></thead>"
+        '<tbody>{}</tbody></table><p><a href="{}">all of them in the task list</a></p>',
+        rows,
+        more,
+    )
+
+
+def _when(moment: Any) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S}" if moment else "—"
+
+
+def progress_bar(delivered: int, in_flight: int, remaining: int) -> SafeString:
+    """Delivered / in flight / still to do, as one bar (and the numbers)."""
+    total = max(delivered + in_flight + remaining, 1)
+    parts = [
+        (delivered, "#5b9a57", "delivered"),
+        (in_flight, "#e07b39", "in flight"),
+        (remaining, "#c8c8c8", "remaining"),
+    ]
+    bars = format_html_join(
+        "",
+        '<span title="{} {}" style="display:inline-block;height:14px;width:{}%;background:{}">'
+        "</span>",
+        ((n, label, round(100 * n / total, 2), colour) for n, colour, label in parts if n),
+    )
+    return format_html(
+        '<div class="tg-progress" style="width:420px;max-width:100%;border:1px solid '
+        'var(--hairline-color);display:flex">{}</div><div>{} delivered · {} in flight · '
+        "{} remaining</div>",
+        bars,
+        delivered,
+        in_flight,
+        remaining,
     )

@@ -6,7 +6,10 @@ import re
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 
 from telegram_tasks import services
@@ -95,6 +98,52 @@ class TelegramTaskAdmin(admin.ModelAdmin):
         "updated_at",
     )
     readonly_fields = fields
+    change_form_template = "admin/telegram_tasks/telegramtask/change_form.html"
+
+    class Media:
+        css = {"all": ["telegram_tasks/admin.css"]}
+
+    def get_urls(self) -> list[Any]:
+        own = [
+            path(
+                "<path:object_id>/requeue/",
+                self.admin_site.admin_view(self.requeue_one),
+                name="telegram_tasks_telegramtask_requeue",
+            ),
+            path(
+                "<path:object_id>/fail/",
+                self.admin_site.admin_view(self.fail_one),
+                name="telegram_tasks_telegramtask_fail",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def change_view(
+        self, request: Any, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        extra = {
+            "can_requeue": self.has_requeue_permission(request),
+            "can_fail": self.has_fail_permission(request),
+            "live_statuses": [s.value for s in LIVE_STATUSES],
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
+    def requeue_one(self, request: Any, object_id: str) -> HttpResponseRedirect:
+        """The Requeue button of a task's page (the list's action, for one task)."""
+        if request.method != "POST" or not self.has_requeue_permission(request):
+            raise PermissionDenied
+        self.requeue_tasks(request, TelegramTask.objects.filter(pk=object_id))
+        return HttpResponseRedirect(reverse("admin:telegram_tasks_telegramtask_change",
+                                            args=[object_id]))  # fmt: skip
+
+    def fail_one(self, request: Any, object_id: str) -> HttpResponseRedirect:
+        """The Fail button of a task's page."""
+        if request.method != "POST" or not self.has_fail_permission(request):
+            raise PermissionDenied
+        self.fail_tasks(request, TelegramTask.objects.filter(pk=object_id))
+        return HttpResponseRedirect(reverse("admin:telegram_tasks_telegramtask_change",
+                                            args=[object_id]))  # fmt: skip
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: TelegramTask) -> str:

@@ -74,6 +74,7 @@ from telegram_tasks.claims.operations import (
     rollback_many,
     set_heartbeat,
     state_present,
+    unhold_many,
 )
 from telegram_tasks.claims.scripts import ClaimsStateLost
 from telegram_tasks.claims.selection import (
@@ -129,4 +130,5 @@ __all__ = [
     "select_accounts",
     "set_heartbeat",
     "state_present",
+    "unhold_many",
 ]

@@ -330,6 +330,16 @@ def hold_many(holds: Sequence[tuple[int, float]], *, now: datetime) -> list[date
     ]
 
 
+def unhold_many(account_ids: Sequence[int]) -> None:
+    """Lift the holds of these accounts (an operator's decision); one round trip."""
+    if not account_ids:
+        return
+    pipe = connection().pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.delete(keys.hold(account_id))
+    pipe.execute()
+
+
 def hold(account_id: int, *, now: datetime, seconds: float) -> datetime:
     """Hold an account off every action for ``seconds`` (a flood wait); returns the deadline."""
     return hold_many([(account_id, seconds)], now=now)[0]

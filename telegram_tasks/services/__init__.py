@@ -13,7 +13,9 @@ app) import from here.
     heal          every housekeeping pass re-applies recent claim effects (partial Redis loss)
     retention     finished tasks older than TASK_RETENTION_DAYS go, in bounded batches
     operator      fail, requeue; cancel, pause, resume, stop orders
-    accounts      sync, deactivate, release an account's tasks
+    accounts      sync, deactivate, reactivate, clear holds, release an account's tasks
+    rollup        hourly counts for the dashboard and the metrics; the passes' record
+    farm          the accounts by state (active, held, cooling, capped, inactive)
     settle        the shared kernel: end, re-arm, mark done, settle a lost ledger step
     orders        every write to the order model
     sql           table names, status fragments, the fetch helper
@@ -21,7 +23,9 @@ app) import from here.
 
 from telegram_tasks.services.accounts import (
     SyncResult,
+    accounts_clear_hold,
     accounts_deactivate,
+    accounts_reactivate,
     accounts_sync,
     tasks_release_for_accounts,
 )
@@ -64,7 +68,9 @@ __all__ = [
     "ReportState",
     "RetentionSummary",
     "SyncResult",
+    "accounts_clear_hold",
     "accounts_deactivate",
+    "accounts_reactivate",
     "accounts_sync",
     "claims_rebuild",
     "claims_restore_if_lost",

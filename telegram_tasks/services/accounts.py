@@ -106,6 +106,27 @@ def accounts_deactivate(*, account_ids: Sequence[int], now: datetime) -> int:
     return changed
 
 
+def accounts_reactivate(*, account_ids: Sequence[int], now: datetime) -> int:
+    """Accounts back in service (the operator's call): picked again from the next pass."""
+    return TelegramAccount.objects.filter(id__in=account_ids, is_active=False).update(
+        is_active=True, updated_at=now
+    )
+
+
+def accounts_clear_hold(*, account_ids: Sequence[int], now: datetime) -> int:
+    """Lift the flood holds of these accounts (the operator knows better): in the ledger, then
+    in Redis once that is committed (a rebuild or heal restores holds from the ledger only)."""
+    with transaction.atomic():
+        cleared = list(
+            TelegramAccount.objects.filter(id__in=account_ids, held_until__isnull=False)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        TelegramAccount.objects.filter(id__in=cleared).update(held_until=None, updated_at=now)
+        settle.after_commit(lambda: claims.unhold_many(cleared))
+    return len(cleared)
+
+
 def accounts_hold(holds: Sequence[tuple[int, datetime]], *, now: datetime) -> None:
     """Record flood holds in the ledger — (account, until), the later deadline kept — inside the
     caller's transaction (after its task locks: tasks before accounts). Pulls skip a held

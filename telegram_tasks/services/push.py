@@ -62,6 +62,9 @@ class Rejected:
 class Unreachable:
     error: str
     retry_after: float | None = None
+    # False: never sent (the pass ran out of time before its turn): nothing is said of the
+    # provider, no dispatch error is counted, the task goes back to the queue at once.
+    sent: bool = True
 
 
 Outcome = Delivered | Accepted | Rejected | Unreachable
@@ -102,7 +105,7 @@ def tasks_push(
     most = 1 if gate.state == "half" else (limit or app_settings.PUSH_BATCH)
     tasks = [json.loads(t.json) for t in lease_tasks(limit=most, now=now, mode=ExecutionMode.PUSH)]
     summary.leased = len(tasks)
-    if not tasks:  # (half-open with nothing to send: the next pass probes)
+    if not tasks:  # (half-open with nothing to send: a later pass probes)
         summary.seconds = clock() - started
         return summary
     outcomes = deliver(tasks)
@@ -110,9 +113,11 @@ def tasks_push(
     apply_outcomes(tasks, outcomes, now=answered_at, summary=summary)
     # Any 2xx or 4xx says the provider is up; a pass where most sends could not reach it
     # counts as one failure of the circuit.
-    unreachable = sum(isinstance(o, Unreachable) for o in outcomes)
-    op = "failure" if unreachable * 2 > len(outcomes) else "success"
-    summary.circuit = claims.breaker(BREAKER, op, now=answered_at).label
+    tried = [o for o in outcomes if not (isinstance(o, Unreachable) and not o.sent)]
+    if tried:
+        unreachable = sum(isinstance(o, Unreachable) for o in tried)
+        op = "failure" if unreachable * 2 > len(tried) else "success"
+        summary.circuit = claims.breaker(BREAKER, op, now=answered_at).label
     summary.seconds = clock() - started
     logger.info("push pass: %s", summary.line())
     return summary
@@ -203,7 +208,12 @@ def push_retry_later(
             [[t["task_id"] for t, _ in failed]],
         )
         rows, _ = settle.fail_blocked(rows, now=now)
-        exhausted = [r for r in rows if r["dispatch_errors"] + 1 >= app_settings.PUSH_MAX_RETRIES]
+        unsent = {t["task_id"] for t, outcome in failed if not outcome.sent}
+        exhausted = [
+            r
+            for r in rows
+            if r["id"] not in unsent and r["dispatch_errors"] + 1 >= app_settings.PUSH_MAX_RETRIES
+        ]
         if exhausted:
             settle.after_commit_rollback(
                 settle.fail_rows([r["id"] for r in exhausted], reason=Reason.PUSH_UNREACHABLE,
@@ -214,7 +224,7 @@ def push_retry_later(
         for task, outcome in failed:
             if task["task_id"] not in errors:
                 continue
-            wait = backoff(errors[task["task_id"]] + 1, outcome.retry_after)
+            wait = backoff(errors[task["task_id"]] + 1, outcome.retry_after) if outcome.sent else 0
             at = now + timedelta(seconds=wait)
             plan.append(
                 {
@@ -223,16 +233,18 @@ def push_retry_later(
                     "at": at.isoformat(),
                     "until": (at + grace).isoformat(),
                     "err": outcome.error[:2000],
+                    "inc": 1 if outcome.sent else 0,
                 }
             )
         requeued = sql.fetch(
             f"""
             UPDATE {sql.TASKS} AS t
             SET status = {sql.QUEUED}, available_at = r.at, reserved_until = r.until,
-                leased_until = NULL, redeliver = TRUE, dispatch_errors = t.dispatch_errors + 1,
+                leased_until = NULL, redeliver = TRUE, dispatch_errors = t.dispatch_errors + r.inc,
                 last_error = r.err, updated_at = %(now)s
             FROM jsonb_to_recordset(%(rows)s::jsonb)
-                 AS r(id varchar, lease varchar, at timestamptz, until timestamptz, err text)
+                 AS r(id varchar, lease varchar, at timestamptz, until timestamptz, err text,
+                      inc int)
             WHERE t.id = r.id AND t.status = {sql.LEASED} AND t.lease_id = r.lease
             RETURNING t.id, t.order_id, t.telegram_account_id, t.action, t.link_hash,
                       t.payload, t.reserved_until

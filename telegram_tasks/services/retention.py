@@ -51,31 +51,47 @@ def retention_cutoff(now: datetime) -> datetime:
     return now - timedelta(days=app_settings.TASK_RETENTION_DAYS)
 
 
-def _cutoffs(now: datetime) -> list[tuple[str, str, str, datetime]]:
-    """(table, time column, summary field, delete rows before this) for each table."""
+def _cutoffs(now: datetime) -> list[tuple[str, str, str, datetime, str]]:
+    """(table, time column, summary field, delete rows before this, and only if) per table."""
     tasks = retention_cutoff(now)
     states = now - timedelta(seconds=app_settings.STATE_TTL_SECONDS)
     return [
-        (sql.TASKS, "finished_at", "tasks", tasks),
-        # A closed membership is the unsubscribed state a rebuild restores within its TTL.
-        (sql.MEMBERSHIPS, "unsubscribed_at", "memberships", min(tasks, states)),
+        (sql.TASKS, "finished_at", "tasks", tasks, ""),
+        # A closed membership is the unsubscribed state a rebuild restores within its TTL; and
+        # one a task still names (its unsubscribe, finished later or not purged yet) stays
+        # until that task goes.
+        (
+            sql.MEMBERSHIPS,
+            "unsubscribed_at",
+            "memberships",
+            min(tasks, states),
+            f"AND NOT EXISTS (SELECT 1 FROM {sql.TASKS} AS t WHERE t.membership_id = x.id)",  # noqa: S608
+        ),
         (
             sql.ONE_SHOTS,
             "done_at",
             "one_shots",
             now - timedelta(seconds=app_settings.DEDUPE_TTL_SECONDS),
+            "",
         ),
-        (TaskHour._meta.db_table, "hour", "hours", tasks),
-        (GenerationPass._meta.db_table, "started_at", "passes", now - timedelta(days=PASS_DAYS)),
+        (TaskHour._meta.db_table, "hour", "hours", tasks, ""),
+        (
+            GenerationPass._meta.db_table,
+            "started_at",
+            "passes",
+            now - timedelta(days=PASS_DAYS),
+            "",
+        ),
     ]
 
 
 def retention_preview(*, now: datetime) -> RetentionSummary:
     """What retention would delete now (nothing is deleted): counts over the index ranges."""
     summary = RetentionSummary(cutoff=retention_cutoff(now))
-    for table, column, counter, cutoff in _cutoffs(now):
+    for table, column, counter, cutoff, only in _cutoffs(now):
         [(count, oldest)] = sql.rows(
-            f"SELECT count(*), min({column}) FROM {table} WHERE {column} < %s",  # noqa: S608
+            f"SELECT count(*), min({column}) FROM {table} AS x "  # noqa: S608
+            f"WHERE {column} < %s {only}",
             [cutoff],
         )
         setattr(summary, counter, count)
@@ -88,14 +104,14 @@ def retention_purge(*, now: datetime, most: int) -> RetentionSummary:
     """Delete up to ``most`` rows of each table older than its retention, oldest first, in
     batches of BATCH, each in a transaction of its own."""
     summary = RetentionSummary(cutoff=retention_cutoff(now))
-    for table, column, counter, cutoff in _cutoffs(now):
+    for table, column, counter, cutoff, only in _cutoffs(now):
         while getattr(summary, counter) < most:
             size = min(BATCH, most - getattr(summary, counter))
             with transaction.atomic():
                 deleted = sql.rows(
                     f"""
                     DELETE FROM {table} WHERE id IN (
-                        SELECT id FROM {table} WHERE {column} < %s
+                        SELECT id FROM {table} AS x WHERE {column} < %s {only}
                         ORDER BY {column} LIMIT %s FOR UPDATE SKIP LOCKED
                     ) RETURNING 1
                     """,  # noqa: S608

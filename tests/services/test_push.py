@@ -227,3 +227,23 @@ def test_transport_failures_of_a_paused_order_end_its_task_and_are_capped(provid
         now += timedelta(seconds=10)  # past the backoff
     task = TelegramTask.objects.get(order=other)
     assert (task.status, task.failure_reason, task.attempt) == ("failed", "push_unreachable", 0)
+
+
+def test_a_task_not_sent_for_lack_of_time_counts_against_nothing(provider):
+    """A pass that runs out of time before a task's turn says nothing of the provider: no
+    dispatch error, no backoff, no failure of the circuit; the task is queued again at once."""
+    from telegram_tasks.services.pull import lease_tasks
+    from telegram_tasks.services.push import PushSummary, Unreachable, apply_outcomes
+
+    make_accounts(1)
+    order = push_order("done")
+    tasks_generate(limit=10, now=timezone.now())
+    now = timezone.now()
+    for _ in range(5):
+        [task] = [json.loads(t.json) for t in lease_tasks(limit=10, now=now, mode="push")]
+        unsent = Unreachable("push: not sent, the pass ran out of time", retry_after=0, sent=False)
+        apply_outcomes([task], [unsent], now=now, summary=PushSummary())
+    left = TelegramTask.objects.get(order=order)
+    assert (left.status, left.dispatch_errors, left.attempt) == ("queued", 0, 0)
+    assert left.available_at <= now
+    assert push_breaker(now=now).state == "closed"

@@ -107,3 +107,23 @@ def test_closed_memberships_are_kept_for_the_state_ttl(settings):
     assert (summary.tasks, summary.memberships) == (1, 0)
     assert not TelegramTask.objects.filter(pk=done.pk).exists()
     assert Membership.objects.count() == 1
+
+
+def test_a_membership_a_task_still_names_stays_until_the_task_goes():
+    """A closed membership whose task is still kept (finished later, or not purged yet: each
+    pass deletes a bounded batch) waits for it: the task's reference must not break."""
+    account = make_account()
+    old = NOW - timedelta(days=130)
+    membership = Membership.objects.create(account=account, link_hash="a" * 64, link="x",
+                                           subscribed_at=old, state="closed",
+                                           unsubscribed_at=old)  # fmt: skip
+    order = make_order(action="unsubscribe", link="t.me/durov")
+    task = make_task(order, account, status="done", finished_at=NOW - timedelta(days=1))
+    TelegramTask.objects.filter(pk=task.pk).update(membership=membership)
+    assert retention_preview(now=NOW).memberships == 0
+    assert retention_purge(now=NOW, most=100).memberships == 0
+    assert Membership.objects.filter(pk=membership.pk).exists()
+    TelegramTask.objects.filter(pk=task.pk).update(finished_at=old)  # now old enough too
+    assert retention_purge(now=NOW, most=100).tasks == 1
+    retention_purge(now=NOW, most=100)
+    assert not Membership.objects.filter(pk=membership.pk).exists()

@@ -9,9 +9,10 @@ from telegram_tasks.services import retention_preview, retention_purge
 
 class Command(BaseCommand):
     help = (
-        "Show what retention would delete now: finished tasks and closed memberships older than "
-        "TASK_RETENTION_DAYS (housekeeping deletes them, a bounded batch per pass). With "
-        "--apply, delete them all now."
+        "Show what retention would delete now: finished tasks older than TASK_RETENTION_DAYS, "
+        "closed memberships no task names any more, one-shot successes past their TTL, the "
+        "dashboard's old hourly counts and pass records (housekeeping deletes them, a bounded "
+        "batch per pass). With --apply, delete them all now."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
