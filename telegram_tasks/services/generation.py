@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from telegram_tasks import claims, waiting
 from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings
+from telegram_tasks.logs import log_fields
 from telegram_tasks.models import TelegramTask, new_ulid
 from telegram_tasks.services import orders, settle, sql
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
@@ -217,7 +218,7 @@ def tasks_generate(
             break
     summary.seconds = clock() - started
     record_pass(summary, started_at=now)
-    logger.info("generation pass: %s", summary.line())
+    logger.info("generation pass: %s", summary.line(), extra=log_fields("generation_pass", summary))
     return summary
 
 

@@ -18,6 +18,7 @@ from django.db import transaction
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
+from telegram_tasks.logs import log_fields
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.farm import refresh_account_counts
 from telegram_tasks.services.heal import claims_heal
@@ -127,7 +128,7 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
         summary.rebuilt = healed.rebuilt
         summary.ended[Reason.LOCK_LOST] += healed.conflicts
     summary.seconds = time.perf_counter() - started
-    logger.info("housekeeping: %s", summary.line())
+    logger.info("housekeeping: %s", summary.line(), extra=log_fields("housekeeping", summary))
     return summary
 
 

@@ -34,6 +34,7 @@ from django.db import transaction
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason, push_rejected
+from telegram_tasks.logs import log_fields
 from telegram_tasks.models import ExecutionMode
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.pull import lease_tasks
@@ -119,7 +120,7 @@ def tasks_push(
         op = "failure" if unreachable * 2 > len(tried) else "success"
         summary.circuit = claims.breaker(BREAKER, op, now=answered_at).label
     summary.seconds = clock() - started
-    logger.info("push pass: %s", summary.line())
+    logger.info("push pass: %s", summary.line(), extra=log_fields("push_pass", summary))
     return summary
 
 

@@ -5,6 +5,7 @@ path: every result, whatever brought it, goes through ``tasks_report``."""
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,6 +20,8 @@ from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.services import outcomes, settle, sql
+
+logger = logging.getLogger(__name__)
 
 S = TelegramTask.Status
 
@@ -145,7 +148,40 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
         if out.duplicate and out.task_id in first:
             out.status = first[out.task_id]
     count_reports(reports, outs)
+    _log_failures(batch, finished)
     return outs
+
+
+def _log_failures(batch: _Batch, finished: set[str]) -> None:
+    """One line per failure report that took effect (a retry or an end), with the fields an
+    operator filters logs by; repeats of a report already applied are not logged again."""
+    for group, outcome in ((batch.failed, "failed"), (batch.retry, "retry")):
+        for report, row, _ in group:
+            if report.task_id not in finished:
+                continue
+            plan = batch.plans[report.task_id]
+            logger.info(
+                "report %s: task=%s account=%s action=%s error=%s reason=%s",
+                outcome,
+                report.task_id,
+                row["telegram_account_id"],
+                row["action"],
+                report.error_code or "-",
+                plan.reason,
+                extra={
+                    "event": "report_failed",
+                    "outcome": outcome,
+                    "task_id": report.task_id,
+                    "order_id": row["order_id"],
+                    "account_id": row["telegram_account_id"],
+                    "action": row["action"],
+                    "error_code": report.error_code,
+                    "reason": str(plan.reason),
+                    "scope": str(plan.scope),
+                    "attempt": row["attempt"] + 1,
+                    "retry_after": plan.retry_after if outcome == "retry" else None,
+                },
+            )
 
 
 class _NotFirst(Exception):
