@@ -35,6 +35,22 @@ test-cluster: $(STAMP)
 	$(PY) scripts/cluster.py exec -- $(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS) $(CLUSTER_TESTS)
 	$(PY) sim/run.py --size small --redis cluster
 
+# The admin in a real browser: Debian's Chromium, headless, driven by Playwright (its Python
+# package only: it launches the system's browser, never downloads one). Screenshots at 1366x768
+# in screenshots/.
+CHROMIUM ?= /usr/bin/chromium
+test-browser: $(STAMP) browser-deps
+	CHROMIUM=$(CHROMIUM) $(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS) tests_browser
+
+# Installs Chromium (and a font) with apt-get when it is missing: as root, or through sudo.
+browser-deps:
+	@test -x $(CHROMIUM) || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core \
+		|| { $$SUDO apt-get update -q && \
+		     $$SUDO apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }; }
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

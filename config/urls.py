@@ -5,6 +5,15 @@ from django.urls import include, path
 from telegram_tasks.admin.dashboard import dashboard_view
 from telegram_tasks.metrics import healthz_view, metrics_view, readyz_view
 
+# The operator's lists are wide (an account's state, cooldowns, caps, channels and locks): at
+# 1366 px the navigation sidebar would push their last columns out of sight. The index and the
+# breadcrumbs lead everywhere it does.
+admin.site.enable_nav_sidebar = False
+admin.site.site_header = "Telegram tasks"
+admin.site.site_title = "Telegram tasks admin"
+admin.site.index_title = "Operations"
+admin.site.site_url = None  # no public site beside the admin and the API
+
 urlpatterns = [
     path("healthz", healthz_view, name="healthz"),
     path("readyz", readyz_view, name="readyz"),

@@ -66,21 +66,18 @@ class OrderAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["telegram_tasks/admin.css"]}
 
+    # What an operator scans a list for (newest first: ids follow creation); per call, interval
+    # and the moments are on the order's page.
     list_display = (
         "id",
         "action",
-        "link",
-        "post_id",
+        "target",
         "state",
-        "execution_mode",
+        "mode",
         "priority",
-        "quantity",
-        "remains",
-        "per_call",
-        "interval_seconds",
+        "delivered",
         "next_run_at",
         "last_pass",
-        "created_at",
     )
     list_select_related = ("pass_stats",)
     list_filter = (
@@ -141,6 +138,18 @@ class OrderAdmin(admin.ModelAdmin):
     def state(self, obj: Order) -> str:
         label = obj.get_status_display()
         return f"{label} (paused)" if obj.paused_at else label
+
+    @admin.display(description="target", ordering="link")
+    def target(self, obj: Order) -> str:
+        return f"{obj.link} · post {obj.post_id}" if obj.post_id is not None else obj.link
+
+    @admin.display(description="mode", ordering="execution_mode")
+    def mode(self, obj: Order) -> str:
+        return obj.execution_mode
+
+    @admin.display(description="delivered")
+    def delivered(self, obj: Order) -> str:
+        return f"{obj.quantity - obj.remains} / {obj.quantity}"
 
     @admin.display(description="progress")
     def progress(self, obj: Order) -> SafeString:

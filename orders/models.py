@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -28,9 +29,12 @@ class Order(models.Model):
     link = models.CharField(max_length=255, help_text="Stored normalized (https://t.me/…).")
     post_id = models.PositiveBigIntegerField(null=True, blank=True)
     link_hash = models.CharField(max_length=64, editable=False)
-    quantity = models.PositiveIntegerField()
-    remains = models.PositiveIntegerField(blank=True)
-    per_call = models.PositiveIntegerField(default=1)
+    # The validators say in the form what the CHECK constraints below enforce in the table.
+    quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    remains = models.PositiveIntegerField(
+        blank=True, help_text="Units not delivered yet (those in flight included)."
+    )
+    per_call = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
     interval_seconds = models.PositiveIntegerField(default=0)
     next_run_at = models.DateTimeField(null=True, blank=True)
     # Higher first when orders of one action want more accounts than there are; within a

@@ -102,7 +102,7 @@ def test_account_page_shows_its_recent_tasks_and_limits(admin_client, farm):
 def test_order_page_progress_and_latest_tasks(admin_client, farm):
     order = Order.objects.get()
     page = admin_client.get(f"{ORDERS}{order.pk}/change/").content.decode()
-    assert "1 delivered · 1 in flight · 0 remaining" in page
+    assert "1 delivered · 1 in flight · 0 not yet in a task" in page
     for task in TelegramTask.objects.all():
         assert task.pk in page
     Order.objects.update(paused_at=timezone.now())
@@ -152,3 +152,11 @@ def test_times_show_seconds(admin_client, farm):
     task = TelegramTask.objects.get(status="done")
     page = admin_client.get(f"{TASKS}{task.pk}/change/").content.decode()
     assert timezone.localtime(task.finished_at).strftime("%Y-%m-%d %H:%M:%S") in page
+
+
+def test_a_list_counts_a_table_its_statistics_do_not_know_yet(admin_client):
+    """A new, never-analyzed table has no row estimate: the list counts it instead of saying
+    "0 accounts" over three rows."""
+    make_accounts(3)
+    page = admin_client.get("/admin/telegram_tasks/telegramaccount/").content.decode()
+    assert "3 telegram accounts" in page

@@ -137,13 +137,15 @@ class TelegramAccountAdmin(admin.ModelAdmin):
         return ", ".join(parts) or "—"
 
     @admin.display(description="today / cap")
-    def today(self, obj: TelegramAccount) -> SafeString:
+    def today(self, obj: TelegramAccount) -> SafeString | str:
         limits = getattr(obj, "limits", None)
         if limits is None:
-            return format_html("?")
+            return "?"
+        # Only the actions it did today (the account's page lists every cap): a list of 200
+        # accounts stays one line per account.
         parts = []
         for a in limits.actions:
-            if a.today or a.daily_cap is not None:
+            if a.today:
                 full = a.daily_cap is not None and a.today >= a.daily_cap
                 parts.append(format_html(
                     '<span class="{}">{} {}</span>', "tg-capped" if full else "", a.action,
@@ -151,7 +153,11 @@ class TelegramAccountAdmin(admin.ModelAdmin):
                 ))  # fmt: skip
         if limits.account_daily_cap is not None:
             parts.append(format_html("all {}", of_limit(limits.today, limits.account_daily_cap)))
-        return format_html_join(", ", "{}", ((p,) for p in parts)) if parts else format_html("—")
+        if not parts:
+            return "—"
+        return format_html_join(
+            "<br>", '<span style="white-space:nowrap">{}</span>', ((p,) for p in parts)
+        )
 
     @admin.display(description="channels")
     def channels(self, obj: TelegramAccount) -> str:

@@ -160,7 +160,7 @@ def tasks_table(tasks: list[TelegramTask], *, more: str) -> SafeString:
                 t.failure_reason or "—",
                 t.provider_account_id or "—",
                 t.attempt,
-                _when(t.finished_at or t.leased_until or t.available_at),
+                at_second(t.finished_at or t.leased_until or t.available_at),
             )
             for t in tasks
         ),
@@ -174,7 +174,7 @@ def tasks_table(tasks: list[TelegramTask], *, more: str) -> SafeString:
     )
 
 
-def _when(moment: Any) -> str:
+def at_second(moment: Any) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S}" if moment else "—"
 
 
@@ -184,7 +184,7 @@ def progress_bar(delivered: int, in_flight: int, remaining: int) -> SafeString:
     parts = [
         (delivered, "#5b9a57", "delivered"),
         (in_flight, "#e07b39", "in flight"),
-        (remaining, "#c8c8c8", "remaining"),
+        (remaining, "#c8c8c8", "not yet in a task"),
     ]
     bars = format_html_join(
         "",
@@ -195,7 +195,7 @@ def progress_bar(delivered: int, in_flight: int, remaining: int) -> SafeString:
     return format_html(
         '<div class="tg-progress" style="width:420px;max-width:100%;border:1px solid '
         'var(--hairline-color);display:flex">{}</div><div>{} delivered · {} in flight · '
-        "{} remaining</div>",
+        "{} not yet in a task</div>",
         bars,
         delivered,
         in_flight,

@@ -24,16 +24,17 @@ COUNT_CAP = 10_000
 
 class CappedPaginator(Paginator):
     """Counts at most COUNT_CAP rows (one index-bounded ``count`` over a LIMIT); a list without
-    filters takes the table's estimate from the planner's statistics instead. Pages stop at
-    the cap, so no page ever needs a deep OFFSET."""
+    filters over a table the planner's statistics call large takes that estimate instead (a
+    small, new or never-analyzed table is counted: its estimate may say 0). Pages stop at the
+    cap, so no page ever needs a deep OFFSET."""
 
     @cached_property
     def count(self) -> int:
         qs = self.object_list
-        if isinstance(qs, QuerySet) and not qs.query.where:
-            return min(estimated_rows(qs.model), COUNT_CAP)
         if not isinstance(qs, QuerySet):
             return len(qs)
+        if not qs.query.where and estimated_rows(qs.model) >= COUNT_CAP:
+            return COUNT_CAP
         # Without the list's ordering: the count may then read whichever index its filter has.
         return qs.order_by()[:COUNT_CAP].count()
 

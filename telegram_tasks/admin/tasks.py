@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from telegram_tasks import services
-from telegram_tasks.admin.display import pretty_json
+from telegram_tasks.admin.display import at_second, pretty_json
 from telegram_tasks.admin.lists import (
     ActionFilter,
     CappedPaginator,
@@ -59,10 +59,8 @@ class TelegramTaskAdmin(admin.ModelAdmin):
         "status",
         "provider_account_id",
         "attempt",
-        "available_at",
-        "leased_until",
+        "when",
         "failure_reason",
-        "created_at",
     )
     list_filter = ("status", ActionFilter, ReasonFilter, "execution_mode", UlidCreatedFilter)
     actions = ("requeue_tasks", "fail_tasks")
@@ -152,6 +150,18 @@ class TelegramTaskAdmin(admin.ModelAdmin):
     @admin.display(description="result")
     def result_pretty(self, obj: TelegramTask) -> str:
         return pretty_json(obj.result)
+
+    @admin.display(description="when", ordering="available_at")
+    def when(self, obj: TelegramTask) -> str:
+        """The one moment that matters for the task's status (the list stays 1366 px wide;
+        every moment is on the task's page, its creation in its id)."""
+        if obj.status == TaskStatus.LEASED:
+            return f"lease until {at_second(obj.leased_until)}"
+        if obj.status == TaskStatus.QUEUED:
+            return f"runs from {at_second(obj.available_at)}"
+        if obj.status == TaskStatus.PENDING:
+            return f"pending until {at_second(obj.leased_until)}"
+        return f"{obj.status} {at_second(obj.finished_at)}"
 
     @admin.action(
         description="Requeue (back to the queue now, same account, fresh reservation)",

@@ -9,12 +9,13 @@
   Chart.defaults.borderColor = grid;
   Chart.defaults.animation = false;
   var common = { responsive: true, maintainAspectRatio: false };
+  var passes = data("data-passes");
   window.tgCharts = {
     hourly: new Chart(document.getElementById("chart-hourly"), {
       type: "bar",
       data: data("data-hourly"),
       options: Object.assign({}, common, {
-        scales: { x: { stacked: true, ticks: { maxTicksLimit: 12 } }, y: { stacked: true, beginAtZero: true } },
+        scales: { x: { stacked: true, ticks: { maxTicksLimit: 12 } }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } },
         plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
       }),
     }),
@@ -23,17 +24,18 @@
       data: data("data-reasons"),
       options: Object.assign({}, common, {
         indexAxis: "y",
-        scales: { x: { beginAtZero: true } },
+        scales: { x: { beginAtZero: true, ticks: { precision: 0 } } },
         plugins: { legend: { display: false } },
       }),
     }),
     passes: new Chart(document.getElementById("chart-passes"), {
       type: "line",
-      data: data("data-passes"),
+      data: passes,
       options: Object.assign({}, common, {
-        scales: { x: { ticks: { maxTicksLimit: 16 } }, y: { beginAtZero: true } },
+        scales: { x: { ticks: { maxTicksLimit: 16 } }, y: { beginAtZero: true, ticks: { precision: 0 } } },
         plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
-        elements: { point: { radius: 0 } },
+        // Points only while there are few passes: a single pass is a point, not an empty chart.
+        elements: { point: { radius: passes.labels.length > 30 ? 0 : 3 } },
       }),
     }),
   };
