@@ -59,9 +59,9 @@ def main() -> None:
 
     from orders.models import Order
     from telegram_tasks import claims, services
-    from telegram_tasks.admin.lists import CROCKFORD, ulid_floor
+    from telegram_tasks.admin.lists import ulid_floor
     from telegram_tasks.links import normalize_link
-    from telegram_tasks.models import Membership, TelegramAccount, TelegramTask, new_ulid
+    from telegram_tasks.models import CROCKFORD, Membership, TelegramAccount, TelegramTask, new_ulid
 
     dsn = os.environ["DATABASE_URL"]
     rng = random.Random(7)
@@ -205,6 +205,8 @@ def main() -> None:
             + (n - timedelta(days=10)).strftime("%Y-%m-%d"),
             "admin order list": "/admin/orders/order/",
             "admin order page": f"/admin/orders/order/{live_orders[0].pk}/change/",
+            "admin account list": "/admin/telegram_tasks/telegramaccount/",
+            "admin dashboard": "/admin/dashboard/",
         }
         for label, url in pages.items():
 
@@ -266,7 +268,9 @@ def main() -> None:
         worst = max(worst, g1, g2)
         print(f"{key:<{width}}  {small * 1000:7.1f}ms  {large * 1000:7.1f}ms  x{g1:5.2f}  "
               f"{backlog * 1000:7.1f}ms  x{g2:5.2f}")  # fmt: skip
-    print(f"\nworst growth x{worst:.2f}  target <= x1.5 "
+    board = max(results[phase]["admin dashboard"] for phase in results)
+    print(f"\nadmin dashboard at most {board * 1000:.0f} ms  target < 300 ms")
+    print(f"worst growth x{worst:.2f}  target <= x1.5 "
           f"(history {opts.history:,}, backlog {opts.backlog:,})")  # fmt: skip
     if not opts.keep:
         truncate(TelegramTask, Membership, Order, TelegramAccount)

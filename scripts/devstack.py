@@ -312,6 +312,8 @@ def cmd_run() -> int:
                 [
                     "",
                     f"  admin:          {base}/admin/   (login: admin / {admin_password})",
+                    f"  dashboard:      {base}/admin/dashboard/",
+                    f"  health:         {base}/healthz   {base}/readyz   {base}/metrics",
                     f"  API docs:       {base}/api/docs/   (OpenAPI schema: {base}/api/schema/)",
                     f"  provider API:   POST {api}/tasks/pull   (accounts/sync, tasks/report, …)",
                     f"  provider token: {child_env['PROVIDER_TOKEN']}",

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from telegram_tasks.conf import app_settings, order_model_label
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Two Crockford characters per 10 bits: a ULID in 13 steps, not 26.
-_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]
 
 
 _last_ulid = [0]
@@ -40,7 +40,7 @@ def ulid_floor(moment: datetime) -> str:
     value = int(moment.timestamp() * 1000)
     chars = []
     for _ in range(10):
-        chars.append(_CROCKFORD[value & 31])
+        chars.append(CROCKFORD[value & 31])
         value >>= 5
     return "".join(reversed(chars)) + "0" * 16
 
@@ -48,7 +48,7 @@ def ulid_floor(moment: datetime) -> str:
 def ulid_time(ulid: str) -> datetime:
     value = 0
     for char in ulid[:10]:
-        value = value * 32 + _CROCKFORD.index(char)
+        value = value * 32 + CROCKFORD.index(char)
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 

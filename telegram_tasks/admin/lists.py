@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
-from telegram_tasks.models import _CROCKFORD, ulid_floor, ulid_time
+from telegram_tasks.models import ulid_floor, ulid_time
 
 # Rows a list counts exactly (and pages through); past it, filter or drill down by date.
 COUNT_CAP = 10_000
@@ -103,8 +103,6 @@ class ReasonFilter(ChoicesFilter):
 
 
 # --- dates -----------------------------------------------------------------------------------
-
-CROCKFORD = _CROCKFORD  # (re-exported: the benchmarks build ids with it)
 
 
 class DrillDownFilter(admin.SimpleListFilter):
