@@ -182,6 +182,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker keeps the LOGGING above (LOG_FORMAT=json included) instead of its own handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Overrides of the telegram_tasks defaults (telegram_tasks/conf.py); only keys set here or in
 # the environment differ from the defaults.
@@ -225,7 +227,7 @@ TELEGRAM_TASKS.update(
 
 # LOG_FORMAT=json: one JSON object per line (python-json-logger), with the structured fields
 # passes and failed reports attach (``event``, counts, ``action``, ``reason``…) as keys.
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOG_FORMAT = env.str("LOG_FORMAT", default="") or "plain"
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {

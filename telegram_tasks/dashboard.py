@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import QuerySet
 from redis.exceptions import RedisError
 
 from telegram_tasks import claims
@@ -18,10 +19,15 @@ from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.models import GenerationPass, OrderPassStats, TaskHour
 from telegram_tasks.services import sql
 from telegram_tasks.services.farm import AccountCounts, account_counts
+from telegram_tasks.services.orders import active_statuses
 
 HOURS = 48
 PASSES = 120
 STARVED = 10
+# An order the passes have not found short of accounts for this long is not shown as starved:
+# a completed, canceled or paused order (or one whose every unit is in flight) is no longer
+# looked at, so its last record would otherwise stay forever.
+STARVED_WINDOW = timedelta(minutes=10)
 
 
 @dataclass
@@ -56,7 +62,7 @@ def dashboard(*, now: datetime) -> Dashboard:
     board.queues = queues(now=now)
     _leases(board, now)
     _passes(board)
-    board.starved_orders = starved_orders()
+    board.starved_orders = starved_orders(now=now)
     board.accounts = account_counts(now=now)
     board.circuit = circuit(now=now)
     return board
@@ -132,11 +138,22 @@ def _passes(board: Dashboard) -> None:
         board.passes.append({**p, "label": p["started_at"].astimezone(zone).strftime("%H:%M:%S")})
 
 
-def starved_orders() -> list[dict[str, Any]]:
+def short_of_accounts(*, now: datetime) -> QuerySet[OrderPassStats]:
+    """The pass records of orders short of accounts now: found so by a recent pass, and still
+    able to get tasks (active, not paused)."""
+    return OrderPassStats.objects.filter(
+        troubled=True,
+        last_pass_at__gte=now - STARVED_WINDOW,
+        order__status__in=active_statuses(),
+        order__paused_at__isnull=True,
+    )
+
+
+def starved_orders(*, now: datetime) -> list[dict[str, Any]]:
     """The orders the last passes found short of accounts, most starved first, with why."""
     Order = get_order_model()
     stats = list(
-        OrderPassStats.objects.filter(troubled=True)
+        short_of_accounts(now=now)
         .order_by("-starved_total")
         .values("order_id", "starved_slots", "starved_total", "refusals", "last_pass_at")[:STARVED]
     )

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from telegram_tasks import claims, dashboard
 from telegram_tasks.conf import app_settings, get_order_model
-from telegram_tasks.models import GenerationPass, OrderPassStats, TaskHour, TaskStatus, TaskTotal
+from telegram_tasks.models import GenerationPass, TaskHour, TaskStatus, TaskTotal
 from telegram_tasks.services import farm, sql
 
 
@@ -110,9 +110,7 @@ class LedgerCollector(Collector):
         action_field = f"order__{get_order_model()._meta.get_field('action').name}"
         short = dict.fromkeys(app_settings.ACTIONS, 0)
         for row in (
-            OrderPassStats.objects.filter(troubled=True)
-            .values(action_field)
-            .annotate(n=Count("pk"))
+            dashboard.short_of_accounts(now=now).values(action_field).annotate(n=Count("pk"))
         ):
             short[row[action_field]] = row["n"]
         for action, n in sorted(short.items()):

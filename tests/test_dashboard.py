@@ -11,6 +11,7 @@ from django.utils import timezone
 from telegram_tasks import dashboard
 from telegram_tasks.models import (
     GenerationPass,
+    OrderPassStats,
     TaskHour,
     TaskTotal,
     TelegramAccount,
@@ -19,6 +20,7 @@ from telegram_tasks.models import (
 from telegram_tasks.services import (
     ReportIn,
     farm,
+    orders_pause,
     rollup,
     tasks_generate,
     tasks_housekeep,
@@ -153,3 +155,42 @@ def test_the_dashboard_costs_the_same_few_queries_whatever_the_ledger(admin_clie
     with CaptureQueriesContext(connection) as large:
         admin_client.get(URL)
     assert len(large) == len(small) <= 12
+
+
+def test_starved_orders_are_those_short_of_accounts_now():
+    """An order a pass found short of accounts is listed while it can still get tasks and the
+    passes still find it so; completed, paused or no longer looked at, it drops off (the
+    dashboard and the starved-orders gauge alike)."""
+    make_accounts(1)
+    short, paused, done, stale = (
+        make_order(action="subscribe", link=f"t.me/starving{n}", quantity=3) for n in range(4)
+    )
+    tasks_generate(limit=20, now=T0)
+    later = T0 + timedelta(minutes=1)
+    assert {s["order_id"] for s in dashboard.starved_orders(now=later)} == {
+        short.pk, paused.pk, done.pk, stale.pk
+    }  # fmt: skip
+    orders_pause(order_ids=[paused.pk], now=T0)
+    type(done).objects.filter(pk=done.pk).update(status="completed")
+    type(stale).objects.filter(pk=stale.pk).update(next_run_at=T0 + timedelta(days=1))
+    OrderPassStats.objects.filter(order_id=stale.pk).update(
+        last_pass_at=T0 - dashboard.STARVED_WINDOW
+    )
+    assert [s["order_id"] for s in dashboard.starved_orders(now=later)] == [short.pk]
+    assert dashboard.short_of_accounts(now=later).count() == 1
+
+
+def test_inactive_accounts_are_never_counted_cooling_or_capped(settings):
+    settings.TELEGRAM_TASKS = {
+        **settings.TELEGRAM_TASKS,
+        "ACTIONS": {"view": {"cooldown": 600, "daily_cap": 1}},
+    }
+    make_accounts(1)
+    make_order(action="view", link="t.me/durov/5", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    [task] = tasks_pull(limit=10, now=T0).tasks
+    report(ReportIn(task["task_id"], "done"), now=T0)
+    assert farm.limited_accounts(now=T0)[0]
+    TelegramAccount.objects.update(is_active=False)
+    counts = farm.refresh_account_counts(now=T0 + timedelta(seconds=10))
+    assert (counts.inactive, counts.cooling, counts.capped) == (1, 0, 0)

@@ -136,3 +136,25 @@ def _wait(url: str) -> None:
         except httpx.TransportError:
             time.sleep(0.2)
     raise AssertionError(f"{url} never answered")
+
+
+@pytest.mark.django_db
+def test_the_dashboard_and_metrics_answer_with_redis_down(admin_client, settings):
+    """Redis is where the accounts snapshot and the push circuit live, not what the pages need:
+    both still answer (counted from PostgreSQL, the circuit "unknown")."""
+    make_accounts(2)
+    if settings.REDIS_IS_CLUSTER:
+        settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    board = admin_client.get("/admin/dashboard/")
+    assert board.status_code == 200
+    assert "unknown (Redis unavailable)" in board.content.decode()
+    metrics = admin_client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'telegram_tasks_accounts{state="active"} 2.0' in metrics.content.decode()

@@ -89,7 +89,10 @@ class ReasonFilter(ChoicesFilter):
     field = "failure_reason"
 
     def choices_list(self) -> list[tuple[str, str]]:
-        return [(r.value, r.value) for r in Reason] + [("push_http", "push_http_* (refused)")]
+        # push_http is only ever written with the status after it (push_http_<status>).
+        return [(r.value, r.value) for r in Reason if r is not Reason.PUSH_REJECTED] + [
+            ("push_http", "push_http_* (refused)")
+        ]
 
     def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
         value = self.value()

@@ -43,6 +43,8 @@ from telegram_tasks.claims.coordination import (
     pull_replay_begin,
     pull_replay_forget,
     pull_replay_store,
+    snapshot_load,
+    snapshot_store,
 )
 from telegram_tasks.claims.inspection import AccountState, ActionState, account_states
 from telegram_tasks.claims.operations import (
@@ -129,6 +131,8 @@ __all__ = [
     "select_account",
     "select_accounts",
     "set_heartbeat",
+    "snapshot_load",
+    "snapshot_store",
     "state_present",
     "unhold_many",
 ]

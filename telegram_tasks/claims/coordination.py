@@ -1,5 +1,6 @@
 """Coordination between processes, kept in Redis: pull replays (a pull repeated with the same
-request_id), the locks periodic passes hold, and the push dispatchers' circuit breaker."""
+request_id), the locks periodic passes hold, the push dispatchers' circuit breaker, and the
+snapshots a pass leaves for every process to read."""
 
 from __future__ import annotations
 
@@ -99,3 +100,15 @@ def breaker(name: str, op: str, *, now: datetime) -> Breaker:
         until=datetime.fromtimestamp(until_ms / 1000, tz=now.tzinfo) if until_ms else None,
         granted=bool(int(granted)),
     )
+
+
+# --- snapshots: computed by one pass, read by every process (web workers, the metrics) --------
+
+
+def snapshot_store(name: str, value: dict[str, Any], *, ttl: int) -> None:
+    connection().set(keys.snapshot(name), json.dumps(value), ex=ttl)
+
+
+def snapshot_load(name: str) -> dict[str, Any] | None:
+    stored = connection().get(keys.snapshot(name))
+    return json.loads(stored) if stored else None

@@ -74,6 +74,11 @@ def breaker(name: str) -> str:
     return f"{_prefix()}:breaker:{name}"
 
 
+def snapshot(name: str) -> str:
+    """A snapshot a periodic pass computed for every process to read (e.g. accounts by state)."""
+    return f"{_prefix()}:snapshot:{name}"
+
+
 def heartbeat() -> str:
     """When housekeeping last wrote to this Redis (ms): see ``services.heal``."""
     return f"{_prefix()}:heartbeat"
