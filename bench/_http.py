@@ -119,8 +119,17 @@ class StdlibClient:
         self.headers = {"Content-Type": "application/json", "X-Provider-Token": token}
 
     def call(self, path: str, data: bytes) -> tuple[int, bytes]:
-        self.conn.request("POST", path, body=data, headers=self.headers)
-        response = self.conn.getresponse()
+        import http.client
+
+        try:
+            self.conn.request("POST", path, body=data, headers=self.headers)
+            response = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the idle keep-alive connection (WEB_KEEPALIVE) before this
+            # request reached it: a client opens a new one, as this does once.
+            self.conn.close()
+            self.conn.request("POST", path, body=data, headers=self.headers)
+            response = self.conn.getresponse()
         return response.status, response.read()
 
     def close(self) -> None:
