@@ -7,7 +7,9 @@ Every figure is the best of several runs; the target is every growth factor with
     python bench/growth.py --history 20000000      the contract's 20 million (about an hour)
 
 The history is finished tasks spread over the retention period (120 days) with ULID keys that
-match their times, written with COPY; the backlog's tasks were reserved ten minutes ago.
+match their times, written with COPY; the backlog's tasks were reserved ten minutes ago, one per
+account on accounts of their own. Redis is rebuilt from the ledger wherever the bench changes
+tasks behind the services' back.
 """
 
 from __future__ import annotations
@@ -133,6 +135,13 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {"small": {}, "large": {}, "backlog": {}}
 
+    def claims_from_ledger() -> None:
+        """Redis as the ledger says, as it would be had the bench's SQL shortcuts gone through
+        the services: the locks of the tasks it marked done dropped, every live task's lock
+        held (the backlog's included), so generation picks only free accounts."""
+        clear_redis(prefix)
+        services.claims_rebuild(now=timezone.now())
+
     def measure(phase: str) -> None:
         r = results[phase]
         n = timezone.now()
@@ -146,8 +155,7 @@ def main() -> None:
             TelegramTask.objects.filter(status__in=["leased", "queued"]).filter(
                 created_at__gte=n - timedelta(minutes=30), created_at__lt=n - timedelta(minutes=15)
             ).update(status="done", finished_at=n - timedelta(days=1))
-            clear_redis(prefix)  # the finished tasks' locks (no COMMIT ran for them)
-            claims.mark_state("growth")
+            claims_from_ledger()
             copy_tasks(1000, status="queued", start=timezone.now() - timedelta(minutes=20),
                        span=timedelta(seconds=1))  # fmt: skip
 
@@ -187,8 +195,7 @@ def main() -> None:
             TelegramTask.objects.filter(
                 status="queued", order_id__in=[o.pk for o in live_orders]
             ).delete()
-            clear_redis(prefix)
-            claims.mark_state("growth")
+            claims_from_ledger()
 
         r["generation pass (500 orders)"] = best(
             lambda: services.tasks_generate(limit=1000, now=timezone.now()), 3, setup=due_orders
@@ -237,8 +244,26 @@ def main() -> None:
         print(f"  {start + size:,} written", flush=True)
     measure("large")
     print(f"backlog: + {opts.backlog} queued tasks", flush=True)
+    # The backlog keeps the broker's rule of one live task per account and action: accounts of
+    # its own, one queued task each (a farm whose every account has work waiting).
+    TelegramAccount.objects.bulk_create(
+        (
+            TelegramAccount(provider_account_id=f"gb_{i}", phone=f"+2{i:09d}")
+            for i in range(opts.backlog)
+        ),
+        batch_size=5000,
+    )
+    backlog_rows = list(
+        TelegramAccount.objects.filter(provider_account_id__startswith="gb_").values_list(
+            "id", "provider_account_id", "phone"
+        )
+    )
     copy_tasks(
-        opts.backlog, status="queued", start=now - timedelta(minutes=10), span=timedelta(minutes=1)
+        opts.backlog,
+        status="queued",
+        start=now - timedelta(minutes=10),
+        span=timedelta(minutes=1),
+        accounts=backlog_rows,
     )
     measure("backlog")
     if opts.explain:

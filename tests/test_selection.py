@@ -6,7 +6,7 @@ import pytest
 
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Demand, Target, keys
-from tests.factories import make_account
+from tests.factories import make_account, make_accounts
 
 pytestmark = pytest.mark.django_db
 
@@ -161,3 +161,24 @@ def test_one_selection_probes_a_page_in_few_round_trips(monkeypatch):
     sel = selection.select_account(action="view", target=target(), token="t", now=T0)
     assert sel.account.id == eligible.id
     assert len(sent) <= 10, sent  # 151 candidates: probes of 2, 4 … 64, then one RESERVE
+
+
+def test_pairing_work_follows_the_budget_not_the_demands_squared():
+    """A pass with a small budget and many slots (here 400 demands, 20 to serve), one account
+    at the front refused for one target only: the pairing looks at a bounded number of
+    candidates per round, never every demand walking every candidate taken before it (a pass
+    of 500 orders x 50 slots with a budget of 1,000 once took 50 s in the growth bench).
+    Counted as candidate visits, not timed."""
+    accounts = make_accounts(500)
+    viewed = Target(f"{1:064d}", 7)
+    # Viewed an hour ago: its cooldown is over, the dedupe of that post stays.
+    earlier = T0 - timedelta(hours=1)
+    assert claims.reserve(Claim(accounts[0].id, "view", viewed, "before"), now=earlier) is None
+    assert claims.commit(Claim(accounts[0].id, "view", viewed, "before"), now=earlier)
+    demands = [Demand(viewed, "t0")] + [Demand(target(n + 2, 7), f"t{n + 1}") for n in range(399)]
+    results = claims.select_accounts(
+        action="view", demands=demands, now=T0 + timedelta(seconds=1), most=20
+    )
+    assert sum(1 for r in results if r.account) == 20
+    assert sum(1 for r in results if r.skipped) == 380
+    assert results.visits <= 10 * (len(accounts) + len(demands)), results.visits

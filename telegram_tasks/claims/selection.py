@@ -66,6 +66,7 @@ class Selections(list):
     considered (so a starved demand was refused by all of them, not cut off by the budget)."""
 
     scanned_all: bool = False
+    visits: int = 0  # candidates looked at while pairing demands (the pairing's own work)
 
 
 def _pages(after: int, size: int) -> Iterator[list[AccountRef]]:
@@ -146,12 +147,18 @@ def select_accounts(
         short: list[int] = []
         scan = first_usable
         for d in waiting:
+            if len(offered) >= most - served_count:
+                # No more RESERVEs this round than demands can still be served (see below):
+                # pairing the rest would only walk the candidates for nothing, once per
+                # demand — a pass with a small budget and many slots would go quadratic.
+                break
             mine: list[int] = []
             i = scan
             # A demand probes 2, then 4, 8 … candidates a round while none of them is eligible.
             room = min(probe[d] if few else 1, budget - results[d].tried)
             per = max(per, room)
             while i < len(candidates) and len(mine) < room:
+                results.visits += 1
                 if usable[i] and i not in picked and candidates[i].id not in refused_for[d]:
                     mine.append(i)
                     picked.add(i)
@@ -160,7 +167,8 @@ def select_accounts(
                 short.append(d)
                 continue
             offered.append((d, mine))
-            while scan < len(candidates) and scan in picked:
+            # The next demand starts past what this round took and what is used up.
+            while scan < len(candidates) and (scan in picked or not usable[scan]):
                 scan += 1
         if short and not exhausted:
             page = next(pages, None)
