@@ -30,6 +30,25 @@ def redis_prefix(settings, redis_client) -> Iterator[str]:
 
 
 @pytest.fixture
+def cut_redis(settings):
+    """Call it to make Redis unreachable from then on in this test (a closed port, short
+    timeouts): the claims' client, the cache and, on a cluster, the cluster client."""
+
+    def cut() -> None:
+        if settings.REDIS_IS_CLUSTER:
+            settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://127.0.0.1:1/0",
+                "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+            }
+        }
+
+    return cut
+
+
+@pytest.fixture
 def now() -> datetime:
     return timezone.now().replace(microsecond=0)
 

@@ -626,20 +626,12 @@ def test_database_failure_after_redis_commit_never_double_counts(api, monkeypatc
         ("accounts/sync", lambda t: {"accounts": [{"provider_account_id": "new-one"}]}),
     ],
 )
-def test_redis_down_is_503_on_every_endpoint_and_changes_nothing(api, settings, path, body):
+def test_redis_down_is_503_on_every_endpoint_and_changes_nothing(api, cut_redis, path, body):
     generate(n_accounts=1, quantity=1)
     pull(api)
     task = TelegramTask.objects.get()
     before = (task.status, task.leased_until, TelegramAccount.objects.count())
-    if settings.REDIS_IS_CLUSTER:
-        settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+    cut_redis()
     assert_error(post(api, path, body(task)), 503, "service_unavailable")
     task.refresh_from_db()
     assert (task.status, task.leased_until, TelegramAccount.objects.count()) == before

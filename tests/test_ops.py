@@ -40,16 +40,8 @@ def test_healthz_and_readyz(client, redis_client, redis_prefix):
 
 
 @pytest.mark.django_db
-def test_readyz_names_redis_when_it_is_down(client, settings):
-    if settings.REDIS_IS_CLUSTER:
-        settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+def test_readyz_names_redis_when_it_is_down(client, cut_redis):
+    cut_redis()
     down = client.get("/readyz")
     assert down.status_code == 503 and down.json()["failed"] == ["redis"]
 
@@ -139,19 +131,11 @@ def _wait(url: str) -> None:
 
 
 @pytest.mark.django_db
-def test_the_dashboard_and_metrics_answer_with_redis_down(admin_client, settings):
+def test_the_dashboard_and_metrics_answer_with_redis_down(admin_client, cut_redis):
     """Redis is where the accounts snapshot and the push circuit live, not what the pages need:
     both still answer (counted from PostgreSQL, the circuit "unknown")."""
     make_accounts(2)
-    if settings.REDIS_IS_CLUSTER:
-        settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+    cut_redis()
     board = admin_client.get("/admin/dashboard/")
     assert board.status_code == 200
     assert "unknown (Redis unavailable)" in board.content.decode()

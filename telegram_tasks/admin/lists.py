@@ -22,6 +22,20 @@ from telegram_tasks.models import ulid_floor, ulid_time
 COUNT_CAP = 10_000
 
 
+class MachineWritten:
+    """Rows the services write: seen with the view permission, never added, edited or deleted
+    in the admin (superusers included); operators act through the admin actions only."""
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 class CappedPaginator(Paginator):
     """Counts at most COUNT_CAP rows (one index-bounded ``count`` over a LIMIT); a list without
     filters over a table the planner's statistics call large takes that estimate instead (a

@@ -7,13 +7,13 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 
-from telegram_tasks.admin.lists import CappedPaginator, SubscribedFilter
+from telegram_tasks.admin.lists import CappedPaginator, MachineWritten, SubscribedFilter
 from telegram_tasks.links import InvalidTelegramLink, normalize_link
 from telegram_tasks.models import Membership
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(MachineWritten, admin.ModelAdmin):
     """Machine-written: opened by a done subscribe, closed by a done unsubscribe."""
 
     list_display = (
@@ -40,12 +40,3 @@ class MembershipAdmin(admin.ModelAdmin):
             return queryset.filter(link_hash=normalize_link(term).link_hash), False
         except InvalidTelegramLink:
             return queryset.none(), False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

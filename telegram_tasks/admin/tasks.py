@@ -17,6 +17,7 @@ from telegram_tasks.admin.display import at_second, pretty_json
 from telegram_tasks.admin.lists import (
     ActionFilter,
     CappedPaginator,
+    MachineWritten,
     ReasonFilter,
     UlidCreatedFilter,
 )
@@ -49,7 +50,7 @@ def of_account(account_id: int) -> Q:
 
 
 @admin.register(TelegramTask)
-class TelegramTaskAdmin(admin.ModelAdmin):
+class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
     """Tasks are written by machines only; operators change them through admin actions."""
 
     list_display = (
@@ -189,16 +190,6 @@ class TelegramTaskAdmin(admin.ModelAdmin):
 
     def has_fail_permission(self, request) -> bool:
         return request.user.has_perm("telegram_tasks.fail_telegramtask")
-
-    # Machine-written: seen with the view permission, changed only through the actions above.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_search_results(
         self, request: Any, queryset: QuerySet, search_term: str

@@ -1,14 +1,17 @@
 """rebuild_claims: the Redis claim state restored from the ledger."""
 
+import importlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import TestCase
 from django.utils import timezone
 
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Target, keys
+from telegram_tasks.models import OneShot, TelegramTask
 from telegram_tasks.services import (
     ReportIn,
     claims_rebuild,
@@ -79,15 +82,21 @@ def test_rebuild_restores_what_redis_lost(settings, redis_client, redis_prefix):
     assert lock_tokens == unfinished
 
 
-def test_rebuild_restores_cooldown_cap_state_and_dedupe_values(
-    settings, redis_client, redis_prefix
-):
+def one_view_done():
+    """One account views post 9 of t.me/durov at T0: (the account, the order)."""
     account = make_account()
     order = make_order(action="view", link="t.me/durov/9", quantity=5)
     tasks_generate(limit=10, now=T0)
     [task] = tasks_pull(limit=10, now=T0).tasks
     with TestCase.captureOnCommitCallbacks(execute=True):
         tasks_report(reports=[ReportIn(task["task_id"], "done")], now=T0)
+    return account, order
+
+
+def test_rebuild_restores_cooldown_cap_state_and_dedupe_values(
+    settings, redis_client, redis_prefix
+):
+    account, order = one_view_done()
     expected = {
         key: redis_client.get(key)
         for key in (
@@ -105,18 +114,7 @@ def test_rebuild_restores_cooldown_cap_state_and_dedupe_values(
 def test_a_one_shot_success_outlives_its_task(redis_client, redis_prefix):
     """The report records the view in the one-shot ledger; retention deletes the task; a
     rebuild still restores the dedupe key, and the same account is not given the post again."""
-    import importlib
-
-    from django.db import connection
-
-    from telegram_tasks.models import OneShot, TelegramTask
-
-    account = make_account()
-    order = make_order(action="view", link="t.me/durov/9", quantity=5)
-    tasks_generate(limit=10, now=T0)
-    [task] = tasks_pull(limit=10, now=T0).tasks
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        tasks_report(reports=[ReportIn(task["task_id"], "done")], now=T0)
+    account, order = one_view_done()
     fact = OneShot.objects.get()
     assert (fact.account_id, fact.action, fact.link_hash, fact.post_id, fact.done_at) == (
         account.id, "view", order.link_hash, 9, T0,
@@ -126,7 +124,7 @@ def test_a_one_shot_success_outlives_its_task(redis_client, redis_prefix):
     migration = importlib.import_module("telegram_tasks.migrations.0013_one_shots")
     with connection.schema_editor() as editor:
         # (Its window is counted from the database's clock: the task is dated now for it.)
-        TelegramTask.objects.filter(pk=task["task_id"]).update(finished_at=timezone.now())
+        TelegramTask.objects.update(finished_at=timezone.now())  # the one task
         migration.record_one_shots_of_done_tasks(None, editor)
     assert OneShot.objects.get().post_id == 9
     OneShot.objects.update(done_at=T0)
