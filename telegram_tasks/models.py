@@ -1,55 +1,13 @@
 from __future__ import annotations
 
-import os
-import threading
-import time
-from datetime import UTC, datetime
-
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from telegram_tasks.conf import app_settings, order_model_label
 
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Two Crockford characters per 10 bits: a ULID in 13 steps, not 26.
-_PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]
-
-
-_last_ulid = [0]
-_ulid_lock = threading.Lock()
-
-
-def new_ulid() -> str:
-    """A new ULID (48 bits of milliseconds, 80 random bits), as 26 Crockford characters, each
-    greater than the last this process made (within one millisecond the random part counts
-    up), so ids sort by creation. Written out here rather than through python-ulid's object:
-    generation makes one per task, and this is several times cheaper."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    with _ulid_lock:
-        if value <= _last_ulid[0]:
-            value = _last_ulid[0] + 1
-        _last_ulid[0] = value
-    # 130 bits as 13 pairs: the leading two bits are always zero.
-    return "".join([_PAIRS[(value >> shift) & 0x3FF] for shift in range(120, -10, -10)])
-
-
-def ulid_floor(moment: datetime) -> str:
-    """The smallest ULID of that millisecond: task ids made from then on are >= it (ids are
-    ULIDs, so a range of ids is a range of creation times)."""
-    value = int(moment.timestamp() * 1000)
-    chars = []
-    for _ in range(10):
-        chars.append(CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars)) + "0" * 16
-
-
-def ulid_time(ulid: str) -> datetime:
-    value = 0
-    for char in ulid[:10]:
-        value = value * 32 + CROCKFORD.index(char)
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+# ULIDs live in their own module; re-exported here, where migrations name ``new_ulid``.
+from telegram_tasks.ulid import CROCKFORD, new_ulid, ulid_floor, ulid_time  # noqa: F401
 
 
 class TelegramAccount(models.Model):
@@ -427,86 +385,11 @@ class OrderPassStats(models.Model):
         return f"order {self.order_id}: {self.created} made, {self.starved_slots} starved"
 
 
-class GenerationPass(models.Model):
-    """One generation pass, as the dashboard charts it (tasks made, slots starved, how long it
-    took). Kept a few days (housekeeping deletes older ones)."""
-
-    started_at = models.DateTimeField(db_index=True)
-    seconds = models.FloatField()
-    examined = models.PositiveIntegerField(default=0)
-    created = models.PositiveIntegerField(default=0)
-    starved_orders = models.PositiveIntegerField(default=0)
-    starved_slots = models.PositiveIntegerField(default=0)
-    unsubscribes = models.PositiveIntegerField(default=0)
-    refusals = models.JSONField(default=dict)  # reason -> count
-
-    class Meta:
-        db_table = "telegram_generation_passes"
-        ordering = ["-started_at"]
-
-    def __str__(self) -> str:
-        return f"pass at {self.started_at:%Y-%m-%d %H:%M:%S}: {self.created} created"
-
-
-class TaskHour(models.Model):
-    """Tasks created, done and failed (by reason) per action in one hour: the dashboard's
-    history and the metrics' counters, rolled up by housekeeping from the tasks that changed
-    since its last run, so reading them never scans the ledger."""
-
-    class Outcome(models.TextChoices):
-        CREATED = "created"
-        DONE = "done"
-        FAILED = "failed"
-
-    hour = models.DateTimeField()
-    action = models.CharField(max_length=50)
-    outcome = models.CharField(max_length=8, choices=Outcome.choices)
-    reason = models.CharField(max_length=64, blank=True, default="")
-    count = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        db_table = "telegram_task_hours"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["hour", "action", "outcome", "reason"], name="tg_task_hour_unique"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H}:00 {self.action} {self.outcome} {self.reason} {self.count}"
-
-
-class TaskTotal(models.Model):
-    """Running totals of the same (created, done, failed by reason, per action) since the
-    rollup began: they only grow, as Prometheus counters must (hourly rows are deleted with
-    the retention, totals are not)."""
-
-    action = models.CharField(max_length=50)
-    outcome = models.CharField(max_length=8, choices=TaskHour.Outcome.choices)
-    reason = models.CharField(max_length=64, blank=True, default="")
-    count = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        db_table = "telegram_task_totals"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["action", "outcome", "reason"], name="tg_task_total_unique"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.action} {self.outcome} {self.reason} {self.count}"
-
-
-class RollupMark(models.Model):
-    """How far the rollup has counted: tasks created and finished up to these moments."""
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    created_until = models.DateTimeField(null=True)
-    finished_until = models.DateTimeField(null=True)
-
-    class Meta:
-        db_table = "telegram_rollup_mark"
-
-    def __str__(self) -> str:
-        return f"rolled up to {self.finished_until}"
+# The operator's view records (pass records, hourly rollup): defined in ``records``, imported
+# here so Django registers them with the app's models.
+from telegram_tasks.records import (  # noqa: E402, F401
+    GenerationPass,
+    RollupMark,
+    TaskHour,
+    TaskTotal,
+)
