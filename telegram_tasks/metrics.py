@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from telegram_tasks import claims, dashboard
 from telegram_tasks.conf import app_settings, get_order_model
+from telegram_tasks.exception_handlers import envelope
 from telegram_tasks.models import GenerationPass, TaskHour, TaskStatus, TaskTotal
 from telegram_tasks.services import farm, sql
 
@@ -138,8 +139,14 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if token:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return HttpResponse("metrics need the bearer token", status=401,
-                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})  # fmt: skip
+            refused = JsonResponse(
+                envelope(
+                    "unauthorized", "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>"
+                ),
+                status=401,
+            )
+            refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return refused
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         workers = CollectorRegistry()
         multiprocess.MultiProcessCollector(workers)

@@ -65,7 +65,9 @@ def test_metrics_name_what_the_contract_asks(client, settings):
 @pytest.mark.django_db
 def test_metrics_behind_a_token(client, settings):
     settings.METRICS_TOKEN = "scrape-me"
-    assert client.get("/metrics").status_code == 401
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
+    assert refused.json()["error"]["code"] == "unauthorized"
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
 
