@@ -139,6 +139,9 @@ def test_task_page_has_requeue_and_fail_buttons_for_who_may(farm):
                      "telegram_tasks.fail_telegramtask")  # fmt: skip
     page = operator.get(f"{TASKS}{task.pk}/change/").content.decode()
     assert "Requeue</button>" in page and "Fail</button>" in page
+    # Only the buttons' POST acts: a GET (a followed link, a prefetch) changes nothing.
+    assert operator.get(f"{TASKS}{task.pk}/fail/").status_code == 405
+    assert TelegramTask.objects.get(pk=task.pk).status == "leased"
     with TestCase.captureOnCommitCallbacks(execute=True):
         operator.post(f"{TASKS}{task.pk}/requeue/")
     assert TelegramTask.objects.get(pk=task.pk).status == "queued"

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 
@@ -128,21 +128,23 @@ class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
         }
         return super().change_view(request, object_id, form_url, extra)
 
-    def requeue_one(self, request: Any, object_id: str) -> HttpResponseRedirect:
+    def requeue_one(self, request: Any, object_id: str) -> HttpResponse:
         """The Requeue button of a task's page (the list's action, for one task)."""
-        if request.method != "POST" or not self.has_requeue_permission(request):
-            raise PermissionDenied
-        self.requeue_tasks(request, TelegramTask.objects.filter(pk=object_id))
-        return HttpResponseRedirect(reverse("admin:telegram_tasks_telegramtask_change",
-                                            args=[object_id]))  # fmt: skip
+        return self._one(request, object_id, self.has_requeue_permission, self.requeue_tasks)
 
-    def fail_one(self, request: Any, object_id: str) -> HttpResponseRedirect:
+    def fail_one(self, request: Any, object_id: str) -> HttpResponse:
         """The Fail button of a task's page."""
-        if request.method != "POST" or not self.has_fail_permission(request):
+        return self._one(request, object_id, self.has_fail_permission, self.fail_tasks)
+
+    def _one(self, request: Any, object_id: str, allowed: Any, action: Any) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not allowed(request):
             raise PermissionDenied
-        self.fail_tasks(request, TelegramTask.objects.filter(pk=object_id))
-        return HttpResponseRedirect(reverse("admin:telegram_tasks_telegramtask_change",
-                                            args=[object_id]))  # fmt: skip
+        action(request, TelegramTask.objects.filter(pk=object_id))
+        return HttpResponseRedirect(
+            reverse("admin:telegram_tasks_telegramtask_change", args=[object_id])
+        )
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: TelegramTask) -> str:
