@@ -82,9 +82,13 @@ class TelegramTask(models.Model):
     # for the order and the account: each would check every inserted task by a trigger at
     # commit (a tenth of a generation pass). The service is the ledger's only writer; deletes
     # through Django still refuse (PROTECT) or follow (SET_NULL) as declared.
+    # Null only for an automatic unsubscribe whose subscribe order was deleted (a membership
+    # outlives its order): the account still leaves the channel.
     order = models.ForeignKey(
         order_model_label(),
         on_delete=models.PROTECT,
+        null=True,
+        blank=True,
         related_name="telegram_tasks",
         db_index=False,
         db_constraint=False,
@@ -389,6 +393,7 @@ class OrderPassStats(models.Model):
 # here so Django registers them with the app's models.
 from telegram_tasks.records import (  # noqa: E402, F401
     GenerationPass,
+    PassRun,
     RollupMark,
     TaskHour,
     TaskTotal,

@@ -90,3 +90,24 @@ class RollupMark(models.Model):
 
     def __str__(self) -> str:
         return f"rolled up to {self.finished_until}"
+
+
+class PassRun(models.Model):
+    """When a periodic pass (generation, housekeeping, push dispatch, rollup) last ran and last
+    succeeded, whoever ran it (beat or a command): one row per pass, written as each run ends,
+    readable by every process. A pass whose beat entry is broken, or whose worker is gone,
+    shows here as a time that stops moving (the dashboard, ``/metrics``)."""
+
+    name = models.CharField(primary_key=True, max_length=32)
+    last_run_at = models.DateTimeField()  # when the last run began
+    last_success_at = models.DateTimeField(null=True, blank=True)  # when the last good one began
+    last_seconds = models.FloatField(default=0.0)
+    last_error = models.TextField(blank=True, default="")  # of the last run; "" when it succeeded
+    runs = models.PositiveBigIntegerField(default=0)
+    failures = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "telegram_pass_runs"
+
+    def __str__(self) -> str:
+        return f"{self.name} pass, last run {self.last_run_at:%Y-%m-%d %H:%M:%S}"

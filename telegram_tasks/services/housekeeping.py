@@ -22,6 +22,7 @@ from telegram_tasks.logs import log_fields
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.farm import refresh_account_counts
 from telegram_tasks.services.heal import claims_heal
+from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 from telegram_tasks.services.retention import retention_purge
 from telegram_tasks.services.rollup import rollup
@@ -49,6 +50,7 @@ class HousekeepingSummary:
         )
 
 
+@records_pass("housekeeping")
 def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
     started = time.perf_counter()
     summary = HousekeepingSummary()

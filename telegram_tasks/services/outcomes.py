@@ -106,7 +106,9 @@ def _apply_consequences(
         settle.after_commit(lambda: claims.leave_many(left, now=now))
     # A flood wait on the last hand-out still holds the account off, even though the task ends.
     _apply_holds(ended, plans, now)
-    stopped = sorted({r["order_id"] for r in by_scope.get(scope.TARGET_DEAD, [])})
+    stopped = sorted(
+        {r["order_id"] for r in by_scope.get(scope.TARGET_DEAD, []) if r["order_id"] is not None}
+    )
     # Deactivating an account and stopping an order touch other tasks than the reported ones:
     # done after the report commits, each in a transaction of its own, so a report never
     # waits on rows another report holds while holding its own.

@@ -17,6 +17,7 @@ from django.db import transaction
 
 from telegram_tasks.models import GenerationPass, RollupMark, TaskHour, TaskTotal, ulid_floor
 from telegram_tasks.services import sql
+from telegram_tasks.services.liveness import records_pass
 
 # Counted up to this long ago: transactions finishing a task commit within it.
 LAG = timedelta(minutes=2)
@@ -28,6 +29,7 @@ TOTALS = TaskTotal._meta.db_table
 MARK = RollupMark._meta.db_table
 
 
+@records_pass("rollup")
 def rollup(*, now: datetime) -> int:
     """Add what was created and finished since the last rollup; returns how many tasks were
     counted. One statement, under the mark's row lock (two passes never count twice)."""

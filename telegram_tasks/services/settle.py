@@ -74,11 +74,12 @@ def blocked(task_ids: Sequence[str]) -> dict[str, Reason]:
         SELECT t.id,
                CASE WHEN a.id IS NULL OR NOT a.is_active THEN %(account)s
                     WHEN t.membership_id IS NOT NULL THEN NULL
-                    WHEN o.{o["status"]} NOT IN {sql.literals(orders.active_statuses())}
+                    WHEN o.{o.pk} IS NULL
+                         OR o.{o["status"]} NOT IN {sql.literals(orders.active_statuses())}
                          THEN %(inactive)s
                     WHEN o.{o["paused_at"]} IS NOT NULL THEN %(paused)s END
         FROM {sql.TASKS} AS t
-        JOIN {o.table} AS o ON o.{o.pk} = t.order_id
+        LEFT JOIN {o.table} AS o ON o.{o.pk} = t.order_id
         LEFT JOIN {sql.ACCOUNTS} AS a ON a.id = t.telegram_account_id
         WHERE t.id = ANY(%(ids)s)
         """,  # noqa: S608
