@@ -249,7 +249,9 @@ def test_one_poison_membership_is_skipped_and_backed_off_the_others_unsubscribe(
     summary = tasks_generate(limit=10, now=t1)
     assert (summary.unsubscribes, summary.failed) == (len(good), 1)
     assert "automatic unsubscribe of membership" in caplog.text
-    made = set(TelegramTask.objects.filter(action="unsubscribe").values_list("membership_id", flat=True))
+    made = set(
+        TelegramTask.objects.filter(action="unsubscribe").values_list("membership_id", flat=True)
+    )
     assert made == {m.pk for m in good}
     bad.refresh_from_db()
     assert bad.next_attempt_at > t1 and bad.attempts == 1
