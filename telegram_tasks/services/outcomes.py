@@ -80,7 +80,7 @@ def apply_failed(items: list[Item], plans: dict[str, failures.Plan], now: dateti
         """,  # noqa: S608
         {"rows": rows, "now": now},
     )
-    settle.after_commit_rollback(ended)
+    settle.after_commit_rollback(ended, now=now)
     _apply_consequences(ended, plans, now)
     return {r["id"] for r in ended}
 

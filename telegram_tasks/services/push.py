@@ -220,7 +220,8 @@ def push_retry_later(
         if exhausted:
             settle.after_commit_rollback(
                 settle.fail_rows([r["id"] for r in exhausted], reason=Reason.PUSH_UNREACHABLE,
-                                 now=now)
+                                 now=now),
+                now=now,
             )  # fmt: skip
         errors = {r["id"]: r["dispatch_errors"] for r in rows if r not in exhausted}
         plan = []
