@@ -24,7 +24,7 @@ class Panel:
     ) -> tuple[int, Any, dict[str, str]]:
         """(HTTP status, decoded JSON body, headers)."""
         body = urllib.parse.urlencode({"key": self.key, "action": action, **fields}).encode()
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310
             self.url,
             data=body,
             headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},

@@ -13,6 +13,7 @@ from django.utils import timezone
 from orders.customers import BalanceEntry, Customer
 from orders.models import Order, Service
 from orders.services import customer_create
+from telegram_tasks.models import TelegramTask
 from telegram_tasks.services import ReportIn, tasks_generate, tasks_pull, tasks_report
 
 
@@ -46,6 +47,12 @@ def deliver(order_id: int, units: int, now: datetime | None = None) -> list[dict
     now = now or timezone.now()
     tasks_generate(limit=1000, now=now)
     mine = [t for t in tasks_pull(limit=1000, now=now).tasks if t["order_id"] == order_id]
+    pulled = {t["task_id"] for t in mine}
+    mine += [
+        {"task_id": t.pk, "lease_id": t.lease_id, "order_id": order_id}
+        for t in TelegramTask.objects.filter(order_id=order_id, status="leased").order_by("pk")
+        if t.pk not in pulled
+    ]
     done, rest = mine[:units], mine[units:]
     with TestCase.captureOnCommitCallbacks(execute=True):
         tasks_report(

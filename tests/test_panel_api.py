@@ -132,7 +132,7 @@ def test_dripfeed_runs_times_quantity_every_interval_becomes_the_orders_slots(al
 
 
 def test_status_of_many_orders_and_a_customer_never_sees_anothers(alice, url):
-    alice_customer, panel = alice
+    _, panel = alice
     _, bob_key = make_customer("bob", "10")
     bob = Panel(url, bob_key)
     service = make_service()
@@ -183,7 +183,7 @@ def test_cancel_refunds_the_undelivered_part_exactly(alice):
 
 
 def test_a_service_may_forbid_cancel_and_a_completed_order_cannot_be_canceled(alice):
-    customer, panel = alice
+    _, panel = alice
     make_accounts(5)
     fixed = make_service(cancel=False)
     service = make_service()
@@ -203,7 +203,7 @@ def test_an_order_the_broker_stops_is_refunded_and_a_late_report_moves_nothing(a
     service = make_service(rate=Decimal("3"))
     pk = panel.call("add", service=service.pk, link="t.me/gone_chan/9", quantity=4)["order"]
     deliver(pk, 1)
-    [first, *rest] = tasks_pull(limit=10, now=timezone.now()).tasks or deliver_more(pk)
+    [first, *_] = tasks_pull(limit=10, now=timezone.now()).tasks or deliver_more(pk)
     with TestCase.captureOnCommitCallbacks(execute=True):
         tasks_report(
             reports=[ReportIn(task_id=first["task_id"], state="failed", lease_id=first["lease_id"],
@@ -295,7 +295,7 @@ def test_rate_limit_per_key_answers_429_with_retry_after(alice, url, settings):
 
 
 def test_start_count_is_the_first_a_report_carried(alice):
-    customer, panel = alice
+    _, panel = alice
     make_accounts(4)
     service = make_service()
     pk = panel.call("add", service=service.pk, link="t.me/count_chan/4", quantity=3)["order"]
@@ -317,7 +317,7 @@ def test_unknown_action_get_and_json_or_multipart_bodies(alice, url):
     with urllib.request.urlopen(url) as response:  # noqa: S310
         assert json.loads(response.read()) == {"error": "Incorrect request: use POST"}
     body = json.dumps({"key": panel.key, "action": "balance"}).encode()
-    request = urllib.request.Request(url + "/", data=body,
+    request = urllib.request.Request(url + "/", data=body,  # noqa: S310
                                      headers={"Content-Type": "application/json"})  # fmt: skip
     with urllib.request.urlopen(request) as response:  # noqa: S310
         assert json.loads(response.read()) == {"balance": "10.00", "currency": "USD"}
@@ -329,7 +329,7 @@ def test_unknown_action_get_and_json_or_multipart_bodies(alice, url):
         )
         + f"--{boundary}--\r\n"
     )
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310
         url, data=parts.encode(),
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )  # fmt: skip
