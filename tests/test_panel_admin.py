@@ -89,7 +89,7 @@ def test_money_pages_need_their_permissions(django_user_model):
 
 
 def test_a_panel_orders_page_shows_customer_money_and_refills(admin_client):
-    customer, key = make_customer("shop", "5")
+    _, key = make_customer("shop", "5")
     service = make_service(rate=Decimal("2"))
     pk = Client().post("/api/v2", {"key": key, "action": "add", "service": service.pk,
                                    "link": "t.me/adm_chan/1", "quantity": 10}).json()["order"]  # fmt: skip
