@@ -18,7 +18,7 @@ from orders import money
 from orders.customers import BalanceEntry, Customer
 from orders.exceptions import NotEnoughFunds
 from orders.models import Order, Service
-from orders.services import balance_adjust, balances_verify, orders_settle_due
+from orders.services import balance_adjust, balances_verify, orders_settle, orders_settle_due
 from telegram_tasks.services import orders
 from telegram_tasks.services.operator import tasks_fail
 from tests.factories import make_accounts
@@ -96,6 +96,8 @@ def test_an_end_the_signal_missed_is_settled_once_by_the_sweep():
     tasks_fail(reason="order_canceled", now=now, order_ids=[pk])
     assert orders_settle_due(now=now) == 1
     assert orders_settle_due(now=now) == 0
+    with transaction.atomic():  # the signal's path, late: nothing more either
+        assert orders_settle(order_ids=[pk], reason="order_canceled", now=now) == 0
     settled = Order.objects.get(pk=pk)
     assert (settled.refund, settled.settled_at is not None) == (Decimal("0.003"), True)
     assert balance(customer) == Decimal("10") - Decimal("0.001") == ledger_sum(customer)
