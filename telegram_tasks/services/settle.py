@@ -356,6 +356,10 @@ def _done_sql(*, durable: bool, handed_out: bool) -> str:
     is gone. (Built once per shape: the text is the same on every call.)"""
     deliver = orders.deliver_sql("delivered")
     relaxed = "" if durable else ", (SELECT set_config('synchronous_commit', 'off', true)) AS r"
+    # An order model with a start count takes it from the reports' data (nothing otherwise).
+    counted = sql.order_table().has("start_count")
+    data = "(r.result::jsonb->'data')"
+    start_count = f", {sql.start_count_sql(data)} AS start_count" if counted else ""
     return f"""
         WITH r AS (
             SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
@@ -371,9 +375,10 @@ def _done_sql(*, durable: bool, handed_out: bool) -> str:
             RETURNING t.id, t.order_id, t.per_call, t.membership_id, t.action,
                       t.telegram_account_id, t.link_hash, t.finished_at,
                       t.payload->>'link' AS link, (t.payload->>'post_id')::bigint AS post_id,
-                      t.payload->'account'->>'tier' AS tier
+                      t.payload->'account'->>'tier' AS tier{start_count}
         ), delivered AS (
-            SELECT order_id, per_call FROM finished_now WHERE {sql.ORDER_UNITS}
+            SELECT order_id, per_call{", id, start_count" if counted else ""}
+            FROM finished_now WHERE {sql.ORDER_UNITS}
         ), {deliver}, one_shot AS (
             INSERT INTO {sql.ONE_SHOTS} AS d (account_id, action, link_hash, post_id, done_at)
             SELECT f.telegram_account_id, f.action, f.link_hash, f.post_id, f.finished_at

@@ -90,6 +90,10 @@ class OrderTable:
     def __getitem__(self, field: str) -> str:
         return self.columns[field]
 
+    def has(self, field: str) -> bool:
+        """Whether the model has this column (the optional ones: ``OPTIONAL_ORDER_FIELDS``)."""
+        return field in self.columns
+
 
 ORDER_FIELDS = (
     "action", "link", "post_id", "link_hash", "quantity", "remains", "per_call",
@@ -98,14 +102,26 @@ ORDER_FIELDS = (
 )  # fmt: skip
 
 
+# Columns an order model may have; the services fill them when it does, in the statements
+# they run anyway (nothing more is run when it does not). ``start_count``: the first start count
+# a provider's report carried for the order (``data.start_count``).
+OPTIONAL_ORDER_FIELDS = ("start_count",)
+
+
 @cache
 def order_table() -> OrderTable:
     meta = get_order_model()._meta
-    return OrderTable(
-        table=meta.db_table,
-        pk=meta.pk.column,
-        columns={f: meta.get_field(f).column for f in ORDER_FIELDS},
-    )
+    present = {f.name for f in meta.get_fields()}
+    columns = {f: meta.get_field(f).column for f in ORDER_FIELDS}
+    columns.update({f: meta.get_field(f).column for f in OPTIONAL_ORDER_FIELDS if f in present})
+    return OrderTable(table=meta.db_table, pk=meta.pk.column, columns=columns)
+
+
+def start_count_sql(data: str) -> str:
+    """The start count a report's ``data`` (a jsonb expression) carries: ``start_count`` as a
+    non-negative integer or its digits in a string, else NULL (anything else is ignored)."""
+    value = f"({data}->>'start_count')"
+    return f"(CASE WHEN {value} ~ '^[0-9]{{1,18}}$' THEN {value}::bigint END)"
 
 
 # The columns generation writes for a new task, in the order ``copy_tasks`` takes them.
