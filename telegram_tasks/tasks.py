@@ -1,4 +1,5 @@
-"""Celery tasks: thin interfaces over the services, scheduled by django-celery-beat."""
+"""Celery tasks: thin interfaces over the services, scheduled by Celery beat (the database
+entries of django-celery-beat, or ``schedule.BEAT_SCHEDULE``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from telegram_tasks import claims, push
+from telegram_tasks import claims, push, schedule
 from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.conf import app_settings
 from telegram_tasks.services import push_waiting, tasks_generate, tasks_housekeep, tasks_push
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 PASS_LOCK_SECONDS = 300
 
 
-@shared_task(name="telegram_tasks.generate", ignore_result=True, time_limit=PASS_LOCK_SECONDS)
+@shared_task(name=schedule.GENERATE, ignore_result=True, time_limit=PASS_LOCK_SECONDS)
 def generate_telegram_tasks(limit: int = 1000) -> str | None:
     lock = claims.pass_lock("generate", timeout=PASS_LOCK_SECONDS)
     if not lock.acquire():
@@ -35,7 +36,7 @@ def generate_telegram_tasks(limit: int = 1000) -> str | None:
         lock.release()
 
 
-@shared_task(name="telegram_tasks.housekeep", ignore_result=True, time_limit=PASS_LOCK_SECONDS)
+@shared_task(name=schedule.HOUSEKEEP, ignore_result=True, time_limit=PASS_LOCK_SECONDS)
 def housekeep_telegram_tasks() -> str | None:
     lock = claims.pass_lock("housekeep", timeout=PASS_LOCK_SECONDS)
     if not lock.acquire():
@@ -51,7 +52,7 @@ def housekeep_telegram_tasks() -> str | None:
 PUSH_LOCK_SECONDS = 120
 
 
-@shared_task(name="telegram_tasks.push", ignore_result=True, time_limit=PUSH_LOCK_SECONDS)
+@shared_task(name=schedule.PUSH, ignore_result=True, time_limit=PUSH_LOCK_SECONDS)
 def push_telegram_tasks() -> str | None:
     problem = push.check_push_url(app_settings.PROVIDER_PUSH_URL)
     if problem:
