@@ -206,6 +206,8 @@ TELEGRAM_TASKS = {
 }
 if env.str("TG_KEY_PREFIX", default=""):
     TELEGRAM_TASKS["KEY_PREFIX"] = env.str("TG_KEY_PREFIX")
+if REDIS_IS_CLUSTER:
+    TELEGRAM_TASKS["REDIS_CLUSTER_URL"] = REDIS_URL
 # Keys added later are read from the environment variable of the same name.
 _SAME_NAME = {
     "TIERS": env.json,

@@ -15,7 +15,7 @@ from telegram_tasks.claims import keys
 from telegram_tasks.claims.scripts import (
     Call,
     connection,
-    is_cluster,
+    on_cluster,
     run_many,
     state_lost,
 )
@@ -246,7 +246,7 @@ def commit_many_at(
     keys, so it is asked first (two)."""
     calls = [_commit_call(c, now) for c in claims]
     if require_state:
-        if _cluster():
+        if on_cluster():
             ensure_state()
         else:
             calls = [(name, [*keys_, keys.marker()], args) for name, keys_, args in calls]
@@ -257,10 +257,6 @@ def commit_many_at(
         (int(code) == 0, datetime.fromtimestamp(int(at) / 1000, tz=now.tzinfo))
         for code, at in results
     ]
-
-
-def _cluster() -> bool:
-    return is_cluster(getattr(settings, "REDIS_URL", ""))
 
 
 def commit_many(claims: Sequence[Claim], *, now: datetime) -> list[bool]:
