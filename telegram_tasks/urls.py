@@ -25,5 +25,5 @@ urlpatterns = [
         name="provider-tasks-release",
     ),
     # Anything else under /api/ answers in the API's envelope, not Django's HTML 404.
-    re_path(r"^.*$", json_not_found),
+    re_path(r"^.*$", json_not_found, name="provider-not-found"),
 ]

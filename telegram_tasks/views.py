@@ -9,15 +9,20 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from telegram_tasks import fastpath, services
 from telegram_tasks import serializers as s
 from telegram_tasks.authentication import IsProvider, ProviderTokenAuthentication
 from telegram_tasks.conf import app_settings
+from telegram_tasks.exception_handlers import api_exception_handler
 from telegram_tasks.parsers import StrictJSONParser
 from telegram_tasks.services import sql
 
@@ -55,9 +60,19 @@ REPORT_EXAMPLE = {
 
 
 class ProviderView(APIView):
+    # Everything the provider API relies on is set here, none of it left to the project's
+    # REST_FRAMEWORK defaults, which a host project sets for its own API.
     authentication_classes = [ProviderTokenAuthentication]
     permission_classes = [IsProvider]
     parser_classes = [StrictJSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = DefaultContentNegotiation
+    throttle_classes: list[type[BaseThrottle]] = []  # the provider's fleet is one client
+    versioning_class = None
+    schema = AutoSchema()
+
+    def get_exception_handler(self) -> Callable[..., Response | None]:
+        return api_exception_handler
 
     def parse(self, serializer_class: type[s.StrictSerializer], request: Request) -> dict[str, Any]:
         serializer = serializer_class(data=request.data)
