@@ -194,3 +194,24 @@ def test_inactive_accounts_are_never_counted_cooling_or_capped(settings):
     TelegramAccount.objects.update(is_active=False)
     counts = farm.refresh_account_counts(now=T0 + timedelta(seconds=10))
     assert (counts.inactive, counts.cooling, counts.capped) == (1, 0, 0)
+
+
+def test_a_starved_order_links_to_the_order_models_own_admin_page(admin_client, monkeypatch):
+    """The order model is the project's (ORDER_MODEL): its admin page, if it has one."""
+    from django.contrib import admin
+
+    from telegram_tasks.conf import get_order_model
+
+    make_accounts(1)
+    orders = [make_order(action="subscribe", link=f"t.me/hungry{n}", quantity=3) for n in (1, 2)]
+    tasks_generate(limit=20, now=timezone.now())
+    starved = [s["order_id"] for s in dashboard.starved_orders(now=timezone.now())]
+    assert starved and set(starved) <= {o.pk for o in orders}
+    html = admin_client.get(URL).content.decode()
+    for pk in starved:
+        assert f'href="/admin/orders/order/{pk}/change/"' in html
+    monkeypatch.delitem(admin.site._registry, get_order_model())
+    page = admin_client.get(URL)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f"#{starved[0]}" in html and "/admin/orders/order/" not in html
