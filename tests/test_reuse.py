@@ -7,10 +7,12 @@ from django.urls import include, path
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
+from telegram_tasks.schema import SCHEMA_SETTINGS
 from tests.factories import make_accounts
 
 pytestmark = pytest.mark.django_db
 TOKEN = "provider-secret-token"
+PATHS = ("accounts/sync", "tasks/pull", "tasks/report", "tasks/extend", "tasks/release")
 
 # A host's own API defaults, each of which would change the provider API if it relied on them.
 HOST_DRF = {
@@ -43,7 +45,21 @@ def api(settings):
     return client
 
 
-def test_the_provider_api_keeps_its_behaviour_under_a_hosts_drf_defaults(api, settings):
+@pytest.fixture
+def host_spectacular(monkeypatch):
+    """A host's own SPECTACULAR_SETTINGS (drf-spectacular reads them once, so they are set on
+    its settings object; those it reads at import, such as SERVE_INCLUDE_SCHEMA, are for the
+    host project of tests/host/)."""
+    from drf_spectacular.settings import spectacular_settings
+
+    monkeypatch.setattr(spectacular_settings, "TITLE", "Shop")
+    monkeypatch.setattr(spectacular_settings, "COMPONENT_SPLIT_REQUEST", False)
+    monkeypatch.setattr(spectacular_settings, "POSTPROCESSING_HOOKS", [])
+
+
+def test_the_provider_api_keeps_its_behaviour_under_a_hosts_drf_defaults(
+    api, settings, host_spectacular
+):
     settings.REST_FRAMEWORK = HOST_DRF
     base = "/api/provider/telegram"
     make_accounts(1)
@@ -60,11 +76,13 @@ def test_the_provider_api_keeps_its_behaviour_under_a_hosts_drf_defaults(api, se
     batch = {"reports": [{"task_id": "0" * 26, "state": "done"}]}
     answer = api.post(f"{base}/tasks/report", batch, format="json")
     assert answer.json()["results"][0]["error"]["code"] == "task_not_found"
-    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json")
-    assert f"{base}/tasks/pull" in schema.json()["paths"]
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert set(schema["paths"]) == {f"{base}/{p}" for p in PATHS}
+    assert schema["info"]["title"] == SCHEMA_SETTINGS["TITLE"]
+    assert schema["components"]["schemas"]["PullInRequest"]["additionalProperties"] is False
 
 
-def test_answers_are_counted_wherever_the_project_mounts_the_api(api, settings):
+def test_answers_are_counted_and_described_wherever_the_project_mounts_the_api(api, settings):
     settings.ROOT_URLCONF = __name__
 
     def counted():
@@ -74,3 +92,6 @@ def test_answers_are_counted_wherever_the_project_mounts_the_api(api, settings):
     answer = api.post("/broker/provider/telegram/tasks/pull", {"limit": 1}, format="json")
     assert answer.status_code == 200
     assert counted() == before + 1
+    # The schema names the routes where they are.
+    paths = api.get("/broker/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+    assert set(paths) == {f"/broker/provider/telegram/{p}" for p in PATHS}
