@@ -59,6 +59,17 @@ REPORT_EXAMPLE = {
 }  # fmt: skip
 
 
+def described(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``extend_schema`` for a provider view's method, on drf-spectacular's AutoSchema whatever
+    the project's DEFAULT_SCHEMA_CLASS (a method's annotation starts from its ``schema``)."""
+
+    def describe(method: Callable[..., Any]) -> Callable[..., Any]:
+        method.schema = AutoSchema  # type: ignore[attr-defined]
+        return extend_schema(**kwargs)(method)
+
+    return describe
+
+
 class ProviderView(APIView):
     # Everything the provider API relies on is set here, none of it left to the project's
     # REST_FRAMEWORK defaults, which a host project sets for its own API.
@@ -89,7 +100,7 @@ class ProviderView(APIView):
 
 
 class AccountsSyncView(ProviderView):
-    @extend_schema(
+    @described(
         operation_id="accounts_sync",
         summary="Upsert the provider's accounts by provider_account_id",
         request=s.AccountsSyncIn,
@@ -110,7 +121,7 @@ class AccountsSyncView(ProviderView):
 
 
 class PullView(ProviderView):
-    @extend_schema(
+    @described(
         operation_id="tasks_pull",
         summary="Lease up to `limit` tasks",
         request=s.PullIn,
@@ -158,7 +169,7 @@ class ReportView(ProviderView):
 
         return view
 
-    @extend_schema(
+    @described(
         operation_id="tasks_report",
         summary="Report a task's result (or a batch: {'reports': [...]})",
         request=PolymorphicProxySerializer(
@@ -221,7 +232,7 @@ def lease_item(out: services.LeaseOut) -> dict[str, Any]:
 
 
 class ExtendView(ProviderView):
-    @extend_schema(
+    @described(
         operation_id="tasks_extend",
         summary="Heartbeat: extend leases of slow tasks",
         request=s.ExtendIn,
@@ -238,7 +249,7 @@ class ExtendView(ProviderView):
 
 
 class ReleaseView(ProviderView):
-    @extend_schema(
+    @described(
         operation_id="tasks_release",
         summary="Hand leased tasks back unfinished (no attempt counted)",
         request=s.ReleaseIn,
