@@ -39,6 +39,7 @@ def test_naive_datetimes_are_refused(settings):
 
 
 def test_the_claims_need_a_django_redis_cache_or_a_cluster(settings):
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "REDIS_CLUSTER_URL": ""}
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     error = _found()["telegram_tasks.E053"]
     assert "LocMemCache" in error.msg and "django_redis.cache.RedisCache" in error.hint
