@@ -70,13 +70,22 @@ def described(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any
     return describe
 
 
+class ProviderJSONRenderer(JSONRenderer):
+    """JSON as the fast path writes it (compact, UTF-8, no NaN), whatever the project's
+    COMPACT_JSON, UNICODE_JSON and STRICT_JSON (which DRF's renderer takes at import)."""
+
+    ensure_ascii = False
+    compact = True
+    strict = True
+
+
 class ProviderView(APIView):
     # Everything the provider API relies on is set here, none of it left to the project's
     # REST_FRAMEWORK defaults, which a host project sets for its own API.
     authentication_classes = [ProviderTokenAuthentication]
     permission_classes = [IsProvider]
     parser_classes = [StrictJSONParser]
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [ProviderJSONRenderer]
     content_negotiation_class = DefaultContentNegotiation
     throttle_classes: list[type[BaseThrottle]] = []  # the provider's fleet is one client
     versioning_class = None

@@ -95,3 +95,14 @@ def test_answers_are_counted_and_described_wherever_the_project_mounts_the_api(a
     # The schema names the routes where they are.
     paths = api.get("/broker/schema/", HTTP_ACCEPT="application/json").json()["paths"]
     assert set(paths) == {f"/broker/provider/telegram/{p}" for p in PATHS}
+
+
+def test_the_api_writes_its_json_whatever_the_projects_json_settings(api, monkeypatch):
+    """DRF's renderer takes COMPACT_JSON and UNICODE_JSON at import: as a project setting
+    them would have it."""
+    from rest_framework.renderers import JSONRenderer
+
+    monkeypatch.setattr(JSONRenderer, "compact", False)
+    monkeypatch.setattr(JSONRenderer, "ensure_ascii", True)
+    answer = api.post("/api/provider/telegram/accounts/sync", {"accounts": []}, format="json")
+    assert answer.content == b'{"ok":true,"synced":0,"errors":[]}'
