@@ -36,6 +36,7 @@ from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.exception_handlers import envelope
 from telegram_tasks.models import GenerationPass, TaskHour, TaskStatus, TaskTotal
 from telegram_tasks.services import farm, sql
+from telegram_tasks.services.liveness import pass_liveness
 
 
 class LedgerCollector(Collector):
@@ -118,6 +119,8 @@ class LedgerCollector(Collector):
             starved.add_metric([action], n)
         yield starved
 
+        yield from pass_metrics(now)
+
         accounts = GaugeMetricFamily(
             "telegram_tasks_accounts",
             "Accounts by state (an account may be both cooling and capped)",
@@ -127,6 +130,39 @@ class LedgerCollector(Collector):
         for state in ("active", "inactive", "held", "cooling", "capped"):
             accounts.add_metric([state], getattr(counts, state))
         yield accounts
+
+
+def pass_metrics(now: Any) -> Iterator[Any]:
+    """When each periodic pass last ran and last succeeded (Unix time; 0: never), and how many
+    runs and failures it had: alert on ``time() - …last_success… > 3 * its period``."""
+    ran = GaugeMetricFamily(
+        "telegram_tasks_pass_last_run_timestamp_seconds",
+        "When each periodic pass last ran (Unix time, 0: never)",
+        labels=["pass"],
+    )
+    succeeded = GaugeMetricFamily(
+        "telegram_tasks_pass_last_success_timestamp_seconds",
+        "When each periodic pass last succeeded (Unix time, 0: never)",
+        labels=["pass"],
+    )
+    period = GaugeMetricFamily(
+        "telegram_tasks_pass_period_seconds",
+        "How often each periodic pass is due (its beat entry's interval)",
+        labels=["pass"],
+    )
+    runs = CounterMetricFamily(
+        "telegram_tasks_pass_runs", "Runs of each periodic pass", labels=["pass"]
+    )
+    failures = CounterMetricFamily(
+        "telegram_tasks_pass_failures", "Runs of each periodic pass that failed", labels=["pass"]
+    )
+    for p in pass_liveness(now=now):
+        ran.add_metric([p.name], p.last_run_at.timestamp() if p.last_run_at else 0)
+        succeeded.add_metric([p.name], p.last_success_at.timestamp() if p.last_success_at else 0)
+        period.add_metric([p.name], p.period_seconds)
+        runs.add_metric([p.name], p.runs)
+        failures.add_metric([p.name], p.failures)
+    yield from (ran, succeeded, period, runs, failures)
 
 
 LEDGER = CollectorRegistry(auto_describe=False)

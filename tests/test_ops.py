@@ -144,3 +144,104 @@ def test_the_dashboard_and_metrics_answer_with_redis_down(admin_client, cut_redi
     metrics = admin_client.get("/metrics")
     assert metrics.status_code == 200
     assert 'telegram_tasks_accounts{state="active"} 2.0' in metrics.content.decode()
+
+
+@pytest.mark.django_db
+def test_every_pass_reports_when_it_last_ran_and_succeeded(client, admin_client):
+    """Generation, housekeeping (and its rollup) and push dispatch each record their runs,
+    whoever runs them; /metrics shows them per pass (0: never), the dashboard how long ago."""
+    from datetime import timedelta
+
+    from telegram_tasks import dashboard
+    from telegram_tasks.services import tasks_push
+
+    body = client.get("/metrics").content.decode()
+    for name in ("generation", "housekeeping", "rollup", "push"):
+        assert f'telegram_tasks_pass_last_success_timestamp_seconds{{pass="{name}"}} 0.0' in body
+    page = admin_client.get("/admin/dashboard/").content.decode()
+    assert "last generation pass never (late)" in page
+    now = timezone.now().replace(microsecond=0)
+    tasks_generate(limit=10, now=now)
+    tasks_housekeep(now=now)
+    tasks_push(now=now, deliver=lambda tasks: [])
+    body = client.get("/metrics").content.decode()
+    for name in ("generation", "housekeeping", "rollup", "push"):
+        at = sample(body, "telegram_tasks_pass_last_success_timestamp_seconds", name)
+        assert at == now.timestamp(), name
+        assert f'telegram_tasks_pass_runs_total{{pass="{name}"}} 1.0' in body
+    assert 'telegram_tasks_pass_period_seconds{pass="push"} 5.0' in body
+    board = dashboard.dashboard(now=now + timedelta(seconds=12))
+    states = {p.name: p for p in board.liveness}
+    assert states["generation"].ago == "12 s ago" and not states["generation"].late
+    # Three periods without a success: late (red).
+    later = dashboard.dashboard(now=now + timedelta(seconds=181))
+    assert {p.name for p in later.liveness if p.late} == {"generation", "housekeeping",
+                                                           "rollup", "push"}  # fmt: skip
+
+
+def sample(body: str, metric: str, pass_name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == metric and s.labels.get("pass") == pass_name:
+                return s.value
+    raise AssertionError(f"no {metric} for {pass_name}")
+
+
+@pytest.mark.django_db
+def test_a_failing_pass_records_its_error_and_keeps_its_last_success(client, monkeypatch):
+    from telegram_tasks.models import PassRun
+    from telegram_tasks.services import generation
+
+    now = timezone.now().replace(microsecond=0)
+    tasks_generate(limit=10, now=now)
+
+    def broken(**kwargs):
+        raise RuntimeError("the ledger is on fire")
+
+    monkeypatch.setattr(generation, "claims_restore_if_lost", broken)
+    with pytest.raises(RuntimeError):
+        tasks_generate(limit=10, now=now + timezone.timedelta(minutes=1))
+    run = PassRun.objects.get(name="generation")
+    assert run.last_run_at > run.last_success_at == now
+    assert (run.runs, run.failures) == (2, 1) and "on fire" in run.last_error
+    body = client.get("/metrics").content.decode()
+    assert 'telegram_tasks_pass_failures_total{pass="generation"} 1.0' in body
+
+
+@pytest.mark.django_db
+def test_the_dashboard_says_when_push_work_waits_for_a_dispatcher_that_does_not_run(
+    admin_client, settings
+):
+    from telegram_tasks import dashboard
+
+    make_accounts(1)
+    make_order(action="view", link="t.me/durov/4", quantity=1, execution_mode="push")
+    now = timezone.now()
+    tasks_generate(limit=10, now=now)
+    assert (
+        "push is not set up: PROVIDER_PUSH_URL is not set"
+        in dashboard.dashboard(now=now).push_problem
+    )
+    settings.PROVIDER_TOKEN = "t"
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "PROVIDER_PUSH_URL": "https://p.example"}
+    assert dashboard.dashboard(now=now).push_problem.startswith("dispatcher not running")
+    assert "dispatcher not running" in admin_client.get("/admin/dashboard/").content.decode()
+
+
+def test_beat_can_send_every_periodic_task_with_the_projects_limits():
+    """Celery refuses to send a task whose soft time limit exceeds its hard one (the project's
+    CELERY_TASK_SOFT_TIME_LIMIT applies to a task that names none): beat then logs a traceback
+    every time and the pass never runs."""
+    from config.celery import app
+    from telegram_tasks import schedule
+    from telegram_tasks.tasks import push_pass_seconds
+
+    for name in (schedule.GENERATE, schedule.HOUSEKEEP, schedule.PUSH):
+        task = app.tasks[name]
+        soft = task.soft_time_limit or app.conf.task_soft_time_limit
+        hard = task.time_limit or app.conf.task_time_limit
+        assert soft <= hard, name
+    # A pass can run for a lease and a send: its limit follows LEASE_SECONDS.
+    assert app.tasks[schedule.PUSH].soft_time_limit >= push_pass_seconds() >= 60 + 60
