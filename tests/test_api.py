@@ -233,8 +233,9 @@ def test_pull_leases_tasks_with_the_seed_fields(api):
     task = tasks[0]
     assert set(task) == {
         "task_id", "order_id", "action", "link", "account", "per_call", "post_id", "link_hash",
-        "attempt", "leased_until", "lease_id",
+        "params", "attempt", "leased_until", "lease_id",
     }  # fmt: skip
+    assert task["params"] == {}
     assert (task["order_id"], task["action"], task["link"], task["post_id"]) == (
         order.pk,
         "view",
