@@ -401,6 +401,11 @@ def report(base: Path, run_seconds: float, scheduler: Scheduler) -> int:
     orders = Counter(Order.objects.values_list("status", flat=True))
     log(f"ran {run_seconds:.1f}s; scheduler errors during outages: {scheduler.errors}")
     log(f"orders: {dict(orders)}")
+    actions = Counter(Order.objects.values_list("action", flat=True))
+    mixes = sum(
+        len(p.get("reactions", [])) > 1 for p in Order.objects.values_list("params", flat=True)
+    )
+    log(f"orders by action: {dict(actions)} (reaction mixes: {mixes})")
     log(f"tasks: {dict(statuses)}; failed by reason: {dict(reasons)}")
     log(f"provider events: {dict(kinds)}")
     done = statuses.get("done", 0)
