@@ -694,6 +694,10 @@ def test_schema_and_docs_are_served():
     paths = schema.json()["paths"]
     for p in ("accounts/sync", "tasks/pull", "tasks/report", "tasks/extend", "tasks/release"):
         assert f"{BASE}/{p}" in paths
+    # Each task's params, per action, are described.
+    components = schema.json()["components"]["schemas"]
+    assert "params" in components["TaskOut"]["properties"]
+    assert set(components["TaskParamsOut"]["properties"]) == {"reaction", "option", "start_param"}
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     body = docs.content.decode()
