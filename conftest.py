@@ -22,7 +22,9 @@ def redis_prefix(settings, redis_client) -> Iterator[str]:
     """Each test gets its own Redis key prefix, removed afterwards (no FLUSHALL)."""
     prefix = f"tgtest:{uuid.uuid4().hex[:12]}"
     settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "KEY_PREFIX": prefix}
-    redis_client.set(f"{prefix}:marker", "test")  # the claim state is present (see rebuild)
+    from telegram_tasks import claims
+
+    claims.mark_state("test")  # the claim state is present (see rebuild)
     yield prefix
     keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:

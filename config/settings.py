@@ -22,6 +22,11 @@ SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
+# The panel API (/api/v2): the one currency of every balance, rate and charge of this install,
+# and how many requests one API key may make (limits' notation, e.g. "600/minute"; empty: no
+# limit), counted in REDIS_URL's Redis (one server or the cluster) by the `limits` library.
+PANEL_CURRENCY = env.str("PANEL_CURRENCY", default="USD")
+PANEL_RATE_LIMIT = env.str("PANEL_RATE_LIMIT", default="600/minute")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from orders.panel import panel_api
 from telegram_tasks.admin.dashboard import dashboard_view
 from telegram_tasks.metrics import healthz_view, metrics_view, readyz_view
 
@@ -24,6 +25,9 @@ urlpatterns = [
         name="telegram_tasks_dashboard",
     ),
     path("admin/", admin.site.urls),
+    # The SMM panel API (orders.panel), with or without the trailing slash panels differ on.
+    path("api/v2", panel_api, name="panel-api"),
+    path("api/v2/", panel_api),
     path("api/", include("telegram_tasks.urls")),
 ]
 if settings.BENCH_ENDPOINTS:

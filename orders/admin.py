@@ -10,7 +10,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from orders import money
 from orders.models import Order
+from orders.selectors import refill_word, status_word
 from telegram_tasks import selectors, services
 from telegram_tasks.admin import pass_stats_html, pass_stats_short, pretty_json
 from telegram_tasks.admin.display import (
@@ -120,10 +122,11 @@ class OrderAdmin(admin.ModelAdmin):
         "mode",
         "priority",
         "delivered",
+        "customer",
         "next_run_at",
         "last_pass",
     )
-    list_select_related = ("pass_stats",)
+    list_select_related = ("pass_stats", "customer")
     list_filter = (
         "status", ActionFilter, "execution_mode", ("paused_at", admin.EmptyFieldListFilter),
         FieldCreatedFilter,
@@ -137,7 +140,8 @@ class OrderAdmin(admin.ModelAdmin):
     list_per_page = 100
     readonly_fields = (
         "progress", "latest_tasks", "link_hash", "remains", "status", "paused_at",
-        "subscriptions", "passes", "meta_pretty", "created_at", "updated_at",
+        "subscriptions", "passes", "meta_pretty", "created_at", "updated_at", "customer",
+        "service", "paid", "start_count", "refill_of", "refills_html",
     )  # fmt: skip
     # What an order targets and how much it buys are fixed once tasks may exist for it.
     locked_after_create = ("action", "link", "post_id", "quantity", "per_call", "duration_days")
@@ -163,8 +167,10 @@ class OrderAdmin(admin.ModelAdmin):
         ]
         if obj is None:
             return [*editable, "execution_meta"]
+        panel = ["customer", "service", "paid", "start_count", "refill_of", "refills_html"]
         return [
             "progress",
+            *(panel if obj.customer_id else []),
             *editable,
             "status",
             "paused_at",
@@ -240,6 +246,31 @@ class OrderAdmin(admin.ModelAdmin):
             obj.pk,
         )
 
+    @admin.display(description="money")
+    def paid(self, obj: Order) -> str:
+        """What the customer paid, got back and is charged in the end (the panel's status)."""
+        settled = f"settled {obj.settled_at:%Y-%m-%d %H:%M:%S}" if obj.settled_at else "open"
+        return (
+            f"charged {money.text(obj.charge)} · refunded {money.text(obj.refund)} · "
+            f"net {money.text(obj.charge - obj.refund)} {obj.customer.currency} · {settled} · "
+            f"panel status: {status_word(obj)}"
+        )
+
+    @admin.display(description="refills")
+    def refills_html(self, obj: Order) -> SafeString:
+        rows = [
+            format_html(
+                '<li><a href="{}">refill #{}</a>: {} of {} delivered, {}</li>',
+                reverse("admin:orders_order_change", args=[r.pk]),
+                r.pk,
+                r.quantity - r.remains,
+                r.quantity,
+                refill_word(r),
+            )
+            for r in obj.refills.order_by("-pk")[:20]
+        ]
+        return format_html("<ul>{}</ul>", format_html("".join(rows))) if rows else "none"
+
     @admin.display(description="execution_meta (formatted)")
     def meta_pretty(self, obj: Order) -> str:
         return pretty_json(obj.execution_meta)
@@ -299,3 +330,7 @@ class OrderAdmin(admin.ModelAdmin):
         if target.post_id is not None:
             found = found.filter(post_id=target.post_id)
         return found, False
+
+
+# The panel side (services, customers, keys, the ledger) registers itself on import.
+from orders import panel_admin  # noqa: E402, F401

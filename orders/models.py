@@ -7,10 +7,89 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from orders import money
 from telegram_tasks.conf import app_settings
 from telegram_tasks.links import InvalidTelegramLink, normalize_link, start_link
 from telegram_tasks.models import ExecutionMode, default_execution_mode
 from telegram_tasks.params import InvalidParams, action_target, clean_params, declared
+
+
+def _money_field(**kwargs: Any) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=money.MONEY_DIGITS, decimal_places=money.MONEY_PLACES, **kwargs
+    )
+
+
+class Service(models.Model):
+    """An entry of the catalogue the panel API sells (``action=services``): what an order of
+    it does (action, lifetime, priority, mode, the action's params), its price per 1000 units,
+    and what a customer may ask of it (min..max, drip-feed, cancel, refill)."""
+
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=100, blank=True, default="")
+    action = models.CharField(max_length=50)
+    rate = models.DecimalField(
+        max_digits=money.RATE_DIGITS,
+        decimal_places=money.RATE_PLACES,
+        validators=[MinValueValidator(0)],
+        help_text="Price per 1000 units, in the install's currency (PANEL_CURRENCY).",
+    )
+    min_quantity = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    max_quantity = models.PositiveIntegerField(default=10000, validators=[MinValueValidator(1)])
+    dripfeed = models.BooleanField(default=False, help_text="Orders may use runs and interval.")
+    cancel = models.BooleanField(default=False, help_text="Customers may cancel orders.")
+    refill_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Subscribe services: refills allowed this many days "
+        "after an order completes (empty: no refill)."
+    )  # fmt: skip
+    duration_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Subscribe services: each subscription ends this many "
+        "days after it began (empty: it stays)."
+    )  # fmt: skip
+    priority = models.IntegerField(default=0)
+    execution_mode = models.CharField(
+        max_length=8, choices=ExecutionMode.choices, default=default_execution_mode
+    )
+    # The action's parameters every order of this service gets (a "Reactions 👍" service:
+    # {"reactions": ["👍"]}); see orders.params.
+    params = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "panel_services"
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(rate__gte=0), name="service_rate_gte_0"),
+            models.CheckConstraint(condition=Q(min_quantity__gte=1), name="service_min_gte_1"),
+            models.CheckConstraint(
+                condition=Q(max_quantity__gte=F("min_quantity")), name="service_max_gte_min"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.action not in app_settings.ACTIONS:
+            names = ", ".join(app_settings.ACTIONS)
+            errors["action"] = [f"unknown action {self.action!r}; configured: {names}"]
+        if self.min_quantity and self.max_quantity and self.max_quantity < self.min_quantity:
+            errors["max_quantity"] = ["must be at least the minimum"]
+        gate = self.action in app_settings.ACTIONS and app_settings.policy(self.action).gate
+        if gate != "subscribe" and (self.refill_days or self.duration_days):
+            errors["refill_days"] = ["refill and subscription lifetime are for subscribe services"]
+        if not errors and self.action in app_settings.ACTIONS:
+            from orders.params import InvalidParams, service_params
+
+            try:
+                self.params = service_params(self.action, self.params)
+            except InvalidParams as exc:
+                errors["params"] = [str(exc)]
+        if errors:
+            raise ValidationError(errors)
 
 
 class Order(models.Model):
@@ -55,6 +134,28 @@ class Order(models.Model):
     # {"reactions": ["👍", "🔥"]}, {"option": 2}, {"start_param": "ref123"}, {}.
     params = models.JSONField(default=dict, blank=True)
     execution_meta = models.JSONField(default=dict, blank=True)
+    # The panel API: who bought the order, of which service, what it cost. Empty for an
+    # operator's order (no money moves). ``charge`` is taken with the order; ``refund`` (its
+    # undelivered part) when it ends short, at ``settled_at``.
+    customer = models.ForeignKey(
+        "orders.Customer", on_delete=models.PROTECT, null=True, blank=True, related_name="orders"
+    )
+    service = models.ForeignKey(
+        Service, on_delete=models.PROTECT, null=True, blank=True, related_name="orders"
+    )
+    charge = _money_field(default=0, editable=False)
+    refund = _money_field(default=0, editable=False)
+    settled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The first start count a provider reported (a report's data.start_count), filled by the
+    # report's own statement (telegram_tasks' optional order column).
+    start_count = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    # A refill: a free order of its own re-delivering the drops of this one.
+    refill_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refills",
+        editable=False,
+    )  # fmt: skip
+    # An add's Idempotency-Key (or request_id): a retry answers this order.
+    request_key = models.CharField(max_length=128, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -74,6 +175,15 @@ class Order(models.Model):
                 condition=Q(status__in=["awaiting", "pending", "in_progress"], paused_at=None),
                 name="order_due",
             ),
+            models.Index(
+                fields=["refill_of"], condition=Q(refill_of__isnull=False), name="order_refills"
+            ),
+            # Panel orders not settled yet (the settle sweep's work list): settled ones leave.
+            models.Index(
+                fields=["id"],
+                condition=Q(customer__isnull=False, settled_at__isnull=True),
+                name="order_unsettled",
+            ),
         ]
         permissions = [
             ("cancel_order", "Can cancel orders"),
@@ -85,6 +195,16 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(remains__gte=0), name="order_remains_gte_0"),
             models.CheckConstraint(
                 condition=Q(remains__lte=models.F("quantity")), name="order_remains_lte_quantity"
+            ),
+            models.UniqueConstraint(
+                fields=["customer", "request_key"],
+                condition=Q(request_key__isnull=False),
+                name="order_request_key_unique",
+            ),
+            models.CheckConstraint(condition=Q(charge__gte=0), name="order_charge_gte_0"),
+            models.CheckConstraint(
+                condition=Q(refund__gte=0, refund__lte=F("charge")),
+                name="order_refund_within_charge",
             ),
         ]
 
@@ -172,3 +292,8 @@ class Order(models.Model):
 def _is_bot_link(link: str, post_id: int | None) -> bool:
     target = normalize_link(link)
     return target.kind == "username" and post_id is None and target.link.lower().endswith("bot")
+
+
+# The panel's customers, keys and balance ledger: defined in ``customers``, imported here so
+# Django registers them with the app's models.
+from orders.customers import ApiKey, BalanceEntry, Customer  # noqa: E402, F401

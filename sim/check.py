@@ -327,6 +327,54 @@ def check_params(events: list[dict]) -> list[str]:
     return out
 
 
+def check_money() -> list[str]:
+    """The panel's money: every balance is the sum of its ledger rows; each panel order was
+    charged ``rate x quantity / 1000`` once (a refill nothing), and each ended one was settled,
+    refunded its undelivered part exactly once; a balance is what was put in, less the
+    charges, plus the refunds."""
+    from decimal import Decimal
+
+    from orders import money
+    from orders.customers import BalanceEntry, Customer
+    from orders.services import balances_verify
+
+    out = balances_verify()
+    rows: dict[tuple[int | None, str], list[Decimal]] = defaultdict(list)
+    for entry in BalanceEntry.objects.all():
+        rows[(entry.order_id, entry.kind)].append(entry.amount)
+    for order in Order.objects.exclude(customer=None).select_related("service"):
+        charge = (
+            Decimal(0)
+            if order.refill_of_id
+            else money.charge_for(order.service.rate, order.quantity)
+        )
+        if order.charge != charge or rows[(order.pk, "charge")] != ([-charge] if charge else []):
+            out.append(f"money: order {order.pk} charged {order.charge}, ledger "
+                       f"{rows[(order.pk, 'charge')]}, expected {charge}")  # fmt: skip
+        if order.status in Order.ACTIVE:
+            continue
+        refund = money.refund_for(order.charge, quantity=order.quantity, remains=order.remains)
+        ledger = rows[(order.pk, "refund")]
+        if (
+            order.settled_at is None
+            or order.refund != refund
+            or ledger != ([refund] if refund else [])
+        ):
+            out.append(f"money: order {order.pk} ({order.status}, remains {order.remains}) "
+                       f"refunded {order.refund}, ledger {ledger}, expected {refund}")  # fmt: skip
+    for customer in Customer.objects.all():
+        put_in = sum(
+            (e.amount for e in BalanceEntry.objects.filter(customer=customer, kind="adjustment")),
+            Decimal(0),
+        )
+        net = sum(
+            (o.charge - o.refund for o in Order.objects.filter(customer=customer)), Decimal(0)
+        )
+        if customer.balance != put_in - net:
+            out.append(f"money: {customer} balance {customer.balance} != {put_in} - {net}")
+    return out
+
+
 def check_all(log_folder: Path) -> dict[str, list[str]]:
     done = done_tasks()
     events = read_logs(log_folder)
@@ -343,4 +391,5 @@ def check_all(log_folder: Path) -> dict[str, list[str]]:
         "10 account-wide cooldown and cap": check_account_limits(done),
         "memberships end on time, once": check_auto_unsubscribes(done),
         "each task carries what its action needs": check_params(events),
+        "money: balances = ledger, charged once, refunded exactly": check_money(),
     }

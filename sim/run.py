@@ -117,6 +117,57 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
     Order.objects.bulk_create(rows)
 
 
+def make_panel() -> tuple[str, list[int]]:
+    """A customer of the panel API (its key) and the services it buys (views, members)."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from orders.models import Service
+    from orders.services import customer_create
+
+    _, key = customer_create(name="sim-panel", balance=Decimal("1000"), actor="sim",
+                             now=timezone.now())  # fmt: skip
+    views = Service.objects.create(name="Views", action="view", rate=Decimal("1.5"),
+                                   min_quantity=1, max_quantity=100, cancel=True)  # fmt: skip
+    members = Service.objects.create(name="Members", action="subscribe", rate=Decimal("2.75"),
+                                     min_quantity=1, max_quantity=100, cancel=True,
+                                     refill_days=30)  # fmt: skip
+    return key.key, [views.pk, members.pk]
+
+
+def panel_orders(base_url: str, key: str, services: list[int], count: int,
+                 rng: random.Random) -> int:  # fmt: skip
+    """Orders arriving through /api/v2 as a panel sends them (a retried add among them, some
+    canceled at once, one on a channel that turns out private); returns how many were made."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    def call(**fields) -> dict:
+        body = urllib.parse.urlencode({"key": key, **fields}).encode()
+        with urllib.request.urlopen(f"{base_url}/api/v2", data=body, timeout=30) as r:  # noqa: S310
+            return json.loads(r.read())
+
+    made = []
+    for i in range(count):
+        views = i % 3 != 0 or i == 0
+        if i == 0:
+            link = "t.me/privatepanel/1"  # the provider answers CHANNEL_PRIVATE: refunded
+        elif views:
+            link = f"t.me/panelpost{i:04d}/{rng.randint(1, 50)}"
+        else:
+            link = f"t.me/panelchan{i:04d}"
+        fields = {"action": "add", "service": services[0 if views else 1], "link": link,
+                  "quantity": rng.randint(2, 5), "request_id": f"sim-{i}"}  # fmt: skip
+        answer = call(**fields)
+        assert call(**fields) == answer, "a retried add must answer the first order"
+        made.append(answer["order"])
+    canceled = call(action="cancel", orders=",".join(str(o) for o in made[1:count:7]))
+    assert all(c["cancel"] == 1 or "error" in c["cancel"] for c in canceled), canceled
+    return len(made)
+
+
 class TimeMachine(threading.Thread):
     """Days pass in seconds: a membership bought for a day becomes due a second after it
     opened (the ORM moves its due time, as an operator's clock would)."""
@@ -166,6 +217,7 @@ class Scheduler(threading.Thread):
         from django.db import close_old_connections, connection
         from django.utils import timezone
 
+        from orders.services import orders_settle_due
         from telegram_tasks import push
         from telegram_tasks.services import tasks_generate, tasks_housekeep, tasks_push
 
@@ -173,7 +225,7 @@ class Scheduler(threading.Thread):
             return tasks_push(now=now, deliver=push.deliver)
 
         while not self.stop.is_set():
-            for step in (tasks_housekeep, tasks_generate, dispatch):
+            for step in (tasks_housekeep, tasks_generate, dispatch, orders_settle_due):
                 try:
                     kwargs = {"limit": 1000} if step is tasks_generate else {}
                     result = step(now=timezone.now(), **kwargs)
@@ -269,6 +321,7 @@ def main() -> int:
 
         call_command("migrate", verbosity=0)
         make_world(size["orders"], size["accounts"], rng)
+        panel_key, panel_services = make_panel()
         call_command("rebuild_claims", verbosity=0)
 
         port = free_port()
@@ -292,6 +345,9 @@ def main() -> int:
         )  # fmt: skip
         _wait_http(push_port)
         push_provider = providers[-1]
+        # A quarter more orders arrive from a panel, through /api/v2.
+        made = panel_orders(base_url, panel_key, panel_services, size["orders"] // 4, rng)
+        log(f"panel API: {made} orders added (each retried once), some canceled")
         scheduler = Scheduler(tick=0.5)
         scheduler.start()
         time_machine = TimeMachine()
@@ -359,6 +415,9 @@ def main() -> int:
         from telegram_tasks.services import tasks_housekeep
 
         retry(lambda: tasks_housekeep(now=timezone.now()))
+        from orders.services import orders_settle_due
+
+        retry(lambda: orders_settle_due(now=timezone.now()))
         return report(base, run_seconds, scheduler)
     finally:
         for p in providers:

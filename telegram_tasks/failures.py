@@ -35,6 +35,9 @@ class Reason(enum.StrEnum):
     PENDING_TIMEOUT = "pending_timeout"
     LEASE_ABANDONED = "lease_abandoned"
     LOCK_LOST = "lock_lost"
+    # Reserved against a Redis that had lost its last writes (a crash, a failover): once heal
+    # restored them, the reservation would be refused (a one-shot already done, a cap reached…).
+    CLAIMS_CONFLICT = "claims_conflict"
     ACCOUNT_INACTIVE = "account_inactive"
     ACCOUNT_HELD = "account_held"  # its account's hold outlasts the task's window
     ORDER_PAUSED = "order_paused"

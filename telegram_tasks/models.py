@@ -82,9 +82,13 @@ class TelegramTask(models.Model):
     # for the order and the account: each would check every inserted task by a trigger at
     # commit (a tenth of a generation pass). The service is the ledger's only writer; deletes
     # through Django still refuse (PROTECT) or follow (SET_NULL) as declared.
+    # Null only for an automatic unsubscribe whose subscribe order was deleted (a membership
+    # outlives its order): the account still leaves the channel.
     order = models.ForeignKey(
         order_model_label(),
         on_delete=models.PROTECT,
+        null=True,
+        blank=True,
         related_name="telegram_tasks",
         db_index=False,
         db_constraint=False,
@@ -254,6 +258,13 @@ class ClaimsCheckpoint(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     heartbeat_at = models.DateTimeField()
+    # The Redis servers (each primary of a cluster) and the id of their run when housekeeping
+    # last looked: a restart or a failover changes them, and only then may writes have been
+    # lost, so only then does heal re-read the ledger (``services.heal``).
+    nodes = models.JSONField(default=dict, blank=True)
+    # A ROLLBACK after a commit met Redis down at this moment: housekeeping releases the locks
+    # of the tasks that ended since (the sweep), then clears it.
+    sweep_from = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "telegram_claims_checkpoint"
@@ -406,7 +417,9 @@ class OrderTurn(models.Model):
 # The operator's view records (pass records, hourly rollup): defined in ``records``, imported
 # here so Django registers them with the app's models.
 from telegram_tasks.records import (  # noqa: E402, F401
+    AccountDay,
     GenerationPass,
+    PassRun,
     RollupMark,
     TaskHour,
     TaskTotal,

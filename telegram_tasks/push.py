@@ -25,8 +25,10 @@ from functools import cache
 from typing import Any
 
 import httpx
+from rest_framework.exceptions import ParseError
 
 from telegram_tasks.conf import app_settings, provider_tokens
+from telegram_tasks.parsers import check_json
 from telegram_tasks.serializers import ReportIn, report_in
 from telegram_tasks.services.push import Accepted, Delivered, Outcome, Rejected, Unreachable
 
@@ -128,7 +130,10 @@ def classify(response: httpx.Response, task: dict[str, Any]) -> Outcome:
     if 200 <= status < 300:
         try:
             data = response.json()
-        except ValueError:
+            # The report endpoint's own checks (a NUL, a lone surrogate, NaN, nesting): what
+            # the ledger cannot store is as good as no answer.
+            check_json(data)
+        except (ValueError, RecursionError, ParseError):
             return Accepted("unreadable")
         if isinstance(data, dict):
             data.setdefault("task_id", task["task_id"])

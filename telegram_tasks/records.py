@@ -90,3 +90,47 @@ class RollupMark(models.Model):
 
     def __str__(self) -> str:
         return f"rolled up to {self.finished_until}"
+
+
+class PassRun(models.Model):
+    """When a periodic pass (generation, housekeeping, push dispatch, rollup) last ran and last
+    succeeded, whoever ran it (beat or a command): one row per pass, written as each run ends,
+    readable by every process. A pass whose beat entry is broken, or whose worker is gone,
+    shows here as a time that stops moving (the dashboard, ``/metrics``)."""
+
+    name = models.CharField(primary_key=True, max_length=32)
+    last_run_at = models.DateTimeField()  # when the last run began
+    last_success_at = models.DateTimeField(null=True, blank=True)  # when the last good one began
+    last_seconds = models.FloatField(default=0.0)
+    last_error = models.TextField(blank=True, default="")  # of the last run; "" when it succeeded
+    runs = models.PositiveBigIntegerField(default=0)
+    failures = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "telegram_pass_runs"
+
+    def __str__(self) -> str:
+        return f"{self.name} pass, last run {self.last_run_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AccountDay(models.Model):
+    """Successes of one account for one action on one local day (TIME_ZONE), added by the
+    rollup from the tasks that finished since its last run: the accounts capped today are read
+    from here (a row per account and action, never the day's tasks), a couple of minutes
+    behind. Kept two days."""
+
+    day = models.DateField()
+    account_id = models.BigIntegerField()
+    action = models.CharField(max_length=50)
+    done = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "telegram_account_days"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "account_id", "action"], name="tg_account_day_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} account {self.account_id} {self.action}: {self.done}"

@@ -16,9 +16,17 @@ logger = logging.getLogger(__name__)
 
 # Longer than any sane pass; if a worker dies holding it, the next tick after this runs again.
 PASS_LOCK_SECONDS = 300
+# Each task names both of its limits: beat refuses to send a task whose soft limit (the
+# project's CELERY_TASK_SOFT_TIME_LIMIT when the task names none) exceeds its hard one.
+SOFT_MARGIN_SECONDS = 30
 
 
-@shared_task(name="telegram_tasks.generate", ignore_result=True, time_limit=PASS_LOCK_SECONDS)
+@shared_task(
+    name="telegram_tasks.generate",
+    ignore_result=True,
+    time_limit=PASS_LOCK_SECONDS,
+    soft_time_limit=PASS_LOCK_SECONDS - SOFT_MARGIN_SECONDS,
+)
 def generate_telegram_tasks(limit: int = 1000) -> str | None:
     lock = claims.pass_lock("generate", timeout=PASS_LOCK_SECONDS)
     if not lock.acquire():
@@ -35,7 +43,12 @@ def generate_telegram_tasks(limit: int = 1000) -> str | None:
         lock.release()
 
 
-@shared_task(name="telegram_tasks.housekeep", ignore_result=True, time_limit=PASS_LOCK_SECONDS)
+@shared_task(
+    name="telegram_tasks.housekeep",
+    ignore_result=True,
+    time_limit=PASS_LOCK_SECONDS,
+    soft_time_limit=PASS_LOCK_SECONDS - SOFT_MARGIN_SECONDS,
+)
 def housekeep_telegram_tasks() -> str | None:
     lock = claims.pass_lock("housekeep", timeout=PASS_LOCK_SECONDS)
     if not lock.acquire():
@@ -47,11 +60,24 @@ def housekeep_telegram_tasks() -> str | None:
         lock.release()
 
 
-# A dispatch pass sends at most PUSH_BATCH tasks, each bounded by PUSH_TIMEOUT_SECONDS.
-PUSH_LOCK_SECONDS = 120
+def push_pass_seconds() -> int:
+    """The longest a dispatch pass may take: it starts no send its lease could not outlast, and
+    each send ends within PUSH_TIMEOUT_SECONDS, so a pass ends within a lease and a send; the
+    answers are applied after. A margin on top: a pass killed by its time limit applies no
+    answer at all."""
+    lease = int(app_settings.LEASE_SECONDS)
+    return max(120, lease + 2 * int(app_settings.PUSH_TIMEOUT_SECONDS) + 60)
 
 
-@shared_task(name="telegram_tasks.push", ignore_result=True, time_limit=PUSH_LOCK_SECONDS)
+PUSH_LOCK_SECONDS = push_pass_seconds()
+
+
+@shared_task(
+    name="telegram_tasks.push",
+    ignore_result=True,
+    time_limit=PUSH_LOCK_SECONDS + SOFT_MARGIN_SECONDS,
+    soft_time_limit=PUSH_LOCK_SECONDS,
+)
 def push_telegram_tasks() -> str | None:
     problem = push.check_push_url(app_settings.PROVIDER_PUSH_URL)
     if problem:

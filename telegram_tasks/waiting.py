@@ -7,7 +7,8 @@ has one listener thread holding one connection that LISTENs; a waiting pull hold
 connection (it gave its own back before waiting) and sleeps on an event, costing no CPU. The
 listener wakes as many waiting pulls as the announced tasks need (each for up to its ``limit``;
 a pull for some accounts only if the tasks are of its accounts, or their accounts were too many
-to name). Tasks announced for later (a drip-feed slot, a retry_after) wake them at that time.
+to name). Tasks announced for later (a drip-feed slot, a retry_after) wake them at that time:
+each announcement lists how many tasks become available at each second.
 
 What no transaction announces — a lease running out, a hold ending, an order resumed — is found
 by the next pull: a waiting pull always answers by its ``wait_seconds``, and the provider pulls
@@ -21,6 +22,7 @@ import heapq
 import itertools
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -46,19 +48,30 @@ IDLE_SECONDS = 30.0
 
 def announce(tasks: Iterable[tuple[datetime, str | None, str]]) -> None:
     """Tell waiting pulls about tasks now queued — (available_at, provider_account_id,
-    execution_mode) each; only pull tasks count: how many, from when, of which accounts (if not
-    too many to name). A NOTIFY in the caller's transaction: delivered on its commit, never if
-    it rolls back."""
+    execution_mode) each; only pull tasks count: how many become available when (to the next
+    whole second: a drip-feed order's later slots each wake pulls at their own time), of which
+    accounts (if not too many to name). A NOTIFY in the caller's transaction: delivered on its
+    commit, never if it rolls back."""
     pulled = [(at, account) for at, account, mode in tasks if mode == ExecutionMode.PULL]
     if not pulled:
         return
-    named = sorted({account or "" for _, account in pulled})
+    named = {account or "" for _, account in pulled}
+    name = len(named) <= NAMED_ACCOUNTS
+    groups: dict[int, tuple[int, set[str]]] = {}
+    for at, account in pulled:
+        second = math.ceil(at.timestamp())
+        count, accounts = groups.get(second, (0, set()))
+        if name:
+            accounts.add(account or "")
+        groups[second] = (count + 1, accounts)
     payload = json.dumps(
         {
-            "n": len(pulled),
-            "at": min(at for at, _ in pulled).timestamp(),
-            "accounts": named if len(named) <= NAMED_ACCOUNTS else None,
-        }
+            "g": [
+                [second, count, sorted(accounts) if name else None]
+                for second, (count, accounts) in sorted(groups.items())
+            ]
+        },
+        separators=(",", ":"),
     )
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])
@@ -153,20 +166,24 @@ class Listener:
             waiter.event.set()
 
     def handle(self, payload: str, now: float) -> None:
-        """One announcement: wake now, or at its time."""
+        """One announcement: wake now for what is available now, and at its time for each group
+        of tasks available later."""
         try:
             data = json.loads(payload)
-            count, at = int(data["n"]), float(data["at"])
-            named = data.get("accounts")
+            if "g" in data:
+                groups = [(float(at), int(n), named) for at, n, named in data["g"]]
+            else:  # (the one-group form of an earlier version, during a rolling upgrade)
+                groups = [(float(data["at"]), int(data["n"]), data.get("accounts"))]
         except (ValueError, KeyError, TypeError):
             logger.warning("long-poll: unreadable announcement %r", payload[:200])
             return
-        accounts = None if named is None else frozenset(named)
-        if at <= now:
-            self.wake(count, accounts)
-        else:
-            with self._lock:
-                heapq.heappush(self._due, _Due(at, next(self._seq), count, accounts))
+        for at, count, named in groups:
+            accounts = None if named is None else frozenset(named)
+            if at <= now:
+                self.wake(count, accounts)
+            else:
+                with self._lock:
+                    heapq.heappush(self._due, _Due(at, next(self._seq), count, accounts))
 
     def run_due(self, now: float) -> float | None:
         """Wake for the announcements whose time has come; the next one's time, if any."""

@@ -8,6 +8,7 @@ pushed tasks, checks their signature and idempotency key, and answers as the tas
     …flaky…     500 to the first FLAKY sends of a task (with Retry-After: 1), then done
     …hang…      answers after HANG seconds (past the dispatcher's timeout), then done
     …gone…      410
+    …nul…       200 + a done report whose data holds a NUL character (\u0000)
     …random…    a mix (the simulation): mostly done, some 202 + webhook, failed, 500
 
 Every request is logged as a JSON line (task, lease, idempotency key, whether the signature
@@ -69,7 +70,7 @@ class Provider(BaseHTTPRequestHandler):
         kind = next(
             (
                 k
-                for k in ("done", "flood", "pending", "accept", "flaky", "hang", "gone")
+                for k in ("done", "flood", "pending", "accept", "flaky", "hang", "gone", "nul")
                 if k in link
             ),
             "random",
@@ -111,6 +112,8 @@ class Provider(BaseHTTPRequestHandler):
         if kind == "hang":
             time.sleep(HANG)
             return 200, done
+        if kind == "nul":
+            return 200, {**done, "data": {"note": "bad\u0000byte"}}
         return 410, {"error": "gone"}
 
     def webhook(self, task: dict) -> None:

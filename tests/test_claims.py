@@ -222,3 +222,67 @@ def test_check_answers_like_reserve_and_writes_nothing(redis_client):
     claims.reserve(claim("t1"), now=T0)
     assert check_many([claim("t2"), claim("t1")], now=T0) == [Refusal.LOCKED, None]
     assert redis_client.hget(keys.lock(1, "subscribe"), "token") == b"t1"
+
+
+def forget_everything(redis_client, prefix):
+    """Redis restarted empty (this test's keys only): the marker is gone with the rest."""
+    for key in redis_client.scan_iter(match=f"{prefix}*"):
+        redis_client.delete(key)
+
+
+def test_reserve_refuses_a_redis_that_lost_its_state(redis_client, redis_prefix):
+    """RESERVE checks the marker itself: against empty keys it would grant a second one-shot,
+    a subscribe while subscribed, a cap overshot. Nothing is written, nothing is judged."""
+    from telegram_tasks.claims.operations import check_many
+
+    claims.reserve(claim("t1", "view", target=POST), now=T0)
+    claims.commit(claim("t1", "view", target=POST), now=T0)
+    forget_everything(redis_client, redis_prefix)
+    later = T0 + timedelta(minutes=5)
+    with pytest.raises(claims.ClaimsStateLost):
+        claims.reserve(claim("t2", "view", target=POST), now=later)
+    with pytest.raises(claims.ClaimsStateLost):
+        check_many([claim("t2", "view", target=POST)], now=later)
+    assert not redis_client.exists(keys.lock(1, "view"))
+    # Once the state is back, the dedupe refuses as it should.
+    claims.mark_state("rebuilt")
+    claims.reserve(claim("t1", "view", target=POST), now=T0)
+    claims.commit(claim("t1", "view", target=POST), now=T0)
+    assert claims.reserve(claim("t2", "view", target=POST), now=later) is Refusal.DEDUPE
+
+
+def test_a_batch_that_meets_a_lost_state_keeps_no_reservation(redis_client, redis_prefix):
+    """Some RESERVEs of a pipeline were granted before the marker went: they are given back."""
+    from telegram_tasks.claims import keys as k
+
+    # Two accounts; the marker the second one's script checks is gone (on a cluster, only the
+    # marker of its slot: the node that owns it restarted empty).
+    assert k.account_slot(1) != k.account_slot(2)
+    redis_client.delete(k.state_marker(2, cluster=_cluster()))
+    with pytest.raises(claims.ClaimsStateLost):
+        claims.reserve_many([claim("a", account=1), claim("b", account=2)], now=T0)
+    assert not redis_client.exists(keys.lock(1, "subscribe"))
+    assert not redis_client.exists(keys.lock(2, "subscribe"))
+    assert not claims.state_present()
+
+
+def _cluster():
+    from django.conf import settings
+
+    return settings.REDIS_IS_CLUSTER
+
+
+def test_verify_judges_a_live_reservation_as_if_it_were_new(redis_client):
+    from telegram_tasks.claims import keys as k
+
+    claims.reserve(claim("t1", "view", target=POST), now=T0)
+    assert claims.verify_reservations([claim("t1", "view", target=POST)], now=T0) == [None]
+    # A lost write comes back (the one-shot was already done): the live task would be refused.
+    redis_client.set(k.dedupe(1, "view", POST.link_hash, POST.post_id), "1")
+    assert claims.verify_reservations([claim("t1", "view", target=POST)], now=T0) == [
+        Refusal.DEDUPE
+    ]
+    assert claims.verify_reservations([claim("t2", "view", target=POST)], now=T0) == [
+        Refusal.LOCKED
+    ]
+    assert redis_client.hget(k.lock(1, "view"), "token") == b"t1"  # nothing written

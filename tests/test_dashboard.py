@@ -194,3 +194,28 @@ def test_inactive_accounts_are_never_counted_cooling_or_capped(settings):
     TelegramAccount.objects.update(is_active=False)
     counts = farm.refresh_account_counts(now=T0 + timedelta(seconds=10))
     assert (counts.inactive, counts.cooling, counts.capped) == (1, 0, 0)
+
+
+def test_capped_today_reads_the_rollups_day_counts_and_only_the_minutes_since(settings):
+    """Who is capped today costs the same whatever the day's volume: the rollup keeps each
+    account's count per day, and only the successes since its mark are read from the tasks."""
+    from django.db import connection
+
+    settings.TELEGRAM_TASKS = {
+        **settings.TELEGRAM_TASKS,
+        "ACTIONS": {"view": {"cooldown": 1, "daily_cap": 2}},
+    }
+    [account] = make_accounts(1)
+    for post, at in ((5, T0), (6, T0 + timedelta(minutes=2))):
+        make_order(action="view", link=f"t.me/durov/{post}", quantity=1)
+        tasks_generate(limit=10, now=at)
+        [task] = tasks_pull(limit=10, now=at).tasks
+        report(ReportIn(task["task_id"], "done"), now=at)
+        if post == 5:
+            rollup.rollup(now=at + timedelta(minutes=3))  # counted into the day's row
+    assert farm.limited_accounts(now=T0 + timedelta(minutes=4))[1] == {account.pk}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT done FROM telegram_account_days")
+        assert cursor.fetchall() == [(1,)]  # the second success: read from the tail
+    # Yesterday's counts do not cap anyone today.
+    assert farm.limited_accounts(now=T0 + timedelta(days=1))[1] == set()

@@ -132,6 +132,25 @@ def test_a_retry_wakes_a_waiting_pull_when_it_is_due():
     assert 0.9 <= pull.seconds < 10  # at its time (a second later), not at the deadline
 
 
+def test_each_later_drip_feed_slot_wakes_pulls_at_its_own_time():
+    """One pass schedules a drip-feed order's slots now and two seconds later: a pull that
+    starts waiting after the first was taken is woken when the second comes due."""
+    waiting.LISTENER._ensure_running()
+    deadline = time.monotonic() + 10
+    while not waiting.LISTENER.listening.is_set():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    make_accounts(2)
+    make_order(action="view", link="t.me/durov/8", quantity=2, interval_seconds=2)
+    assert tasks_generate(limit=10, now=timezone.now()).created == 2
+    [first] = tasks_pull(limit=1, now=timezone.now()).tasks
+    pull = Waiting(limit=1, wait_seconds=20)
+    pull.start()
+    [second] = pull.result()
+    assert second["task_id"] != first["task_id"]
+    assert pull.seconds < 10  # at the slot's time, not at the pull's deadline
+
+
 def test_an_announcement_in_a_transaction_that_rolls_back_wakes_nobody():
     from django.db import transaction
 

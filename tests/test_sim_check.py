@@ -158,3 +158,26 @@ def test_a_task_made_with_an_emoji_after_its_refusal_is_reported():
     make_task(order, a, payload={"params": {"reaction": "🤡"}})  # made now, long after
     found = check.check_params([])
     assert len(found) == 1 and "after its refusal" in found[0]
+
+
+def test_money_check_catches_an_unsettled_end_and_a_tampered_balance():
+    from decimal import Decimal
+
+    from django.test import Client
+
+    from orders.customers import Customer
+    from orders.models import Order
+    from orders.services import orders_settle_due
+    from tests.panel_world import make_customer, make_service
+
+    customer, key = make_customer("sim-check", "10")
+    service = make_service(rate=Decimal("2"))
+    pk = Client().post("/api/v2", {"key": key, "action": "add", "service": service.pk,
+                                   "link": "t.me/chk_chan/1", "quantity": 5}).json()["order"]  # fmt: skip
+    assert check.check_money() == []
+    Order.objects.filter(pk=pk).update(status="canceled")  # ended, never settled
+    assert [v for v in check.check_money() if f"order {pk}" in v]
+    orders_settle_due(now=T0)
+    assert check.check_money() == []
+    Customer.objects.filter(pk=customer.pk).update(balance=Decimal("11"))
+    assert len(check.check_money()) == 2  # the ledger's sum and the orders' net both differ

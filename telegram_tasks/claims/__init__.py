@@ -23,6 +23,9 @@ slot):
     P:{aID}:acap:YYYYMMDD                the account's successes that local day, all actions
     P:{aID}:channels                     channels the account is in (open memberships)
     P:marker                             the state is present (set by rebuild_claims)
+    P:{SLOTTAG}:marker                   (a cluster) the state of that slot's node is present:
+                                         RESERVE and COMMIT check the one of their account's
+                                         slot (SLOTTAG: a tag that hashes to the slot)
     P:heartbeat                          when housekeeping last wrote (ms); an older one than the
                                          ledger's checkpoint means Redis lost writes
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
@@ -68,6 +71,7 @@ from telegram_tasks.claims.operations import (
     mark_full,
     mark_state,
     next_local_midnight,
+    node_identities,
     ping,
     rebuild_accounts,
     reserve,
@@ -77,6 +81,7 @@ from telegram_tasks.claims.operations import (
     set_heartbeat,
     state_present,
     unhold_many,
+    verify_reservations,
 )
 from telegram_tasks.claims.scripts import ClaimsStateLost
 from telegram_tasks.claims.selection import (
@@ -118,6 +123,7 @@ __all__ = [
     "mark_full",
     "mark_state",
     "next_local_midnight",
+    "node_identities",
     "pass_lock",
     "ping",
     "pull_replay_begin",
@@ -135,4 +141,5 @@ __all__ = [
     "snapshot_store",
     "state_present",
     "unhold_many",
+    "verify_reservations",
 ]

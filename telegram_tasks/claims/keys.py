@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from binascii import crc_hqx
 from datetime import datetime
+from functools import cache
 
 from telegram_tasks.conf import app_settings
+
+# Redis Cluster's key space: a key's slot is CRC16 (XMODEM, which crc_hqx computes) of its hash
+# tag, modulo this.
+SLOTS = 16384
 
 
 def _prefix() -> str:
@@ -94,6 +100,39 @@ def marker() -> str:
     return f"{_prefix()}:marker"
 
 
+def account_slot(account_id: int) -> int:
+    """The Redis Cluster slot of every key of this account."""
+    return crc_hqx(f"a{account_id}".encode(), 0) % SLOTS
+
+
+@cache
+def _slot_tags() -> tuple[str, ...]:
+    """For each slot, a short hash tag that lands in it (found once per process, ~0.1 s)."""
+    tags: list[str | None] = [None] * SLOTS
+    missing, i = SLOTS, 0
+    while missing:
+        tag = f"m{i}"
+        slot = crc_hqx(tag.encode(), 0) % SLOTS
+        if tags[slot] is None:
+            tags[slot] = tag
+            missing -= 1
+        i += 1
+    return tuple(t for t in tags if t is not None)
+
+
+def slot_marker(slot: int) -> str:
+    """On a cluster, the marker of one slot: present while the node owning it holds the claim
+    state. A script on an account's keys can only read keys of the account's own slot, so each
+    slot has its marker (a node that restarts empty loses the markers of its slots)."""
+    return f"{_prefix()}:{{{_slot_tags()[slot]}}}:marker"
+
+
+def state_marker(account_id: int, *, cluster: bool) -> str:
+    """The marker RESERVE and COMMIT check for this account: the one marker on a single Redis,
+    the marker of the account's slot on a cluster."""
+    return slot_marker(account_slot(account_id)) if cluster else marker()
+
+
 def day_stamp(local_day: datetime) -> str:
     return f"{local_day:%Y%m%d}"
 
@@ -105,13 +144,14 @@ def reserve_keys(
     link_hash: str,
     post_id: int | None,
     token: str,
+    marker_key: str,
     account_keys: tuple[str, ...] = (),
     other_actions: tuple[str, ...] = (),
 ) -> list[str]:
     """KEYS of reserve.lua in order (``day`` from ``day_stamp``), built in one go: this runs
-    once per task of a generation pass. ``account_keys``: which of "acd", "acap", "channels"
-    the tier's limits need; ``other_actions``: the actions whose live locks count against
-    them."""
+    once per task of a generation pass. ``marker_key``: ``state_marker`` of the account;
+    ``account_keys``: which of "acd", "acap", "channels" the tier's limits need;
+    ``other_actions``: the actions whose live locks count against them."""
     tag = f"{app_settings.KEY_PREFIX}:{{a{account_id}}}:"
     post = "-" if post_id is None else post_id
     found = [
@@ -123,6 +163,7 @@ def reserve_keys(
         f"{tag}hold",
         f"{tag}full",
         f"{tag}done:{token}",
+        marker_key,
     ]
     # (Most tiers need neither: no generator built for nothing.)
     if account_keys:

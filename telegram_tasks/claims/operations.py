@@ -111,10 +111,28 @@ def next_local_midnight(now: datetime) -> datetime:
     return datetime.combine(tomorrow, time(0), tzinfo=zone)
 
 
-def check_many(claims: Sequence[Claim], *, now: datetime) -> list[Refusal | None]:
-    """What RESERVE would answer for each claim, writing nothing (one round trip)."""
-    calls = reserve_calls(claims, now, [now] * len(claims), check=True)
-    return [_RESERVE_CODES.get(int(code)) for code in run_many(calls)]
+def verify_reservations(claims: Sequence[Claim], *, now: datetime) -> list[Refusal | None]:
+    """Whether each live task's reservation would still be granted against the claim state as
+    it is now, as if its token did not hold its lock yet (None: it would). After a repair of
+    lost writes, a refusal means the task was reserved against state Redis had lost."""
+    return check_many(claims, now=now, verify=True)
+
+
+# RESERVE's answer when the account's marker is gone (see reserve.lua).
+RESERVE_STATE_LOST = 12
+
+
+def check_many(
+    claims: Sequence[Claim], *, now: datetime, verify: bool = False
+) -> list[Refusal | None]:
+    """What RESERVE would answer for each claim, writing nothing (one round trip). ``verify``:
+    judge each claim as if its token did not hold its lock yet — whether a live reservation
+    would still be granted against the state as it is now (heal's check after a repair)."""
+    calls = reserve_calls(claims, now, [now] * len(claims), check="2" if verify else "1")
+    codes = [int(code) for code in run_many(calls)]
+    if RESERVE_STATE_LOST in codes:
+        raise _lost_state()
+    return [_RESERVE_CODES.get(code) for code in codes]
 
 
 def reserve_many(
@@ -128,28 +146,46 @@ def reserve_many(
     if until is None:
         until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     untils = [until] * len(claims) if isinstance(until, datetime) else list(until)
-    return [_RESERVE_CODES.get(int(code)) for code in run_many(reserve_calls(claims, now, untils))]
+    codes = [int(code) for code in run_many(reserve_calls(claims, now, untils))]
+    if RESERVE_STATE_LOST in codes:
+        # Redis (or one node of a cluster) came back empty: give back what this batch took
+        # before the others answered lost; nothing is reserved against a lost state.
+        rollback_many([c for c, code in zip(claims, codes, strict=True) if code == 0])
+        raise _lost_state()
+    return [_RESERVE_CODES.get(code) for code in codes]
+
+
+def _lost_state() -> Exception:
+    """A script found its marker gone. On a cluster that may be one node only (it restarted
+    empty, or a replica without the data took over): the one marker everyone asks is removed
+    too, so every pass and request knows, and the next pass rebuilds the whole state."""
+    if _cluster():
+        connection().delete(keys.marker())
+    return state_lost()
 
 
 def reserve_calls(
-    claims: Sequence[Claim], now: datetime, untils: Sequence[datetime], *, check: bool = False
+    claims: Sequence[Claim], now: datetime, untils: Sequence[datetime], *, check: str = "0"
 ) -> list[Call]:
-    """The EVALSHA calls of RESERVE for these claims (also the benchmarks' baseline)."""
+    """The EVALSHA calls of RESERVE for these claims (also the benchmarks' baseline);
+    ``check`` is reserve.lua's ARGV 7 ("0" reserve, "1" check, "2" verify)."""
     # Per-batch constants first: this runs once per task of a generation pass.
     now_ms, day = ms(now), keys.day_stamp(local_day(now))
     per_kind: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[str, ...], tuple[str, ...]]] = {}
-    check_flag = "1" if check else "0"
+    cluster = _cluster()
+    marker = None if cluster else keys.marker()
     calls = []
     for c, u in zip(claims, untils, strict=True):
         kind = per_kind.get((c.action, c.tier))
         if kind is None:
-            kind = per_kind[(c.action, c.tier)] = _reserve_policy(c.action, c.tier, check_flag)
+            kind = per_kind[(c.action, c.tier)] = _reserve_policy(c.action, c.tier, check)
         args, account_keys, others = kind
         calls.append(
             (
                 "reserve",
                 keys.reserve_keys(
                     c.account_id, c.action, day, c.target.link_hash, c.target.post_id, c.token,
+                    marker or keys.state_marker(c.account_id, cluster=True),
                     account_keys, others,
                 ),
                 [c.token, now_ms, ms(u), *args],
@@ -241,18 +277,18 @@ def commit_many_at(
     changes nothing and tells when the first one happened (the moment the success counts).
 
     ``require_state``: nothing is counted into a Redis that lost its state (a rebuild's merge
-    would undo it); ClaimsStateLost instead. On a single Redis each COMMIT checks the marker
-    itself (one round trip); on a cluster the marker lives in another slot than the account's
-    keys, so it is asked first (two)."""
+    would undo it); ClaimsStateLost instead. Each COMMIT checks the marker itself, in the same
+    script: the one marker on a single Redis, its slot's on a cluster (one round trip)."""
     calls = [_commit_call(c, now) for c in claims]
     if require_state:
-        if _cluster():
-            ensure_state()
-        else:
-            calls = [(name, [*keys_, keys.marker()], args) for name, keys_, args in calls]
+        cluster = _cluster()
+        calls = [
+            (name, [*keys_, keys.state_marker(c.account_id, cluster=cluster)], args)
+            for c, (name, keys_, args) in zip(claims, calls, strict=True)
+        ]
     results = run_many(calls)
     if any(int(code) == COMMIT_STATE_LOST for code, _ in results):
-        raise state_lost()
+        raise _lost_state()
     return [
         (int(code) == 0, datetime.fromtimestamp(int(at) / 1000, tz=now.tzinfo))
         for code, at in results
@@ -349,7 +385,43 @@ def hold(account_id: int, *, now: datetime, seconds: float) -> datetime:
 
 
 def state_present() -> bool:
-    return bool(connection().exists(keys.marker()))
+    """Whether Redis holds the claim state: its marker, and on a cluster the marker of one slot
+    of every primary too (a node that restarted empty, or a replica that took over without the
+    data, has lost its part even while the marker on another node survives). One round trip
+    per node."""
+    conn = connection()
+    if not _cluster():
+        return bool(conn.exists(keys.marker()))
+    pipe = conn.pipeline(transaction=False)
+    pipe.exists(keys.marker())
+    for slot in _one_slot_per_primary(conn):
+        pipe.exists(keys.slot_marker(slot))
+    return all(pipe.execute())
+
+
+def node_identities() -> dict[str, str]:
+    """Each Redis server holding the claims (each primary of a cluster), by address, with the
+    id of its current run. A restart, or another server taking over the address or the slots
+    (a failover), changes it: the moments when the last writes may have been lost. One round
+    trip per server."""
+    conn = connection()
+    if not _cluster():
+        return {"redis": str(conn.info("server").get("run_id", ""))}
+    from redis.cluster import RedisCluster
+
+    answers = conn.info("server", target_nodes=RedisCluster.PRIMARIES)
+    if "run_id" in answers:  # (a cluster of one primary answers as one server)
+        answers = {"primary": answers}
+    return {name: str(info.get("run_id", "")) for name, info in sorted(answers.items())}
+
+
+def _one_slot_per_primary(conn: Any) -> list[int]:
+    """A slot of each primary, from the client's map of the cluster's slots."""
+    seen: dict[str, int] = {}
+    for slot, nodes in sorted(conn.nodes_manager.slots_cache.items()):
+        if nodes:
+            seen.setdefault(nodes[0].name, slot)
+    return sorted(seen.values())
 
 
 def ensure_state() -> None:
@@ -379,7 +451,15 @@ def lock_holders(locks: Sequence[tuple[int, str]]) -> list[str | None]:
 
 
 def mark_state(instance: str) -> None:
-    connection().set(keys.marker(), instance)
+    """The claim state is present (a rebuild finished, or there was nothing to rebuild): the
+    marker, and on a cluster the marker of every slot (16,384 keys, one pipeline per node)."""
+    conn = connection()
+    if _cluster():
+        pipe = conn.pipeline(transaction=False)
+        for slot in range(keys.SLOTS):
+            pipe.set(keys.slot_marker(slot), instance)
+        pipe.execute()
+    conn.set(keys.marker(), instance)
 
 
 def leave_many(left: Sequence[tuple[int, str]], *, now: datetime) -> list[bool]:

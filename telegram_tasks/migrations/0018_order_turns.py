@@ -9,7 +9,7 @@ from telegram_tasks.conf import order_model_label
 class Migration(migrations.Migration):
     dependencies = [
         migrations.swappable_dependency(order_model_label()),
-        ("telegram_tasks", "0016_operators_view"),
+        ("telegram_tasks", "0017_pass_runs_unsubscribe_without_order"),
     ]
 
     operations = [

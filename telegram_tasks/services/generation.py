@@ -26,6 +26,7 @@ from telegram_tasks.logs import log_fields
 from telegram_tasks.models import TelegramTask, new_ulid
 from telegram_tasks.params import InvalidParams, TaskParams, task_params
 from telegram_tasks.services import orders, settle, sql
+from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 from telegram_tasks.services.rollup import record_pass
@@ -45,16 +46,29 @@ class GenerationSummary:
     starved_orders: int = 0
     starved_slots: int = 0
     unsubscribes: int = 0  # automatic unsubscribes of memberships whose time was up
+    # Orders (and memberships) whose own data made their part of the pass fail: skipped, the
+    # rest of the pass served (see ``_serve``).
+    failed: int = 0
     seconds: float = 0.0
     refusals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def line(self) -> str:
         refusals = ",".join(f"{k}:{v}" for k, v in sorted(self.refusals.items())) or "-"
+        failed = f" failed={self.failed}" if self.failed else ""
         return (
             f"examined={self.examined} created={self.created} starved={self.starved_orders} "
-            f"starved_slots={self.starved_slots} unsubscribes={self.unsubscribes} "
+            f"starved_slots={self.starved_slots} unsubscribes={self.unsubscribes}{failed} "
             f"refusals={refusals} seconds={self.seconds:.3f}"
         )
+
+    def add(self, part: GenerationSummary) -> None:
+        """What one part of the pass (a page, or a piece of one) did."""
+        self.created += part.created
+        self.starved_orders += part.starved_orders
+        self.starved_slots += part.starved_slots
+        self.failed += part.failed
+        for reason, n in part.refusals.items():
+            self.refusals[reason] += n
 
 
 class DueOrder(NamedTuple):
@@ -188,6 +202,7 @@ def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrd
     return list(map(DueOrder._make, rows))
 
 
+@records_pass("generation")
 def tasks_generate(
     *, limit: int, now: datetime, clock: Callable[[], float] = time.monotonic
 ) -> GenerationSummary:
@@ -206,6 +221,7 @@ def tasks_generate(
     unsubscribed = memberships_unsubscribe_due(now=now, most=limit // 2 if limit > 1 else limit)
     summary.unsubscribes = unsubscribed.created
     summary.created += unsubscribed.created
+    summary.failed += unsubscribed.failed
     after: OrderKey | None = None
     exhausted_actions: set[str] = set()
     while summary.created < limit:
@@ -218,7 +234,7 @@ def tasks_generate(
                 break
             after = (page[-1].priority, page[-1].next_run_at, page[-1].pk)
             summary.examined += len(page)
-            _generate_page(page, limit - summary.created, page_now, summary, exhausted_actions)
+            _serve(page, limit, page_now, summary, exhausted_actions)
         if len(page) < PAGE_SIZE:
             break
     summary.seconds = clock() - started
@@ -239,6 +255,30 @@ def fair_order(slots: list[_Slot]) -> list[_Slot]:
         rounds = zip_longest(*by_priority[priority].values())
         fair += [slot for round_ in rounds for slot in round_ if slot is not None]
     return fair
+
+
+def _serve(
+    page: list[DueOrder],
+    limit: int,
+    now: datetime,
+    summary: GenerationSummary,
+    exhausted_actions: set[str],
+) -> None:
+    """Generate for the page's (locked) orders. If one order's data makes it fail, that order
+    is logged, counted and skipped, and the others are served (``sql.isolating_bad_rows``)."""
+
+    def run(orders_: list[DueOrder]) -> None:
+        if summary.created >= limit:
+            return
+        part = GenerationSummary()
+        _generate_page(orders_, limit - summary.created, now, part, exhausted_actions)
+        summary.add(part)
+
+    def skip(order: DueOrder) -> None:
+        summary.failed += 1
+        logger.exception("generation: order %s skipped, its data fails the pass", order.pk)
+
+    sql.isolating_bad_rows(page, run, skip)
 
 
 def _generate_page(

@@ -19,9 +19,11 @@ from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
 from telegram_tasks.logs import log_fields
+from telegram_tasks.models import ClaimsCheckpoint
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.farm import refresh_account_counts
 from telegram_tasks.services.heal import claims_heal
+from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 from telegram_tasks.services.retention import retention_purge
 from telegram_tasks.services.rollup import rollup
@@ -49,6 +51,7 @@ class HousekeepingSummary:
         )
 
 
+@records_pass("housekeeping")
 def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
     started = time.perf_counter()
     summary = HousekeepingSummary()
@@ -108,16 +111,7 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
             kept = settle.rearm(rows, until=untils, now=now)
             summary.rearmed = len(kept)
             summary.ended["lock_lost_or_settled"] += len(rows) - len(kept)
-    # Tasks that ended since the last run give back any lock they still hold (a ROLLBACK after
-    # a commit may have met Redis down); ROLLBACK only releases a lock its token holds.
-    recent = sql.fetch(
-        f"SELECT {settle.CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
-        f"WHERE status IN {sql.FINISHED} AND finished_at > %s "
-        "AND telegram_account_id IS NOT NULL",
-        [now - 3 * timedelta(seconds=app_settings.GENERATION_TICK_SECONDS)],
-    )
-    if recent:
-        summary.swept = sum(claims.rollback_many([settle.claim_of(r) for r in recent]))
+    summary.swept = sweep_skipped_rollbacks(now=now)
     summary.purged = retention_purge(now=now, most=app_settings.RETENTION_PER_PASS).tasks
     summary.rolled_up = rollup(now=now)
     # The accounts' states as the dashboard and the metrics show them (kept a few minutes).
@@ -126,10 +120,33 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
         healed = claims_heal(now=now)
         summary.healed = healed.restored
         summary.rebuilt = healed.rebuilt
-        summary.ended[Reason.LOCK_LOST] += healed.conflicts
+        for reason, n in healed.ended.items():
+            summary.ended[reason] += n
     summary.seconds = time.perf_counter() - started
     logger.info("housekeeping: %s", summary.line(), extra=log_fields("housekeeping", summary))
     return summary
+
+
+def sweep_skipped_rollbacks(*, now: datetime) -> int:
+    """A ROLLBACK after a commit that met Redis down (``settle.after_commit_rollback``) noted
+    when in the ledger: the tasks that ended since then give back any lock they still hold
+    (ROLLBACK only releases a lock its own token holds), and the note is cleared. Nothing to
+    read on a pass where no ROLLBACK was skipped (a lock left by a crashed process lapses by its
+    own deadline)."""
+    since = ClaimsCheckpoint.objects.filter(pk=1).values_list("sweep_from", flat=True).first()
+    if since is None:
+        return 0
+    # A margin before the note: the failed ROLLBACK's task finished a moment before it.
+    ended = sql.fetch(
+        f"SELECT {settle.CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
+        f"WHERE status IN {sql.FINISHED} AND finished_at > %s "
+        "AND telegram_account_id IS NOT NULL",
+        [since - timedelta(seconds=app_settings.GENERATION_TICK_SECONDS)],
+    )
+    swept = sum(claims.rollback_many([settle.claim_of(r) for r in ended])) if ended else 0
+    # Cleared only if no ROLLBACK failed again meanwhile (that one moved the note).
+    ClaimsCheckpoint.objects.filter(pk=1, sweep_from=since).update(sweep_from=None)
+    return swept
 
 
 def _end_blocked_lapsed_leases(now: datetime, summary: HousekeepingSummary) -> None:

@@ -29,6 +29,7 @@ class UnsubscribeSummary:
     due: int = 0
     created: int = 0
     refused: int = 0
+    failed: int = 0  # memberships whose own data made their unsubscribe fail: skipped
 
 
 def unsubscribe_action() -> str | None:
@@ -46,7 +47,8 @@ def backoff(attempts: int) -> timedelta:
 
 def memberships_unsubscribe_due(*, now: datetime, most: int) -> UnsubscribeSummary:
     """Give at most ``most`` due memberships an unsubscribe task each (one transaction: the
-    memberships are locked, so two passes never unsubscribe one twice)."""
+    memberships are locked, so two passes never unsubscribe one twice). A membership whose
+    subscribe order is gone still unsubscribes (its task has no order)."""
     summary = UnsubscribeSummary()
     action = unsubscribe_action()
     if action is None or most <= 0:
@@ -71,54 +73,84 @@ def memberships_unsubscribe_due(*, now: datetime, most: int) -> UnsubscribeSumma
             {"now": now, "most": most, "pull": ExecutionMode.PULL.value},
         )
         summary.due = len(due)
-        if not due:
-            return summary
-        until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
-        tokens = [new_ulid() for _ in due]
-        wanted = [
-            Claim(m["account_id"], action, Target(m["link_hash"], None), token, m["tier"])
-            for m, token in zip(due, tokens, strict=True)
-        ]
-        refusals = claims.reserve_many(wanted, now=now, until=settle.queued_lock_until(until))
-        reserved = [
-            (m, token)
-            for m, token, refusal in zip(due, tokens, refusals, strict=True)
-            if refusal is None
-        ]
-        try:
-            _store(reserved, now=now, until=until, action=action)
-            retry_at = now + timedelta(seconds=app_settings.GENERATION_TICK_SECONDS)
-            sql.fetch(
-                f"""
-                UPDATE {sql.MEMBERSHIPS} AS m
-                SET attempts = m.attempts + v.tried, next_attempt_at = v.next_at
-                FROM jsonb_to_recordset(%(rows)s::jsonb)
-                     AS v(id bigint, tried int, next_at timestamptz)
-                WHERE m.id = v.id
-                """,  # noqa: S608
-                {
-                    "rows": json.dumps(
-                        [
-                            {
-                                "id": m["id"],
-                                "tried": 1 if refusal is None else 0,
-                                "next_at": (
-                                    now + backoff(m["attempts"] + 1)
-                                    if refusal is None
-                                    else retry_at  # refused for now (cooldown, cap…): soon
-                                ).isoformat(),
-                            }
-                            for m, refusal in zip(due, refusals, strict=True)
-                        ]
-                    )
-                },
-            )
-        except BaseException:
-            claims.rollback_many([c for c, r in zip(wanted, refusals, strict=True) if r is None])
-            raise
-    summary.created = len(reserved)
-    summary.refused = len(due) - len(reserved)
+        if due:
+            _serve(due, action=action, now=now, summary=summary)
     return summary
+
+
+def _serve(due: list[dict], *, action: str, now: datetime, summary: UnsubscribeSummary) -> None:
+    """Unsubscribe these (locked) memberships. One whose data makes it fail is logged, counted
+    and tried again after its backoff; the others are served (``sql.isolating_bad_rows``)."""
+
+    def run(batch: list[dict]) -> None:
+        created = _unsubscribe(batch, action=action, now=now)
+        summary.created += created
+        summary.refused += len(batch) - created
+
+    def skip(membership: dict) -> None:
+        summary.failed += 1
+        logger.exception("automatic unsubscribe of membership %s failed", membership["id"])
+        _postpone(membership, now=now)
+
+    sql.isolating_bad_rows(due, run, skip)
+
+
+def _postpone(membership: dict, *, now: datetime) -> None:
+    sql.fetch(
+        f"UPDATE {sql.MEMBERSHIPS} SET attempts = attempts + 1, next_attempt_at = %s "  # noqa: S608
+        "WHERE id = %s",
+        [now + backoff(membership["attempts"] + 1), membership["id"]],
+    )
+
+
+def _unsubscribe(due: list[dict], *, action: str, now: datetime) -> int:
+    """RESERVE each membership's account for an unsubscribe, store the tasks of those reserved,
+    and move every membership's next attempt (soon when refused: a cooldown, a cap); the
+    reservations are given back if anything fails. Returns how many tasks were made."""
+    until = now + timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
+    tokens = [new_ulid() for _ in due]
+    wanted = [
+        Claim(m["account_id"], action, Target(m["link_hash"], None), token, m["tier"])
+        for m, token in zip(due, tokens, strict=True)
+    ]
+    refusals = claims.reserve_many(wanted, now=now, until=settle.queued_lock_until(until))
+    reserved = [
+        (m, token)
+        for m, token, refusal in zip(due, tokens, refusals, strict=True)
+        if refusal is None
+    ]
+    try:
+        _store(reserved, now=now, until=until, action=action)
+        retry_at = now + timedelta(seconds=app_settings.GENERATION_TICK_SECONDS)
+        sql.fetch(
+            f"""
+            UPDATE {sql.MEMBERSHIPS} AS m
+            SET attempts = m.attempts + v.tried, next_attempt_at = v.next_at
+            FROM jsonb_to_recordset(%(rows)s::jsonb)
+                 AS v(id bigint, tried int, next_at timestamptz)
+            WHERE m.id = v.id
+            """,  # noqa: S608
+            {
+                "rows": json.dumps(
+                    [
+                        {
+                            "id": m["id"],
+                            "tried": 1 if refusal is None else 0,
+                            "next_at": (
+                                now + backoff(m["attempts"] + 1)
+                                if refusal is None
+                                else retry_at  # refused for now (cooldown, cap…): soon
+                            ).isoformat(),
+                        }
+                        for m, refusal in zip(due, refusals, strict=True)
+                    ]
+                )
+            },
+        )
+    except BaseException:
+        claims.rollback_many([c for c, r in zip(wanted, refusals, strict=True) if r is None])
+        raise
+    return len(reserved)
 
 
 def _store(

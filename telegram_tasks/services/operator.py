@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from telegram_tasks import waiting
-from telegram_tasks.conf import app_settings
+from telegram_tasks import signals, waiting
+from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.services import orders, settle, sql
@@ -93,7 +93,7 @@ def orders_stop(*, order_ids: Sequence[int], reason: str, now: datetime) -> int:
     then their unfinished tasks are failed and rolled back."""
     with transaction.atomic():
         stopped = orders.orders_mark_stopped(order_ids, now=now)
-    tasks_fail(reason=reason, now=now, order_ids=stopped)
+    _end_deliveries(stopped, reason=reason, now=now)
     return len(stopped)
 
 
@@ -128,8 +128,22 @@ def orders_cancel(*, order_ids: Sequence[int], now: datetime) -> int:
     back."""
     with transaction.atomic():
         canceled = orders.orders_mark_canceled(order_ids, now=now)
-    tasks_fail(reason=Reason.ORDER_CANCELED, now=now, order_ids=canceled)
+    _end_deliveries(canceled, reason=Reason.ORDER_CANCELED, now=now)
     return len(canceled)
+
+
+def _end_deliveries(order_ids: Sequence[int], *, reason: str, now: datetime) -> None:
+    """The second step of an end: fail the orders' unfinished tasks and, in the same
+    transaction, tell the order model's app (``signals.orders_ended``). Its receivers then see
+    each order's final ``remains``: no unit is in flight any more and none can be added (the
+    orders are no longer active), so a refund taken there is exact, and it commits with the
+    tasks' end or not at all."""
+    with transaction.atomic():
+        tasks_fail(reason=reason, now=now, order_ids=order_ids)
+        if order_ids:
+            signals.orders_ended.send(
+                sender=get_order_model(), order_ids=list(order_ids), reason=str(reason), now=now
+            )
 
 
 def orders_pause(*, order_ids: Sequence[int], now: datetime) -> int:

@@ -40,15 +40,26 @@ def lock_orders_of_tasks(task_ids: Sequence[str]) -> None:
 
 def deliver_sql(done: str) -> str:
     """A CTE step (``orders_delivered``) that takes the units of the CTE named ``done``
-    (order_id, per_call) off their orders, never below zero, and completes an active order at
-    zero (its parameters: ``deliver_params``)."""
+    (order_id, per_call; with an order model that has ``start_count``, also id and
+    start_count) off their orders, never below zero, and completes an active order at zero
+    (its parameters: ``deliver_params``); an order without a start count takes the batch's
+    first."""
     o = sql.order_table()
+    # The first start count of the batch (by task id) where the order has none yet.
+    first, keep = "", ""
+    if o.has("start_count"):
+        first = (
+            ", (array_agg(start_count ORDER BY id) FILTER (WHERE start_count IS NOT NULL))[1]"
+            " AS start_count"
+        )
+        keep = f"{o['start_count']} = COALESCE(o.{o['start_count']}, units.start_count),"
     return f"""
         units AS (
-            SELECT order_id, SUM(per_call) AS units FROM {done} GROUP BY order_id
+            SELECT order_id, SUM(per_call) AS units{first} FROM {done} GROUP BY order_id
         ), orders_delivered AS (
             UPDATE {o.table} AS o
-            SET {o["remains"]} = GREATEST(o.{o["remains"]} - units.units, 0),
+            SET {keep}
+                {o["remains"]} = GREATEST(o.{o["remains"]} - units.units, 0),
                 {o["status"]} = CASE
                     WHEN o.{o["remains"]} - units.units <= 0
                          AND o.{o["status"]} = ANY(%(order_active)s) THEN %(order_completed)s
@@ -219,3 +230,25 @@ def orders_drop_reactions(
             [now, json.dumps(updates)],
         )
     return dropped, emptied
+
+
+def orders_note_start_count(counts: Sequence[tuple[int, str]]) -> None:
+    """(order id, a report's ``data`` as JSON) of reports that are not ``done``: an order
+    without a start count takes the first of them that carries one. Only for an order model
+    with ``start_count`` (a done report's is taken by its own statement, ``deliver_sql``)."""
+    o = sql.order_table()
+    if not counts or not o.has("start_count"):
+        return
+    sql.fetch(
+        f"""
+        WITH v AS (
+            SELECT DISTINCT ON (v.order_id) v.order_id, {sql.start_count_sql("v.data")} AS n
+            FROM jsonb_to_recordset(%s::jsonb) WITH ORDINALITY AS v(order_id bigint, data jsonb, i)
+            WHERE {sql.start_count_sql("v.data")} IS NOT NULL
+            ORDER BY v.order_id, v.i
+        )
+        UPDATE {o.table} AS o SET {o["start_count"]} = v.n
+        FROM v WHERE o.{o.pk} = v.order_id AND o.{o["start_count"]} IS NULL
+        """,  # noqa: S608
+        [json.dumps([{"order_id": i, "data": json.loads(d)} for i, d in counts])],
+    )

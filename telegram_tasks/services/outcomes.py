@@ -79,7 +79,7 @@ def apply_failed(items: list[Item], plans: dict[str, failures.Plan], now: dateti
         """,  # noqa: S608
         {"rows": rows, "now": now},
     )
-    settle.after_commit_rollback(ended)
+    settle.after_commit_rollback(ended, now=now)
     _apply_consequences(ended, plans, now)
     return {r["id"] for r in ended}
 
@@ -109,12 +109,14 @@ def _apply_consequences(
     # gone, a poll closed, …); a refused emoji leaves its order's mix.
     stopped: dict[str, set[int]] = {}
     for r in by_scope.get(scope.TARGET_DEAD, []):
-        stopped.setdefault(plans[r["id"]].reason, set()).add(r["order_id"])
+        if r["order_id"] is not None:  # (an automatic unsubscribe of a deleted order)
+            stopped.setdefault(plans[r["id"]].reason, set()).add(r["order_id"])
     refused = sorted(
         {
             (r["order_id"], reaction)
             for r in by_scope.get(scope.REACTION_REFUSED, [])
-            if (reaction := (r["payload"].get("params") or {}).get("reaction"))
+            if r["order_id"] is not None
+            and (reaction := (r["payload"].get("params") or {}).get("reaction"))
         }
     )
     # Deactivating an account and stopping an order touch other tasks than the reported ones:

@@ -37,6 +37,7 @@ from telegram_tasks.failures import Reason, push_rejected
 from telegram_tasks.logs import log_fields
 from telegram_tasks.models import ExecutionMode
 from telegram_tasks.services import settle, sql
+from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.pull import lease_tasks
 from telegram_tasks.services.report import ReportIn, tasks_report
 
@@ -85,6 +86,7 @@ class PushSummary:
         return f"leased={self.leased} {counts} circuit={self.circuit} seconds={self.seconds:.3f}"
 
 
+@records_pass("push")
 def tasks_push(
     *,
     now: datetime,
@@ -218,7 +220,8 @@ def push_retry_later(
         if exhausted:
             settle.after_commit_rollback(
                 settle.fail_rows([r["id"] for r in exhausted], reason=Reason.PUSH_UNREACHABLE,
-                                 now=now)
+                                 now=now),
+                now=now,
             )  # fmt: skip
         errors = {r["id"]: r["dispatch_errors"] for r in rows if r not in exhausted}
         plan = []

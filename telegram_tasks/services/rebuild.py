@@ -46,9 +46,10 @@ REBUILD_WAIT_SECONDS = 60
 def claims_restore_if_lost(*, now: datetime) -> RebuildSummary | None:
     """Make sure Redis holds the claim state before a pass judges eligibility against it.
 
-    Present: nothing to do. Lost (a fresh install, a flushed or replaced Redis): if the ledger
-    holds nothing to rebuild, the marker is simply set; otherwise the state is rebuilt once,
-    under a lock, while concurrent callers wait for it. Returns the rebuild's summary when one
+    Present: nothing to do. Lost (a fresh install, a flushed or replaced Redis): the state is
+    rebuilt from the ledger once, under a lock, while concurrent callers wait for it — always,
+    even with no task in the ledger: open memberships and running holds are state too (and on
+    a fresh install the rebuild reads empty tables). Returns the rebuild's summary when one
     ran. Raises ``ClaimsStateLost`` when another rebuild holds the lock for too long.
     """
     if claims.state_present():
@@ -56,10 +57,6 @@ def claims_restore_if_lost(*, now: datetime) -> RebuildSummary | None:
     with _rebuild_lock():
         if claims.state_present():  # rebuilt by whoever held the lock
             return None
-        if not sql.rows(f"SELECT 1 FROM {sql.TASKS} LIMIT 1"):  # noqa: S608
-            claims.mark_state(str(ULID()))
-            logger.info("claim state marked present: the ledger holds nothing to rebuild")
-            return RebuildSummary()
         return rebuild_from_ledger(now=now)
 
 
@@ -89,9 +86,9 @@ def rebuild_from_ledger(*, now: datetime) -> RebuildSummary:
     """Restore the claim state from the ledger: cooldowns still running and today's cap counts
     (per action and account-wide), dedupe keys within their TTL (from the one-shot ledger),
     link states and channel counts (from memberships), holds (from accounts) and the locks of
-    unfinished tasks. Merged with what Redis holds (the larger or newer wins), so
-    reports committing during a rebuild are not undone. Then the marker says the state is
-    present."""
+    unfinished tasks. Merged with what Redis holds (the larger or newer wins, channel counts
+    included), so reports committing during a rebuild are not undone and a rebuild is safe at
+    any time. Then the marker says the state is present."""
     summary = RebuildSummary()
     per_account: Restores = defaultdict(list)
     longest_cd = max(
@@ -109,25 +106,54 @@ def rebuild_from_ledger(*, now: datetime) -> RebuildSummary:
     summary.states = restore_states(
         per_account, since=now - seconds(app_settings.STATE_TTL_SECONDS), now=now
     )
-    # Counted afresh from the ledger: a rebuild also mends a count that drifted up.
-    restore_channels(per_account, mode="set")
+    # Merged like heal's (larger wins): a subscribe COMMITted whose ledger step is still on its
+    # way counts in Redis but not yet in the memberships; setting the ledger's count would undo
+    # it and let the account overshoot max_channels.
+    restore_channels(per_account)
     summary.dedupes = restore_dedupes(
         per_account, since=now - seconds(app_settings.DEDUPE_TTL_SECONDS), now=now
     )
     restore_holds(per_account, now=now)
-    summary.locks = restore_locks(per_account, now=now)
+    locked = restore_locks(per_account, now=now)
+    summary.locks = len(locked)
     summary.written = claims.rebuild_accounts(per_account)
+    release_finished_locks(locked)
     claims.mark_state(str(ULID()))
     record_heartbeat(now)
-    logger.warning("claims rebuilt from the ledger: %s", summary.line())
+    if summary.written:
+        logger.warning("claims rebuilt from the ledger: %s", summary.line())
+    else:
+        logger.info("claim state marked present: the ledger holds nothing to restore")
     return summary
 
 
-def record_heartbeat(now: datetime) -> None:
-    """Redis and the ledger agree the state is whole as of ``now`` (see ``services.heal``):
-    Redis first, so a failure between the two only makes the next pass heal once more."""
+def record_heartbeat(now: datetime, *, nodes: dict[str, str] | None = None) -> None:
+    """Redis and the ledger agree the state is whole as of ``now``, on these Redis servers'
+    runs (see ``services.heal``): Redis first, so a failure between the two only makes the
+    next pass heal once more."""
     claims.set_heartbeat(now)
-    ClaimsCheckpoint.objects.update_or_create(pk=1, defaults={"heartbeat_at": now})
+    ClaimsCheckpoint.objects.update_or_create(
+        pk=1,
+        defaults={
+            "heartbeat_at": now,
+            "nodes": claims.node_identities() if nodes is None else nodes,
+        },
+    )
+
+
+def release_finished_locks(locked: list[dict]) -> int:
+    """A rebuild or heal read the live tasks, then wrote their locks: a task that finished in
+    between (its ROLLBACK or COMMIT already ran) would keep its account locked until the lock
+    lapsed. ROLLBACK those now (only a lock its own token holds is released). Its own ROLLBACK
+    runs after its commit, so whichever comes second releases the lock."""
+    if not locked:
+        return 0
+    finished = sql.fetch(
+        f"SELECT {settle.CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
+        f"WHERE id = ANY(%s) AND status IN {sql.FINISHED} AND telegram_account_id IS NOT NULL",
+        [[r["id"] for r in locked]],
+    )
+    return sum(claims.rollback_many([settle.claim_of(r) for r in finished]))
 
 
 def seconds(n: float) -> timedelta:
@@ -210,18 +236,16 @@ def restore_states(
     return n
 
 
-def restore_channels(
-    per_account: Restores, *, accounts: list[int] | None = None, mode: str = "max"
-) -> int:
-    """The channels each account is in: its open memberships ("max": a subscribe counted in
-    Redis whose ledger step is on its way is not undone; "set": the ledger's count)."""
+def restore_channels(per_account: Restores, *, accounts: list[int] | None = None) -> int:
+    """The channels each account is in: its open memberships, merged (the larger wins: a
+    subscribe counted in Redis whose ledger step is on its way is never undone)."""
     n = 0
     for account, count in sql.rows(
         f"SELECT account_id, count(*) FROM {sql.MEMBERSHIPS} WHERE state = {sql.OPEN} "  # noqa: S608
         "AND (%(accounts)s::bigint[] IS NULL OR account_id = ANY(%(accounts)s)) GROUP BY 1",
         {"accounts": accounts},
     ):
-        per_account[account].append(Restore(keys.channels(account), mode, str(count), None))
+        per_account[account].append(Restore(keys.channels(account), "max", str(count), None))
         n += 1
     return n
 
@@ -301,11 +325,12 @@ def restore_holds(per_account: Restores, *, now: datetime) -> int:
 
 def restore_locks(
     per_account: Restores, *, now: datetime, queued_since: datetime | None = None
-) -> int:
+) -> list[dict]:
     """Locks of unfinished tasks (set where no live lock is): every one, or — with
     ``queued_since`` — only queued tasks due since then (those whose reservation was written
-    since: a slot is never before the moment it was reserved)."""
-    n = 0
+    since: a slot is never before the moment it was reserved). Returns the tasks whose lock
+    is to be written ({"id"})."""
+    locked: list[dict] = []
     now_ms = ms(now)
     grace_ms = app_settings.RESERVE_LOCK_SECONDS * 1000
     columns = "id, telegram_account_id, action, status, reserved_until, leased_until"
@@ -328,5 +353,5 @@ def restore_locks(
             per_account[account].append(
                 Restore(keys.lock(account, action), "lock", f"{task_id}|{until}", until - now_ms)
             )
-            n += 1
-    return n
+            locked.append({"id": task_id})
+    return locked

@@ -5,6 +5,7 @@ path: every result, whatever brought it, goes through ``tasks_report``."""
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from telegram_tasks.counters import count_reports
 from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
-from telegram_tasks.services import outcomes, settle, sql
+from telegram_tasks.services import orders, outcomes, settle, sql
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
         batch = _classify(reports, outs, current)
         _settle_instead(batch, now)
         _end_blocked_retries(batch)
+        _note_start_counts(batch)
         committed_at: dict[str, datetime] = {}
         if batch.done:
             # A Redis that lost its state must be rebuilt first: counting into it now would
@@ -214,6 +216,18 @@ def _single_done(report: ReportIn, now: datetime) -> ReportOut | None:
     except _NotFirst:
         return None
     return ReportOut(task_id=report.task_id, status=S.DONE.value)
+
+
+def _note_start_counts(batch: _Batch) -> None:
+    """A failed or pending report may carry its order's start count (``data.start_count``); a
+    done one's is taken by the statement that marks its task done. No statement unless one
+    does."""
+    counts = [
+        (row["order_id"], json.dumps(report.data))
+        for report, row, _ in (*batch.failed, *batch.retry, *batch.pending)
+        if isinstance(report.data, dict) and "start_count" in report.data
+    ]
+    orders.orders_note_start_count(counts)
 
 
 def _end_blocked_retries(batch: _Batch) -> None:

@@ -12,16 +12,19 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from redis.exceptions import RedisError
 
 from telegram_tasks import claims
 from telegram_tasks.claims import Claim, ExtendResult, Refusal, Target
 from telegram_tasks.conf import DEFAULT_TIER, app_settings
 from telegram_tasks.failures import Reason
+from telegram_tasks.models import ClaimsCheckpoint
 from telegram_tasks.services import orders, sql
 
 logger = logging.getLogger(__name__)
+
+CHECKPOINT = ClaimsCheckpoint._meta.db_table
 
 # The columns every function here needs to know a task's claim.
 CLAIM_COLUMNS = "id, order_id, telegram_account_id, action, link_hash, payload"
@@ -74,11 +77,12 @@ def blocked(task_ids: Sequence[str]) -> dict[str, Reason]:
         SELECT t.id,
                CASE WHEN a.id IS NULL OR NOT a.is_active THEN %(account)s
                     WHEN t.membership_id IS NOT NULL THEN NULL
-                    WHEN o.{o["status"]} NOT IN {sql.literals(orders.active_statuses())}
+                    WHEN o.{o.pk} IS NULL
+                         OR o.{o["status"]} NOT IN {sql.literals(orders.active_statuses())}
                          THEN %(inactive)s
                     WHEN o.{o["paused_at"]} IS NOT NULL THEN %(paused)s END
         FROM {sql.TASKS} AS t
-        JOIN {o.table} AS o ON o.{o.pk} = t.order_id
+        LEFT JOIN {o.table} AS o ON o.{o.pk} = t.order_id
         LEFT JOIN {sql.ACCOUNTS} AS a ON a.id = t.telegram_account_id
         WHERE t.id = ANY(%(ids)s)
         """,  # noqa: S608
@@ -108,7 +112,7 @@ def fail_blocked(
     for reason in {reasons[r["id"]] for r in others}:
         ids = [r["id"] for r in others if reasons[r["id"]] is reason]
         ended += fail_rows(ids, reason=reason, now=now)
-    after_commit_rollback(ended)
+    after_commit_rollback(ended, now=now)
     return [r for r in rows if r["id"] not in reasons], ended
 
 
@@ -127,28 +131,49 @@ def queued_lock_until(reserved_until: datetime) -> datetime:
     return reserved_until + timedelta(seconds=app_settings.LEASE_SECONDS) + grace()
 
 
-def after_commit(effect: Callable[[], Any]) -> None:
+def after_commit(effect: Callable[[], Any], *, skipped: Callable[[], None] | None = None) -> None:
     """Run a Redis effect once the ledger has committed. The ledger is the truth: if Redis is
     down then, the change stands and the effect is left to time and housekeeping (a lock lapses
     by its deadline and the sweep releases it; a hold or flag is set again by the next report
-    with that error), instead of answering an error for a write that did happen."""
+    with that error), instead of answering an error for a write that did happen. ``skipped``
+    is told when that happens."""
 
     def run() -> None:
         try:
             effect()
         except RedisError:
             logger.warning("Redis effect after commit skipped (Redis unavailable)", exc_info=True)
+            if skipped is not None:
+                skipped()
 
     transaction.on_commit(run)
 
 
-def after_commit_rollback(rows: Sequence[dict[str, Any]]) -> None:
+def after_commit_rollback(rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
     """ROLLBACK the locks of tasks that just ended, once their end is committed. If Redis is
-    down then, the locks lapse by their own deadline: a lock outlives its task by its TTL at
-    most."""
+    down then, the ledger notes when (``ClaimsCheckpoint.sweep_from``) and housekeeping's sweep
+    releases them once Redis is back; at worst a lock lapses by its own deadline: a lock
+    outlives its task by its TTL at most."""
     with_account = [claim_of(r) for r in rows if r["telegram_account_id"] is not None]
     if with_account:
-        after_commit(lambda: claims.rollback_many(with_account))
+        after_commit(
+            lambda: claims.rollback_many(with_account), skipped=lambda: note_sweep(now=now)
+        )
+
+
+def note_sweep(*, now: datetime) -> None:
+    """A ROLLBACK of tasks that ended at ``now`` was skipped: the next housekeeping pass sweeps
+    the tasks that ended since (the earliest note is kept). PostgreSQL down too, or no
+    housekeeping pass yet (no checkpoint row): nothing is noted, and the locks lapse by their
+    deadlines."""
+    try:
+        sql.fetch(
+            f"UPDATE {CHECKPOINT} "  # noqa: S608
+            "SET sweep_from = LEAST(COALESCE(sweep_from, %(now)s), %(now)s) WHERE id = 1",
+            {"now": now},
+        )
+    except DatabaseError:
+        logger.warning("a skipped ROLLBACK was not noted (PostgreSQL unavailable)")
 
 
 def split_committed(rows: Sequence[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -182,7 +207,7 @@ def end_tasks(
     committed, others = split_committed(rows)
     settle_committed(rows=committed, now=now)
     ended = fail_rows([r["id"] for r in others], reason=reason, now=now)
-    after_commit_rollback(ended)
+    after_commit_rollback(ended, now=now)
     return ended
 
 
@@ -331,6 +356,10 @@ def _done_sql(*, durable: bool, handed_out: bool) -> str:
     is gone. (Built once per shape: the text is the same on every call.)"""
     deliver = orders.deliver_sql("delivered")
     relaxed = "" if durable else ", (SELECT set_config('synchronous_commit', 'off', true)) AS r"
+    # An order model with a start count takes it from the reports' data (nothing otherwise).
+    counted = sql.order_table().has("start_count")
+    data = "(r.result::jsonb->'data')"
+    start_count = f", {sql.start_count_sql(data)} AS start_count" if counted else ""
     return f"""
         WITH r AS (
             SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
@@ -346,9 +375,10 @@ def _done_sql(*, durable: bool, handed_out: bool) -> str:
             RETURNING t.id, t.order_id, t.per_call, t.membership_id, t.action,
                       t.telegram_account_id, t.link_hash, t.finished_at,
                       t.payload->>'link' AS link, (t.payload->>'post_id')::bigint AS post_id,
-                      t.payload->'account'->>'tier' AS tier
+                      t.payload->'account'->>'tier' AS tier{start_count}
         ), delivered AS (
-            SELECT order_id, per_call FROM finished_now WHERE {sql.ORDER_UNITS}
+            SELECT order_id, per_call{", id, start_count" if counted else ""}
+            FROM finished_now WHERE {sql.ORDER_UNITS}
         ), {deliver}, one_shot AS (
             INSERT INTO {sql.ONE_SHOTS} AS d (account_id, action, link_hash, post_id, done_at)
             SELECT f.telegram_account_id, f.action, f.link_hash, f.post_id, f.finished_at

@@ -5,12 +5,12 @@ check. Every SQL string in ``services`` takes its statuses and names from here."
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DataError, IntegrityError, connection, transaction
 
 from telegram_tasks.conf import get_order_model
 from telegram_tasks.exceptions import BatchTooLarge
@@ -92,6 +92,10 @@ class OrderTable:
     def __getitem__(self, field: str) -> str:
         return self.columns[field]
 
+    def has(self, field: str) -> bool:
+        """Whether the model has this column (the optional ones: ``OPTIONAL_ORDER_FIELDS``)."""
+        return field in self.columns
+
 
 ORDER_FIELDS = (
     "action", "link", "post_id", "link_hash", "quantity", "remains", "per_call",
@@ -100,14 +104,26 @@ ORDER_FIELDS = (
 )  # fmt: skip
 
 
+# Columns an order model may have; the services fill them when it does, in the statements
+# they run anyway (nothing more is run when it does not). ``start_count``: the first start count
+# a provider's report carried for the order (``data.start_count``).
+OPTIONAL_ORDER_FIELDS = ("start_count",)
+
+
 @cache
 def order_table() -> OrderTable:
     meta = get_order_model()._meta
-    return OrderTable(
-        table=meta.db_table,
-        pk=meta.pk.column,
-        columns={f: meta.get_field(f).column for f in ORDER_FIELDS},
-    )
+    present = {f.name for f in meta.get_fields()}
+    columns = {f: meta.get_field(f).column for f in ORDER_FIELDS}
+    columns.update({f: meta.get_field(f).column for f in OPTIONAL_ORDER_FIELDS if f in present})
+    return OrderTable(table=meta.db_table, pk=meta.pk.column, columns=columns)
+
+
+def start_count_sql(data: str) -> str:
+    """The start count a report's ``data`` (a jsonb expression) carries: ``start_count`` as a
+    non-negative integer or its digits in a string, else NULL (anything else is ignored)."""
+    value = f"({data}->>'start_count')"
+    return f"(CASE WHEN {value} ~ '^[0-9]{{1,18}}$' THEN {value}::bigint END)"
 
 
 # The columns generation writes for a new task, in the order ``copy_tasks`` takes them.
@@ -152,3 +168,31 @@ def queued_since(columns: str) -> str:
         "AND telegram_account_id IS NOT NULL)"
         for mode in ExecutionMode
     )
+
+
+T = TypeVar("T")
+
+# What one row's own data can make a batch fail with: a constraint, a value the database
+# refuses, a payload that cannot be built. An outage (OperationalError, a RedisError,
+# ClaimsStateLost) is not among them: it stops the whole batch, as it should.
+DATA_ERRORS = (IntegrityError, DataError, ValueError, TypeError, KeyError)
+
+
+def isolating_bad_rows(
+    items: list[T], run: Callable[[list[T]], None], skip: Callable[[T], None]
+) -> None:
+    """``run(items)`` in a savepoint. If their data makes it fail (``DATA_ERRORS``), nothing of
+    that attempt stays (``run`` gives back its Redis effects itself) and each half is tried
+    on its own, down to the item at fault, which ``skip`` is told about: one bad row never
+    stops a periodic pass for the others. (A batch of n with one bad row costs about
+    2·log2(n) more attempts.)"""
+    try:
+        with transaction.atomic():
+            run(items)
+    except DATA_ERRORS:
+        if len(items) == 1:
+            skip(items[0])
+            return
+        half = len(items) // 2
+        isolating_bad_rows(items[:half], run, skip)
+        isolating_bad_rows(items[half:], run, skip)

@@ -110,3 +110,62 @@ def test_a_redis_gone_back_further_than_the_window_is_rebuilt(redis_client, redi
     assert housekeep(later).rebuilt
     assert redis_client.exists(keys.lock(account.id, "view"))
     assert ClaimsCheckpoint.objects.get().heartbeat_at == later
+
+
+def pretend_redis_restarted():
+    """The ledger last saw another run of Redis: it restarted, or failed over, since."""
+    ClaimsCheckpoint.objects.filter(pk=1).update(nodes={"redis": "an earlier run"})
+
+
+def view_done(account_count=1):
+    accounts = make_accounts(account_count)
+    order = make_order(action="view", link="t.me/durov/7", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    tasks = tasks_pull(limit=10, now=T0).tasks
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(reports=[ReportIn(t["task_id"], "done") for t in tasks], now=T0)
+    return accounts, order
+
+
+def test_a_pass_with_nothing_lost_reads_nothing_of_the_recent_ledger(redis_client):
+    """Writes are lost only at a restart or a failover, which change the server's run id:
+    with the same run, heal costs an INFO and re-reads none of the recent successes."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    [account], order = view_done()
+    housekeep(T0 + timedelta(seconds=1))  # the servers' runs recorded
+    dedupe = keys.dedupe(account.id, "view", order.link_hash, 7)
+    redis_client.delete(dedupe)  # (not a loss Redis can have without a restart)
+    with CaptureQueriesContext(connection) as queries:
+        summary = housekeep(T0 + timedelta(seconds=2))
+    assert summary.healed == 0 and not redis_client.exists(dedupe)
+    assert not [q["sql"] for q in queries if "done_at FROM telegram_one_shots" in q["sql"]]
+    pretend_redis_restarted()
+    assert housekeep(T0 + timedelta(seconds=3)).healed >= 1
+    assert redis_client.exists(dedupe)
+
+
+def test_a_task_reserved_against_the_lost_state_ends_when_heal_repairs_it(redis_client):
+    """Redis crashed and came back without its last second: the view just done lost its dedupe
+    key, and the next pass gave the same account the same post again. The first housekeeping
+    pass after the restart restores the key and ends that task (its success would be a second
+    view), giving its lock back."""
+    [account], _ = view_done()
+    housekeep(T0 + timedelta(seconds=1))
+    redis_client.delete(keys.dedupe(account.id, "view", TelegramTask.objects.get().link_hash, 7))
+    pretend_redis_restarted()
+    make_order(action="view", link="t.me/durov/7", quantity=1)
+    assert tasks_generate(limit=10, now=T0 + timedelta(seconds=10)).created == 1
+    second = TelegramTask.objects.get(status="queued")
+    summary = housekeep(T0 + timedelta(seconds=11))
+    assert summary.ended["claims_conflict"] == 1
+    second.refresh_from_db()
+    assert (second.status, second.failure_reason) == ("failed", "claims_conflict")
+    assert not redis_client.exists(keys.lock(account.id, "view"))
+    # Tasks the repaired state still grants keep running.
+    make_order(action="view", link="t.me/durov/8", quantity=1)
+    tasks_generate(limit=10, now=T0 + timedelta(seconds=20))
+    pretend_redis_restarted()
+    assert housekeep(T0 + timedelta(seconds=21)).ended["claims_conflict"] == 0
+    assert TelegramTask.objects.filter(status="queued").count() == 1

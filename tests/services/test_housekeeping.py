@@ -8,7 +8,7 @@ from django.test import TestCase
 
 from telegram_tasks import claims, services
 from telegram_tasks.claims import Claim, Refusal, Target, keys
-from telegram_tasks.models import TelegramTask
+from telegram_tasks.models import ClaimsCheckpoint, TelegramTask
 from telegram_tasks.services import (
     ReportIn,
     tasks_generate,
@@ -156,16 +156,55 @@ def test_a_commit_whose_ledger_step_was_lost_is_settled(finder, redis_client):
 
 
 def test_sweep_releases_locks_of_tasks_that_ended_while_redis_missed_the_rollback(
-    redis_client, redis_prefix
+    redis_client, redis_prefix, monkeypatch
 ):
     account = make_account()
     make_order(action="view", quantity=1)
     tasks_generate(limit=10, now=T0)
-    # Ended in the ledger, but the ROLLBACK after commit never reached Redis.
-    TelegramTask.objects.update(status="failed", finished_at=T0, failure_reason="x")
+    housekeep(T0)  # (the ledger's checkpoint exists from the first pass on)
+    # Ended in the ledger, but the ROLLBACK after commit met Redis down.
+    with monkeypatch.context() as m:
+        m.setattr(claims, "rollback_many", _redis_down)
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            services.tasks_fail(
+                reason="admin_failed", now=T0, task_ids=[TelegramTask.objects.get().pk]
+            )
+    assert ClaimsCheckpoint.objects.get().sweep_from == T0  # noted in the ledger
     assert keys.lock(account.id, "view") in locks(redis_client, redis_prefix)
     assert housekeep(T0 + timedelta(seconds=5)).swept == 1
     assert locks(redis_client, redis_prefix) == {}
+    assert ClaimsCheckpoint.objects.get().sweep_from is None
+
+
+def _redis_down(*args, **kwargs):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    raise RedisConnectionError("Redis is down")
+
+
+def test_a_pass_with_no_skipped_rollback_reads_no_finished_task(django_assert_max_num_queries):
+    """The sweep's cost follows the ROLLBACKs Redis missed, not the tasks that finished: a busy
+    farm's pass reads none of them."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_accounts(3)
+    make_order(action="view", link="t.me/durov/4", quantity=3)
+    tasks_generate(limit=10, now=T0)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(
+            reports=[ReportIn(t["task_id"], "done") for t in tasks_pull(limit=10, now=T0).tasks],
+            now=T0,
+        )
+    housekeep(T0)
+    with CaptureQueriesContext(connection) as queries:
+        assert housekeep(T0 + timedelta(seconds=30)).swept == 0
+    finished_reads = [
+        q["sql"]
+        for q in queries
+        if "finished_at >" in q["sql"] and "status IN ('done', 'failed')" in q["sql"]
+    ]
+    assert finished_reads == []
 
 
 def test_housekeeping_command_prints_every_reason():

@@ -197,3 +197,82 @@ def test_a_subscription_keeps_its_state_for_as_long_as_it_lasts(redis_client):
     [account] = make_accounts(1)
     order = subscribe_all()
     assert redis_client.pttl(keys.state(account.pk, order.link_hash)) == -1  # no expiry
+
+
+def test_a_membership_whose_order_was_deleted_still_unsubscribes_and_stops_no_pass():
+    """A subscribe order deleted after its tasks were purged leaves its memberships without an
+    order (the contract allows it): their automatic unsubscribes run with no order, and the
+    pass serves every other order as usual."""
+    make_accounts(2)
+    gone = subscribe_all(duration_days=1)
+    TelegramTask.objects.filter(order=gone).delete()  # (retention purged them)
+    gone.delete()
+    Membership.objects.update(due_at=T0)
+    other = make_order(action="view", link="t.me/news/7", quantity=1)
+    t1 = T0 + timedelta(minutes=2)
+    summary = tasks_generate(limit=10, now=t1)
+    assert (summary.unsubscribes, summary.created, summary.failed) == (2, 3, 0)
+    unsubscribes = TelegramTask.objects.filter(action="unsubscribe")
+    assert {t.order_id for t in unsubscribes} == {None}
+    assert TelegramTask.objects.filter(order=other).count() == 1
+    leased = [t for t in tasks_pull(limit=10, now=t1).tasks if t["action"] == "unsubscribe"]
+    assert len(leased) == 2 and {t["order_id"] for t in leased} == {None}
+    run(t1, *[ReportIn(t["task_id"], "done") for t in leased])
+    assert {m.state for m in Membership.objects.all()} == {"closed"}
+
+
+def poison_inserts(cursor_sql: str) -> None:
+    """A trigger that refuses some inserted tasks: a row the pass cannot store, whatever the
+    cause (the pass must skip it and serve the others)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION tg_test_poison() RETURNS trigger AS $$ BEGIN "
+            f"IF {cursor_sql} THEN RAISE EXCEPTION 'poison' USING ERRCODE = '23514'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER tg_test_poison BEFORE INSERT ON telegram_tasks "
+            "FOR EACH ROW EXECUTE FUNCTION tg_test_poison()"
+        )
+
+
+def test_one_poison_membership_is_skipped_and_backed_off_the_others_unsubscribe(caplog):
+    accounts = make_accounts(3)
+    order = subscribe_all(duration_days=1)
+    make_order(action="subscribe", link="t.me/durovchan", quantity=1, duration_days=1)
+    Membership.objects.update(due_at=T0)
+    [bad, *good] = Membership.objects.order_by("id")
+    poison_inserts(f"NEW.membership_id = {bad.pk}")
+    t1 = T0 + timedelta(minutes=2)
+    summary = tasks_generate(limit=10, now=t1)
+    assert (summary.unsubscribes, summary.failed) == (len(good), 1)
+    assert "automatic unsubscribe of membership" in caplog.text
+    made = set(
+        TelegramTask.objects.filter(action="unsubscribe").values_list("membership_id", flat=True)
+    )
+    assert made == {m.pk for m in good}
+    bad.refresh_from_db()
+    assert bad.next_attempt_at > t1 and bad.attempts == 1
+    # The bad one's reservation was given back: its account's unsubscribe lock is free.
+    assert claims.lock_holders([(bad.account_id, "unsubscribe")]) == [None]
+    assert order.pk and len(accounts) == 3
+
+
+def test_one_poison_order_is_skipped_and_every_other_order_is_served(caplog):
+    accounts = make_accounts(10)
+    orders = [make_order(action="view", link=f"t.me/news/{i}", quantity=1) for i in range(1, 8)]
+    bad = orders[3]
+    poison_inserts(f"NEW.order_id = {bad.pk}")
+    summary = tasks_generate(limit=100, now=T0)
+    assert summary.failed == 1
+    assert f"order {bad.pk} skipped" in caplog.text
+    served = set(TelegramTask.objects.values_list("order_id", flat=True))
+    assert served == {o.pk for o in orders} - {bad.pk}
+    # No reservation outlives the bad order's attempts: every view lock belongs to a task.
+    holders = claims.lock_holders([(a.pk, "view") for a in accounts])
+    live = set(TelegramTask.objects.values_list("id", flat=True))
+    assert {h for h in holders if h} <= live
+    # The next pass tries it again (still bad) and serves the rest as usual.
+    assert tasks_generate(limit=100, now=T0 + timedelta(seconds=61)).failed == 1

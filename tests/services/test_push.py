@@ -156,6 +156,21 @@ def test_a_provider_that_hangs_does_not_hold_up_the_others(provider):
     assert summary.outcomes["done"] == 5 and summary.outcomes["retry"] == 1
 
 
+def test_an_answer_the_ledger_cannot_store_costs_that_task_only(provider):
+    """A NUL character in an answer's data would fail the jsonb cast of the whole batch: the
+    report endpoint's checks run on push answers too, and such an answer is unreadable (the
+    task stays leased for a report through the API); the others are applied."""
+    make_accounts(3)
+    push_order("nul")
+    push_order("done", quantity=2)
+    tasks_generate(limit=10, now=timezone.now())
+    summary = dispatch()
+    assert (summary.outcomes["done"], summary.outcomes["unreadable"]) == (2, 1)
+    bad = TelegramTask.objects.get(payload__link__icontains="nulchan")
+    assert bad.status == "leased" and bad.result is None
+    assert TelegramTask.objects.filter(status="done").count() == 2
+
+
 def test_a_refusal_fails_the_task_naming_the_status(provider):
     make_accounts(1)
     push_order("gone")

@@ -15,6 +15,7 @@ from telegram_tasks.models import OneShot, TelegramTask
 from telegram_tasks.services import (
     ReportIn,
     claims_rebuild,
+    claims_restore_if_lost,
     tasks_generate,
     tasks_housekeep,
     tasks_pull,
@@ -148,7 +149,7 @@ def test_housekeeping_rebuilds_by_itself(redis_client, redis_prefix):
 
 
 def test_a_fresh_install_generates_without_asking_for_a_rebuild(redis_client, redis_prefix):
-    """Nothing in the ledger: the marker is set, no rebuild is needed, the pass runs."""
+    """Nothing in the ledger: the rebuild finds nothing to restore, the pass runs."""
     redis_client.delete(f"{redis_prefix}:marker")
     make_account()
     make_order(action="view", quantity=1)
@@ -199,3 +200,106 @@ def test_rebuild_command(redis_client, redis_prefix):
     out = StringIO()
     call_command("rebuild_claims", stdout=out)
     assert "locks=" in out.getvalue() and claims.state_present()
+
+
+def test_a_redis_that_restarts_empty_during_a_pass_reserves_nothing(
+    redis_client, redis_prefix, monkeypatch
+):
+    """The pass checked the marker at its start; then Redis restarted empty (redis-py
+    reconnects silently). RESERVE checks the marker itself: no one-shot is granted twice."""
+    from telegram_tasks.services import generation
+
+    account, order = one_view_done()
+    make_order(action="view", link="t.me/durov/9", quantity=1)
+    real = generation.claims_restore_if_lost
+
+    def then_restart(*, now):
+        real(now=now)
+        for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
+            redis_client.delete(key)
+
+    monkeypatch.setattr(generation, "claims_restore_if_lost", then_restart)
+    later = T0 + timedelta(minutes=5)
+    with pytest.raises(claims.ClaimsStateLost):
+        tasks_generate(limit=10, now=later)
+    assert TelegramTask.objects.filter(status="queued").count() == 0
+    assert not redis_client.exists(keys.lock(account.id, "view"))
+    monkeypatch.undo()
+    # The next pass rebuilds first: the view already done is refused.
+    summary = tasks_generate(limit=10, now=later + timedelta(minutes=1))
+    assert (summary.created, dict(summary.refusals)) == (0, {"dedupe": 1})
+    assert order.pk
+
+
+def test_a_lost_redis_is_rebuilt_even_when_retention_left_no_task(redis_client, redis_prefix):
+    """Retention purged every task after a quiet period; open memberships and running holds
+    still matter: a Redis that lost its state is rebuilt from them, so an account already in a
+    channel is not sent there again, and its channel count is back."""
+    from telegram_tasks.models import Membership, TelegramAccount
+
+    [account] = make_accounts(1)
+    make_order(action="subscribe", link="t.me/durov", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    [task] = tasks_pull(limit=10, now=T0).tasks
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(reports=[ReportIn(task["task_id"], "done")], now=T0)
+    assert Membership.objects.get().state == "open"
+    TelegramTask.objects.all().delete()  # retention
+    TelegramAccount.objects.update(held_until=T0 + timedelta(days=1))
+    for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
+        redis_client.delete(key)
+    later = T0 + timedelta(hours=2)
+    assert claims_restore_if_lost(now=later) is not None
+    assert int(redis_client.get(keys.channels(account.id))) == 1
+    assert redis_client.get(keys.state(account.id, Membership.objects.get().link_hash))
+    assert redis_client.exists(keys.hold(account.id))
+    TelegramAccount.objects.update(held_until=None)
+    redis_client.delete(keys.hold(account.id))
+    make_order(action="subscribe", link="t.me/durov", quantity=1)
+    summary = tasks_generate(limit=10, now=later)
+    assert (summary.created, dict(summary.refusals)) == (0, {"gate": 1})
+
+
+def test_a_rebuild_never_lowers_a_channel_count_a_commit_is_still_writing(
+    redis_client, redis_prefix
+):
+    """A subscribe COMMITted in Redis whose ledger step has not committed yet counts a channel
+    the memberships do not show yet: a rebuild (safe at any time) keeps it."""
+    [account] = make_accounts(1)
+    redis_client.set(keys.channels(account.id), 3)  # two ledger memberships + one on its way
+    from telegram_tasks.models import Membership
+
+    for n in range(2):
+        Membership.objects.create(
+            account=account, link_hash=f"{n:064d}", link=f"https://t.me/c{n}", subscribed_at=T0
+        )
+    claims_rebuild(now=T0)
+    assert int(redis_client.get(keys.channels(account.id))) == 3
+    # (A count below the ledger's is raised to it.)
+    redis_client.set(keys.channels(account.id), 0)
+    claims_rebuild(now=T0)
+    assert int(redis_client.get(keys.channels(account.id))) == 2
+
+
+def test_a_lock_written_for_a_task_that_finished_meanwhile_is_released(
+    redis_client, redis_prefix, monkeypatch
+):
+    """A rebuild reads the live tasks, a report ends one (its ROLLBACK finds no lock: Redis
+    lost it), then the rebuild writes that task's lock back: released right after."""
+    from telegram_tasks.services import rebuild
+
+    [account] = make_accounts(1)
+    make_order(action="view", link="t.me/durov/3", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    task = TelegramTask.objects.get()
+    redis_client.delete(keys.lock(account.id, "view"))
+    real = rebuild.restore_locks
+
+    def read_then_the_task_fails(per_account, **kwargs):
+        found = real(per_account, **kwargs)
+        TelegramTask.objects.filter(pk=task.pk).update(status="failed", finished_at=T0)
+        return found
+
+    monkeypatch.setattr(rebuild, "restore_locks", read_then_the_task_fails)
+    claims_rebuild(now=T0 + timedelta(seconds=1))
+    assert not redis_client.exists(keys.lock(account.id, "view"))

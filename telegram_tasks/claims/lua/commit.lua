@@ -11,8 +11,8 @@ KEYS (one account, one hash tag):
   8 acd     P:{aID}:acd                      account-wide cooldown deadline
   9 acap    P:{aID}:acap:YYYYMMDD            the account's successes that local day
   10 chans  P:{aID}:channels                 channels the account is in
-  11 marker P:marker                         optional (a single Redis only: another slot):
-                                             the claim state is present
+  11 marker P:marker, or on a cluster P:{SLOTTAG}:marker (the marker of this account's
+            slot)                            optional: the claim state is present
 ARGV:
   1 token, 2 now_ms, 3 cooldown_ms, 4 cap_ttl_ms (past the next local midnight),
   5 gate ("" | "subscribe" | "unsubscribe"), 6 one_shot ("1" | "0"),

@@ -9,6 +9,8 @@ KEYS (all of one account, one hash tag, so one Redis Cluster slot):
   6 hold     P:{aID}:hold                       string: account-wide hold ends at (ms epoch)
   7 full     P:{aID}:full                       "1" after CHANNELS_TOO_MUCH, until an unsubscribe
   8 done     P:{aID}:done:TOKEN                 set by COMMIT of this token
+  9 marker   P:marker (a single Redis) or P:{SLOTTAG}:marker (a cluster: the marker of this
+             account's slot, in the same slot): the claim state is present
   then only the keys the tier's limits need, in this order:
     acd      P:{aID}:acd                        (acd_on) account-wide cooldown ends at (ms epoch)
     acap     P:{aID}:acap:YYYYMMDD              (acct_cap >= 0) the account's successes that day
@@ -22,6 +24,8 @@ ARGV:
   5 gate        "" | "subscribe" | "unsubscribe"
   6 one_shot    "1" | "0"
   7 check       "1": only say whether RESERVE would succeed; write nothing
+                "2": verify a live reservation: the same checks as if the token did not hold
+                the lock yet (another live holder still refuses); write nothing
   8 acd_on      "1": the tier has an account-wide cooldown (then one live task per account)
   9 acct_cap    the tier's successes per account per day, all actions; -1 for none
   10 max_chans  the tier's most channels per account; -1 for none
@@ -32,20 +36,26 @@ against max_chans when its action subscribes; with acd_on no other lock may be l
 Returns: 0 reserved (or the lock was already this token's: its deadline is raised),
          1 locked, 2 cooldown, 3 cap, 4 gate, 5 dedupe, 6 hold, 7 full (CHANNELS_TOO_MUCH),
          8 committed (this token's task already succeeded: settle it, never run it again),
-         9 account_cooldown, 10 account_cap, 11 channels (max_channels reached)
+         9 account_cooldown, 10 account_cap, 11 channels (max_channels reached),
+         12 lost (no marker: this Redis, or this account's node, lost the claim state; nothing
+            is judged against keys that may be gone)
 Values stored with a deadline are compared with now_ms; key TTLs only collect garbage.
 ]]
 local token = ARGV[1]
 local now = tonumber(ARGV[2])
 local until_ms = tonumber(ARGV[3])
-local check_only = ARGV[7] == '1'
+local check_only = ARGV[7] ~= '0'
+local verify = ARGV[7] == '2'
 
+if redis.call('EXISTS', KEYS[9]) == 0 then
+  return 12
+end
 if redis.call('EXISTS', KEYS[8]) == 1 then
   return 8
 end
 
 local holder = redis.call('HMGET', KEYS[1], 'token', 'until')
-if holder[1] and tonumber(holder[2]) > now then
+if holder[1] and tonumber(holder[2]) > now and not (verify and holder[1] == token) then
   if holder[1] ~= token then
     return 1
   end
@@ -70,7 +80,7 @@ local max_chans = tonumber(ARGV[10])
 local flags = ARGV[11]
 local count_chans = gate == 'subscribe' and max_chans >= 0
 -- The optional keys, in order: only those this tier's limits need are passed.
-local k = 9
+local k = 10
 local acd_key, acap_key, chans_key
 if acd_on then acd_key = KEYS[k]; k = k + 1 end
 if acct_cap >= 0 then acap_key = KEYS[k]; k = k + 1 end

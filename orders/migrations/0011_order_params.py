@@ -17,7 +17,7 @@ def give_reactions_their_default(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0007_form_validators"),
+        ("orders", "0010_ledger_append_only_settle_schedule"),
     ]
 
     operations = [

@@ -1,0 +1,143 @@
+"""How a panel order ends: a customer's cancel, and the settlement of every ended order (the
+refund of its undelivered part), whichever way it ended.
+
+An order ends by the broker's services (``telegram_tasks.services.orders_cancel`` /
+``orders_stop``), which send ``telegram_tasks.signals.orders_ended`` in the transaction that
+fails the order's last unfinished tasks; ``settle_ended`` (connected in ``OrdersConfig.ready``)
+settles those orders in that same transaction. Should that ever not happen (the process died
+between the two steps of an end), ``orders_settle_due`` (beat, every minute; ``manage.py
+settle_orders``) settles every ended order that has no task in flight. Either way the order's
+row is locked, and only an order not settled yet is settled: one refund per order, exact."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+
+from orders import money
+from orders.customers import ApiKey
+from orders.exceptions import IncorrectOrder, PanelError
+from orders.models import Order
+from orders.selectors import status_word
+from orders.services.ledger import ledger_refund_many
+from telegram_tasks import services as broker
+from telegram_tasks.models import TelegramTask
+
+ORDERS = Order._meta.db_table
+TASKS = TelegramTask._meta.db_table
+FINAL = [s.value for s in Order.Status if s not in Order.ACTIVE]
+LIVE = [s.value for s in TelegramTask.IN_FLIGHT]
+
+
+def _rows(sql: str, params: Any) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+def _settle(where: str, params: dict[str, Any], *, note: str, now: datetime, skip: bool) -> int:
+    """Settle the ended panel orders ``where`` selects that have no unit in flight: lock them
+    (id order), refund each one's undelivered part, mark it settled. Returns how many."""
+    lock = "FOR UPDATE OF o SKIP LOCKED" if skip else "FOR UPDATE OF o"
+    found = _rows(
+        f"""
+        SELECT o.id, o.customer_id, o.charge, o.quantity, o.remains FROM {ORDERS} AS o
+        WHERE ({where}) AND o.customer_id IS NOT NULL AND o.settled_at IS NULL
+          AND o.status = ANY(%(final)s)
+          AND NOT EXISTS (SELECT 1 FROM {TASKS} AS t WHERE t.order_id = o.id
+                          AND t.status = ANY(%(live)s) AND t.membership_id IS NULL)
+        ORDER BY o.id {lock}
+        """,  # noqa: S608
+        {**params, "final": FINAL, "live": LIVE},
+    )
+    if not found:
+        return 0
+    refunds = [
+        (customer, pk, money.refund_for(charge, quantity=quantity, remains=remains))
+        for pk, customer, charge, quantity, remains in found
+    ]
+    _rows(
+        f"""
+        UPDATE {ORDERS} AS o SET settled_at = %(now)s, refund = v.refund::numeric
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, refund text)
+        WHERE o.id = v.id
+        """,  # noqa: S608
+        {"now": now, "rows": json.dumps([{"id": pk, "refund": str(r)} for _, pk, r in refunds])},
+    )
+    ledger_refund_many(refunds, actor="broker", note=note, now=now)
+    return len(found)
+
+
+def orders_settle(*, order_ids: Sequence[int], reason: str, now: datetime) -> int:
+    """Settle these orders if they ended (in the caller's transaction)."""
+    if not order_ids:
+        return 0
+    return _settle(
+        "o.id = ANY(%(ids)s)", {"ids": list(order_ids)},
+        note=f"undelivered part refunded ({reason})", now=now, skip=False,
+    )  # fmt: skip
+
+
+def orders_settle_due(*, now: datetime, most: int = 1000) -> int:
+    """Settle every ended panel order not settled yet (completed ones too, with nothing to
+    refund), at most ``most``; orders another transaction holds are left for the next run."""
+    with transaction.atomic():
+        return _settle(
+            f"o.id IN (SELECT id FROM {ORDERS} WHERE customer_id IS NOT NULL "  # noqa: S608
+            "AND settled_at IS NULL AND status = ANY(%(final)s) ORDER BY id LIMIT %(most)s)",
+            {"most": most}, note="undelivered part refunded (order ended)", now=now, skip=True,
+        )  # fmt: skip
+
+
+def settle_ended(sender: Any, *, order_ids: list[int], now: datetime, reason: str = "",
+                 **kwargs: Any) -> None:  # fmt: skip
+    """Receiver of ``telegram_tasks.signals.orders_ended``."""
+    orders_settle(order_ids=order_ids, reason=reason or "order ended", now=now)
+
+
+@dataclass(frozen=True)
+class CancelOut:
+    order: str  # the id as the panel sent it
+    error: PanelError | None = None
+
+
+def orders_cancel_for(*, key: ApiKey, order_ids: Sequence[str], now: datetime) -> list[CancelOut]:
+    """A customer's cancel of its orders: each one allowed (its own, its service allows cancel,
+    still running) stops exactly as an operator's cancel does (the broker's ``orders_cancel``)
+    and its undelivered part is refunded in the same step (``settle_ended``)."""
+    wanted = {raw: int(raw) for raw in order_ids if raw.isdigit() and len(raw) <= 18}
+    found = {
+        o.pk: o
+        for o in Order.objects.filter(
+            pk__in=list(wanted.values()), customer_id=key.customer_id, refill_of=None
+        ).select_related("service")
+    }
+    errors: dict[str, PanelError] = {}
+    allowed: list[int] = []
+    for raw in order_ids:
+        order = found.get(wanted.get(raw, -1))
+        if order is None:
+            errors[raw] = IncorrectOrder()
+        elif order.service is None or not order.service.cancel:
+            errors[raw] = PanelError("Cancel is not available for this order")
+        elif order.status not in Order.ACTIVE:
+            errors[raw] = PanelError(f"Order is already {status_word(order).lower()}")
+        else:
+            allowed.append(order.pk)
+    if allowed:
+        broker.orders_cancel(order_ids=sorted(set(allowed)), now=now)
+        ended = set(
+            Order.objects.filter(pk__in=allowed, status=Order.Status.CANCELED).values_list(
+                "pk", flat=True
+            )
+        )
+        for raw in order_ids:
+            pk = wanted.get(raw)
+            if pk in allowed and pk not in ended:  # it completed meanwhile
+                errors[raw] = PanelError("Order is already completed")
+    return [CancelOut(raw, errors.get(raw)) for raw in order_ids]

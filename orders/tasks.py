@@ -1,0 +1,14 @@
+"""Celery tasks of the orders app: thin interfaces over its services (beat schedules them)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from orders.services import orders_settle_due
+
+
+@shared_task(name="orders.settle", ignore_result=True, time_limit=120)
+def settle_orders() -> int:
+    """Settle ended panel orders not settled yet (see ``orders.services.ending``)."""
+    return orders_settle_due(now=timezone.now())
