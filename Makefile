@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEVSTACK := $(PY) scripts/devstack.py
 
-.PHONY: run manage test test-cluster test-browser browser-deps lint format bench bench-claims bench-generate bench-api bench-push bench-growth sim sim-large clean
+.PHONY: run manage test test-host test-cluster test-browser browser-deps lint format bench bench-claims bench-generate bench-api bench-push bench-growth sim sim-large clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The app as another Django project installs it: its wheel in a fresh virtualenv, the host
+# project of tests/host/ (an order model of its own), a fresh database, one flow end to end.
+test-host: $(STAMP)
+	$(DEVSTACK) exec -- $(PY) tests/host/run.py
 
 # The claims, the services and the simulation on a real Redis Cluster (3 masters, 3 replicas,
 # from the same redis-server binary), one master failed over mid-simulation.

@@ -37,8 +37,9 @@ def cut_redis(settings):
     timeouts): the claims' client, the cache and, on a cluster, the cluster client."""
 
     def cut() -> None:
-        if settings.REDIS_IS_CLUSTER:
-            settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
+        if settings.TELEGRAM_TASKS.get("REDIS_CLUSTER_URL"):
+            cut = {"REDIS_CLUSTER_URL": "redis+cluster://127.0.0.1:1"}
+            settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, **cut}
         settings.CACHES = {
             "default": {
                 "BACKEND": "django_redis.cache.RedisCache",

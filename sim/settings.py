@@ -7,6 +7,8 @@ from config.settings import *  # noqa: F403
 
 TELEGRAM_TASKS = {
     "ORDER_MODEL": "orders.Order",
+    # The Redis Cluster, when REDIS_URL names one (--redis cluster).
+    "REDIS_CLUSTER_URL": TELEGRAM_TASKS.get("REDIS_CLUSTER_URL", ""),  # noqa: F405
     "KEY_PREFIX": "sim",
     "LEASE_SECONDS": 3,
     "RESERVE_LOCK_SECONDS": 8,

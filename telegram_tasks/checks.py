@@ -50,6 +50,7 @@ def check_settings(app_configs, **kwargs):
             Error(
                 f"TELEGRAM_TASKS['ORDER_MODEL'] refers to {app_settings.ORDER_MODEL!r}, "
                 "which is not an installed model.",
+                hint="Set it to your order model, 'app_label.ModelName' (docs/reuse.md).",
                 id="telegram_tasks.E003",
             )
         )

@@ -76,6 +76,10 @@ DEFAULTS: dict[str, Any] = {
     "TIERS": DEFAULT_TIERS,
     # Beyond the contract's first list (docs/contract.md):
     "KEY_PREFIX": "tg",  # prefix of every Redis key (tests isolate by it)
+    # The claims' Redis: the client of this django-redis cache, unless REDIS_CLUSTER_URL names a
+    # Redis Cluster (any node; redis+cluster://host:port or redis://host:port).
+    "REDIS_CACHE": "default",
+    "REDIS_CLUSTER_URL": "",
     "SYNC_MAX_BATCH": 10_000,  # most accounts in one sync request
     "REPORT_MAX_BATCH": 1000,  # most reports / leases in one report, extend or release request
     "MAX_LEASE_SECONDS": 3600,  # a hand-out's total lease, heartbeats (extend) included

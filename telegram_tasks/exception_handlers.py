@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -106,6 +107,9 @@ def _first_message(detail: Any, path: str = "") -> str:
     return f"{path}: {text}" if path else text
 
 
+@csrf_exempt
 def json_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    """Anything else under /api/ answers in the envelope, not Django's HTML 404."""
+    """Anything else under /api/ answers in the envelope, not Django's HTML 404 — a POST too (a
+    provider's wrong path, ``…/tasks/pull/``), which would otherwise meet the CSRF check's HTML
+    403 first: nothing here reads a session or changes anything."""
     return JsonResponse(envelope("not_found", f"no endpoint at {request.path}"), status=404)

@@ -1,4 +1,5 @@
-"""Celery tasks: thin interfaces over the services, scheduled by django-celery-beat."""
+"""Celery tasks: thin interfaces over the services, scheduled by Celery beat (the database
+entries of django-celery-beat, or ``schedule.BEAT_SCHEDULE``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from telegram_tasks import claims, push
+from telegram_tasks import claims, push, schedule
 from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.conf import app_settings
 from telegram_tasks.services import push_waiting, tasks_generate, tasks_housekeep, tasks_push
@@ -22,7 +23,7 @@ SOFT_MARGIN_SECONDS = 30
 
 
 @shared_task(
-    name="telegram_tasks.generate",
+    name=schedule.GENERATE,
     ignore_result=True,
     time_limit=PASS_LOCK_SECONDS,
     soft_time_limit=PASS_LOCK_SECONDS - SOFT_MARGIN_SECONDS,
@@ -44,7 +45,7 @@ def generate_telegram_tasks(limit: int = 1000) -> str | None:
 
 
 @shared_task(
-    name="telegram_tasks.housekeep",
+    name=schedule.HOUSEKEEP,
     ignore_result=True,
     time_limit=PASS_LOCK_SECONDS,
     soft_time_limit=PASS_LOCK_SECONDS - SOFT_MARGIN_SECONDS,
@@ -73,7 +74,7 @@ PUSH_LOCK_SECONDS = push_pass_seconds()
 
 
 @shared_task(
-    name="telegram_tasks.push",
+    name=schedule.PUSH,
     ignore_result=True,
     time_limit=PUSH_LOCK_SECONDS + SOFT_MARGIN_SECONDS,
     soft_time_limit=PUSH_LOCK_SECONDS,

@@ -145,6 +145,20 @@ def test_unknown_endpoint_and_wrong_method_use_the_envelope(api):
     assert_error(api.post("/api/provider/telegram/nope", {}, format="json"), 404, "not_found")
 
 
+@pytest.mark.parametrize("path", ["tasks/pull/", "tasks/nope", "tasks/report/extra"])
+def test_a_post_to_a_wrong_provider_path_is_the_apis_json_404(path):
+    """As a provider's client sends it: no session, no CSRF token (the check a browser needs
+    must not answer an API client with an HTML 403)."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        f"{BASE}/{path}", '{"limit": 1}', content_type="application/json",
+        HTTP_X_PROVIDER_TOKEN="t",
+    )  # fmt: skip
+    assert_error(response, 404, "not_found")
+
+
 # --- accounts sync -----------------------------------------------------------------------------
 
 

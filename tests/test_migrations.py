@@ -31,3 +31,34 @@ def test_a_reaction_order_made_before_params_gets_the_documented_default():
 
     assert Order.objects.get(pk=reaction.pk).params == {"reactions": ["👍"]}
     assert Order.objects.get(pk=view.pk).params == {}
+
+
+def test_the_apps_migrations_name_no_project_app():
+    """A host project has no `orders` app: the app's migrations reach the order model only
+    through ORDER_MODEL (a swappable dependency), and django-celery-beat only when installed."""
+    from django.db.migrations.loader import MigrationLoader
+
+    from telegram_tasks.conf import get_order_model
+
+    order_app = get_order_model()._meta.app_label
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    for (app, name), migration in loader.disk_migrations.items():
+        if app != "telegram_tasks":
+            continue
+        for dependency in migration.dependencies:
+            if dependency[0] in ("telegram_tasks", "django_celery_beat"):
+                continue
+            assert tuple(dependency) == (order_app, "__first__"), (name, dependency)
+
+
+@pytest.mark.django_db
+def test_the_code_schedule_is_the_one_the_migrations_create():
+    from django_celery_beat.models import PeriodicTask
+
+    from telegram_tasks.schedule import BEAT_SCHEDULE
+
+    created = {
+        p.name: {"task": p.task, "schedule": float(p.interval.every)}
+        for p in PeriodicTask.objects.filter(task__startswith="telegram_tasks.")
+    }
+    assert created == BEAT_SCHEDULE
