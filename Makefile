@@ -47,14 +47,16 @@ CHROMIUM ?= /usr/bin/chromium
 test-browser: $(STAMP) browser-deps
 	CHROMIUM=$(CHROMIUM) $(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS) tests_browser
 
-# Installs Chromium (and a font) with apt-get when it is missing: as root, or through sudo.
+# Installs Chromium (and fonts: text, and emoji for the reaction picker) with apt-get when
+# missing: as root, or through sudo.
+BROWSER_PACKAGES = chromium fonts-dejavu-core fonts-noto-color-emoji
 browser-deps:
-	@test -x $(CHROMIUM) || { \
+	@{ test -x $(CHROMIUM) && test -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf; } || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		export DEBIAN_FRONTEND=noninteractive; \
-		$$SUDO apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core \
+		$$SUDO apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) \
 		|| { $$SUDO apt-get update -q && \
-		     $$SUDO apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }; }
+		     $$SUDO apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); }; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -22,6 +22,8 @@ TELEGRAM_TASKS = {
         "unsubscribe": {"cooldown": 2, "daily_cap": 6},
         "view": {"cooldown": 1, "daily_cap": 12},
         "reaction": {"cooldown": 1, "daily_cap": 8},
+        "poll_vote": {"cooldown": 1, "daily_cap": 8},
+        "bot_start": {"cooldown": 1, "daily_cap": 8},
     },
     # Few channels per account, so the channel limit is reached; premium accounts work one task
     # at a time with an account-wide cooldown and cap.

@@ -18,14 +18,33 @@ from django.db import models
 
 GATES = (None, "subscribe", "unsubscribe")
 
+# ``params``: what the provider needs beyond the link ({name: "required" | "optional"}, see
+# telegram_tasks.params); ``target``: what the link must name ("post", "chat" or "bot"; left
+# out: a post for a one-shot action, else a chat).
 DEFAULT_ACTIONS: dict[str, dict[str, Any]] = {
     "subscribe": {"cooldown": 60, "daily_cap": 20, "gate": "subscribe", "one_shot": False},
     "unsubscribe": {"cooldown": 60, "daily_cap": 20, "gate": "unsubscribe", "one_shot": False},
     "view": {"cooldown": 5, "daily_cap": 500, "gate": None, "one_shot": True},
-    "reaction": {"cooldown": 10, "daily_cap": 200, "gate": None, "one_shot": True},
-}
+    "reaction": {
+        "cooldown": 10, "daily_cap": 200, "gate": None, "one_shot": True,
+        "params": {"reactions": "required"},
+    },
+    "poll_vote": {
+        "cooldown": 10, "daily_cap": 200, "gate": None, "one_shot": True,
+        "params": {"option": "required"},
+    },
+    "bot_start": {
+        "cooldown": 30, "daily_cap": 100, "gate": None, "one_shot": True, "target": "bot",
+        "params": {"start_param": "optional"},
+    },
+}  # fmt: skip
 # Knobs an action declared in a project's settings gets when it leaves them out.
-DEFAULT_POLICY: dict[str, Any] = {"cooldown": 0, "daily_cap": None, "gate": None, "one_shot": False}
+DEFAULT_POLICY: dict[str, Any] = {
+    "cooldown": 0, "daily_cap": None, "gate": None, "one_shot": False, "params": {},
+}  # fmt: skip
+# Every knob an action may have (the checks refuse others); a tier may override the first four.
+POLICY_KNOBS = ("cooldown", "daily_cap", "gate", "one_shot")
+ACTION_KNOBS = (*POLICY_KNOBS, "params", "target")
 
 # Account tiers: limits of the account as a whole, and per-action overrides of ACTIONS. A tier
 # missing a knob takes the "default" tier's value.

@@ -247,8 +247,9 @@ def test_pull_leases_tasks_with_the_seed_fields(api):
     task = tasks[0]
     assert set(task) == {
         "task_id", "order_id", "action", "link", "account", "per_call", "post_id", "link_hash",
-        "attempt", "leased_until", "lease_id",
+        "params", "attempt", "leased_until", "lease_id",
     }  # fmt: skip
+    assert task["params"] == {}
     assert (task["order_id"], task["action"], task["link"], task["post_id"]) == (
         order.pk,
         "view",
@@ -707,6 +708,10 @@ def test_schema_and_docs_are_served():
     paths = schema.json()["paths"]
     for p in ("accounts/sync", "tasks/pull", "tasks/report", "tasks/extend", "tasks/release"):
         assert f"{BASE}/{p}" in paths
+    # Each task's params, per action, are described.
+    components = schema.json()["components"]["schemas"]
+    assert "params" in components["TaskOut"]["properties"]
+    assert set(components["TaskParamsOut"]["properties"]) == {"reaction", "option", "start_param"}
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     body = docs.content.decode()

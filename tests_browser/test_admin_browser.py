@@ -121,6 +121,30 @@ def test_an_order_from_its_form_to_its_tasks(screen, operator):
     assert screen.fits_the_width()
 
 
+def test_an_order_form_shows_the_params_its_action_takes(screen, operator):
+    screen.login("operator")
+    screen.go("/admin/orders/order/add/")
+    page = screen.page
+    page.select_option("#id_action", "view")
+    assert not page.is_visible(".field-reactions") and not page.is_visible(".field-option")
+    page.select_option("#id_action", "poll_vote")
+    assert page.is_visible(".field-option") and not page.is_visible(".field-reactions")
+    page.select_option("#id_action", "reaction")
+    assert page.is_visible(".field-reactions") and not page.is_visible(".field-option")
+    picker = page.locator(".tg-reaction-picker")
+    for emoji in ("👍", "🔥", "❤", "🔥"):  # the second 🔥 takes it out again
+        picker.get_by_role("button", name=emoji, exact=True).click()
+    assert page.input_value("#id_reactions") == "👍 ❤"
+    screen.shot("03b-order-form-reactions")
+    page.fill("#id_link", "t.me/durov/7")
+    page.fill("#id_quantity", "2")
+    page.click("input[name=_save]")
+    page.wait_for_selector("ul.messagelist li.success")
+    assert Order.objects.get().params == {"reactions": ["👍", "❤"]}
+    assert "👍 ❤" in page.inner_text("#result_list")
+    assert screen.fits_the_width()
+
+
 def test_the_order_actions(screen, operator):
     make_accounts(2)
     order = make_order(action="subscribe", link="t.me/browserchan", quantity=5)

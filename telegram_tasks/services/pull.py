@@ -41,7 +41,8 @@ class PullResult:
 
 def task_json_sql(leased_until: str) -> str:
     """A leased task as the provider receives it, as JSON text built in SQL (``t``: the task;
-    ``leased_until``: an SQL expression of the lease's end as the API prints it)."""
+    ``leased_until``: an SQL expression of the lease's end as the API prints it). ``params``:
+    the task's own (``{}`` for an action that takes none, and for a task made before them)."""
     return f"""json_build_object(
         'task_id', t.id, 'order_id', t.order_id, 'action', t.action,
         'link', t.payload->'link',
@@ -49,6 +50,7 @@ def task_json_sql(leased_until: str) -> str:
             'provider_account_id', t.payload->'account'->'provider_account_id',
             'phone', t.payload->'account'->'phone'),
         'per_call', t.per_call, 'post_id', t.payload->'post_id', 'link_hash', t.link_hash,
+        'params', COALESCE(t.payload->'params', '{{}}'::jsonb),
         'attempt', t.attempt, 'leased_until', {leased_until}, 'lease_id', t.lease_id
     )::text"""
 

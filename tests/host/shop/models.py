@@ -8,6 +8,7 @@ from django.db import models
 
 from telegram_tasks.links import InvalidTelegramLink, normalize_link
 from telegram_tasks.models import ExecutionMode, default_execution_mode
+from telegram_tasks.params import InvalidParams, clean_params
 
 
 class Purchase(models.Model):
@@ -40,6 +41,7 @@ class Purchase(models.Model):
         max_length=16, choices=Status.choices, default=Status.AWAITING, db_column="state"
     )
     paused_at = models.DateTimeField(null=True, blank=True)
+    params = models.JSONField(default=dict, blank=True)  # what the action needs beyond the link
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -55,4 +57,8 @@ class Purchase(models.Model):
             raise ValidationError({"link": str(exc)}) from exc
         self.link, self.link_hash = target.link, target.link_hash
         self.post_id = self.post_id if target.post_id is None else target.post_id
+        try:
+            self.params = clean_params(self.action, self.params)
+        except InvalidParams as exc:
+            raise ValidationError({"params": str(exc)}) from exc
         super().save(*args, **kwargs)
