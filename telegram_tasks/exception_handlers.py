@@ -41,6 +41,14 @@ _DRF_CODES = {
 }
 
 
+def logged(response: Response) -> Response:
+    """An outage's 503 was logged above as the WARNING it is (a dependency away, the client
+    told to retry): Django's request logger would log it again as an ERROR, the level kept for
+    the broker's own faults (a 500). Django skips a response marked as logged."""
+    response._has_been_logged = True  # (django.utils.log.log_response)
+    return response
+
+
 def http_status(error: DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in DOMAIN_STATUS:
@@ -56,10 +64,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, DomainError):
         return Response(envelope(exc.code, exc.message, exc.details), status=http_status(exc))
     if isinstance(exc, ClaimsStateLost):
-        return Response(
-            envelope("service_unavailable", str(exc)),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "30"},
+        logger.warning("API request refused until the claim state is restored: %s", exc)
+        return logged(
+            Response(
+                envelope("service_unavailable", str(exc)),
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": "30"},
+            )
         )
     if isinstance(exc, RequestDataTooBig):
         return Response(
@@ -71,10 +82,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         # rolled back. The client retries later.
         which = "PostgreSQL" if isinstance(exc, DatabaseError) else "Redis"
         logger.warning("API request failed, %s unavailable: %s", which, exc)
-        return Response(
-            envelope("service_unavailable", f"{which} is unavailable; retry later"),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
+        return logged(
+            Response(
+                envelope("service_unavailable", f"{which} is unavailable; retry later"),
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": "5"},
+            )
         )
     response = exception_handler(exc, context)
     if response is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.utils import timezone
 
 from telegram_tasks import claims, push, schedule
@@ -97,3 +98,11 @@ def push_telegram_tasks() -> str | None:
         return None
     finally:
         lock.release()
+
+
+@worker_ready.connect
+def housekeep_when_a_worker_starts(sender: object = None, **kwargs: object) -> None:
+    """A worker that starts queues a housekeeping pass at once rather than at beat's next
+    tick: on a fresh install or after Redis lost its state, pulls and reports answer 503 until
+    the claim state is restored, and a minute of that for every deploy is a minute lost."""
+    housekeep_telegram_tasks.delay()
