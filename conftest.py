@@ -28,7 +28,11 @@ def redis_prefix(settings, redis_client) -> Iterator[str]:
     yield prefix
     keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
-        redis_client.delete(*keys)
+        # One pipeline (a round trip per node of a cluster, whose slot markers are 16,384 keys).
+        pipe = redis_client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)
+        pipe.execute()
 
 
 @pytest.fixture
