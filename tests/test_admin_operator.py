@@ -99,6 +99,14 @@ def test_account_page_shows_its_recent_tasks_and_limits(admin_client, farm):
     assert 'name="is_active"' not in page  # changed through the actions only
 
 
+def test_an_account_id_cannot_add_a_filter_to_the_tasks_link(admin_client, farm):
+    """A provider_account_id is the provider's text: the link to its tasks encodes it."""
+    TelegramAccount.objects.filter(pk=farm.pk).update(provider_account_id="a&status__exact=done")
+    page = admin_client.get(f"{ACCOUNTS}{farm.pk}/change/").content.decode()
+    assert "?q=a%26status__exact%3Ddone" in page
+    assert "?q=a&" not in page and "?q=a&amp;" not in page
+
+
 def test_order_page_progress_and_latest_tasks(admin_client, farm):
     order = Order.objects.get()
     page = admin_client.get(f"{ORDERS}{order.pk}/change/").content.decode()
