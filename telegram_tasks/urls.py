@@ -1,12 +1,12 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from telegram_tasks import views
 from telegram_tasks.exception_handlers import json_not_found
+from telegram_tasks.schema import DocsView, SchemaView
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(url_name="schema"), name="docs"),
     path(
         "provider/telegram/accounts/sync",
         views.AccountsSyncView.as_view(),
