@@ -40,9 +40,10 @@ class BodyLimit:
     """Refuses a request whose declared body is larger than its route takes, with 413 and the
     API's error envelope, before anything reads it (the server then discards it unread).
 
-    The limit is Django's DATA_UPLOAD_MAX_MEMORY_SIZE, unless the view (or its DRF class)
-    declares ``max_body_bytes``: a number, or a callable that returns one (read per request, so
-    a setting can change it)."""
+    The limit is REQUEST_MAX_BODY_BYTES (Django's default size, 2.5 MB), unless the view (or
+    its DRF class) declares ``max_body_bytes``: a number, or a callable that returns one (read
+    per request, so a setting can change it). A body without a Content-Length (chunked) is
+    never read by Django: it sees an empty one."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -58,7 +59,7 @@ class BodyLimit:
         except ValueError:
             declared = 0
         limit = route_body_limit(view)
-        if limit is None or declared <= limit:
+        if declared <= limit:
             return None
         return JsonResponse(
             envelope(
@@ -70,13 +71,13 @@ class BodyLimit:
         )
 
 
-def route_body_limit(view: Callable[..., Any]) -> int | None:
-    """The most bytes a route takes in a body (None: no limit)."""
+def route_body_limit(view: Callable[..., Any]) -> int:
+    """The most bytes a route takes in a body."""
     declared = getattr(view, "max_body_bytes", None)
     if declared is None:
         declared = getattr(getattr(view, "cls", None), "max_body_bytes", None)
     if declared is None:
-        return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return settings.REQUEST_MAX_BODY_BYTES
     return declared() if callable(declared) else declared
 
 

@@ -179,10 +179,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["telegram_tasks.authentication.IsProvider"],
     "EXCEPTION_HANDLER": "telegram_tasks.exception_handlers.api_exception_handler",
 }
-# Request bodies: Django's default (2.5 MB) everywhere, refused with 413 by its Content-Length
-# before anything reads it (config.middleware.BodyLimit); accounts/sync takes more
-# (TELEGRAM_TASKS["SYNC_MAX_BODY_BYTES"]), from an authenticated provider only.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Request bodies: Django's default size (2.5 MB) for every route, refused with 413 by their
+# Content-Length before anything reads them (config.middleware.BodyLimit); accounts/sync takes
+# more (TELEGRAM_TASKS["SYNC_MAX_BODY_BYTES"], 32 MB), from an authenticated provider only.
+# Django's own limit stays at the largest a route takes, as a backstop.
+REQUEST_MAX_BODY_BYTES = 2_621_440
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 SPECTACULAR_SETTINGS = {
     "TITLE": "Telegram task broker — provider API",
     "DESCRIPTION": "Pull tasks under a lease, report each result.",
