@@ -59,7 +59,8 @@ MIDDLEWARE = [
     # connection.
     "config.middleware.ReleaseDatabase",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # Content-Security-Policy on HTML pages (django-csp; below, "Facing the internet").
+    "config.middleware.PageCSP",
     # Counts the provider API's answers by status code (GET /metrics).
     "telegram_tasks.counters.ApiResponses",
     # Serves the admin's static files from gunicorn itself (no separate web server needed).
@@ -308,7 +309,7 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 # An orchestrator's probes may call plain http from inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
-# Content-Security-Policy (django-csp) on every page: the admin, the dashboard and the API docs
+# Content-Security-Policy (django-csp) on every HTML page: the admin, the dashboard and the docs
 # load scripts and styles from the app itself only (no inline script). CSP_MODE: enforce,
 # report-only or off; CSP_REPORT_URI: where browsers report violations.
 CSP_MODE = env.str("CSP_MODE", default="enforce")
