@@ -145,7 +145,10 @@ class HttpTransport:
                 "push: the answer about task %s is over %d bytes; not read",
                 task["task_id"], self.max_answer,
             )  # fmt: skip
-        answer = httpx.Response(status, headers=answer_headers, content=content or b"")
+        # Only the header the answer is read by: with a Content-Encoding, httpx would inflate
+        # the body (we ask for none; a 1 MB bomb could inflate to gigabytes).
+        kept = [(k, v) for k, v in answer_headers if k.lower() == b"retry-after"]
+        answer = httpx.Response(status, headers=kept, content=content or b"")
         return classify(answer, task, complete=content is not None)
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ that drips, floods or nests its answers.
 from __future__ import annotations
 
 import contextlib
+import functools
+import gzip
 import json
 import selectors
 import socket
@@ -294,9 +296,16 @@ HUGE = 64 * 1024 * 1024
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
+@functools.cache
+def bomb() -> bytes:
+    """A gzip body of 60 kB that inflates to a valid report padded with 64 MB of blanks."""
+    return gzip.compress(b'{"state": "done"}' + b" " * HUGE, compresslevel=9)
+
+
 class HostileProvider(socketserver.ThreadingTCPServer):
     """A push endpoint on loopback that answers by the task's link: ``done`` as a good provider
-    does; ``drip`` one byte every 0.2 s; ``huge`` 64 MB; ``deep`` 100,000 nested arrays."""
+    does; ``drip`` one byte every 0.2 s; ``huge`` 64 MB; ``deep`` 100,000 nested arrays;
+    ``bomb`` a gzip body (never asked for) that inflates to 64 MB."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -318,7 +327,7 @@ class HostileHandler(socketserver.StreamRequestHandler):
                 name, _, value = line.decode("latin-1").partition(":")
                 headers[name.strip().lower()] = value.strip()
             task = json.loads(self.rfile.read(int(headers["content-length"])))
-            kind = next(k for k in ("done", "drip", "huge", "deep") if k in task["link"])
+            kind = next(k for k in ("done", "drip", "huge", "deep", "bomb") if k in task["link"])
             if not self.answer(kind, task):
                 return
 
@@ -327,9 +336,12 @@ class HostileHandler(socketserver.StreamRequestHandler):
             body = json.dumps({"task_id": task["task_id"], "state": "done"}).encode()
         elif kind == "deep":
             body = DEEP
+        elif kind == "bomb":
+            body = bomb()
         else:
             body = b'{"state": "done", "pad": "' + b" " * HUGE + b'"}'
-        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        encoding = "Content-Encoding: gzip\r\n" if kind == "bomb" else ""
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{encoding}"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
         sent = 0
         try:
@@ -376,21 +388,23 @@ def hostile(settings):
 
 def test_a_hostile_push_endpoint_costs_one_task_not_the_pass(hostile):
     """In one pass: two tasks answered well, one answer dripped a byte at a time, one of
-    64 MB, one nested 100,000 deep. The pass ends in about PUSH_TIMEOUT_SECONDS; the good
-    answers are applied; the drip goes back to the queue (not answered in time); the huge and
-    deep answers are unreadable (the task stays leased: the provider may still report); and
-    the huge one was not read past PUSH_MAX_ANSWER_BYTES."""
-    make_accounts(5)
-    for i, kind in enumerate(("done", "done", "drip", "huge", "deep")):
+    64 MB, one nested 100,000 deep, one gzip bomb. The pass ends in about
+    PUSH_TIMEOUT_SECONDS; the good answers are applied; the drip goes back to the queue (not
+    answered in time); the huge, deep and compressed answers are unreadable (the task stays
+    leased: the provider may still report); and the huge one was not read past
+    PUSH_MAX_ANSWER_BYTES."""
+    bomb()  # (made before the pass: its time is not the dispatcher's)
+    make_accounts(6)
+    for i, kind in enumerate(("done", "done", "drip", "huge", "deep", "bomb")):
         make_order(action="view", link=f"t.me/{kind}{i}/1", quantity=1, execution_mode="push")
     tasks_generate(limit=10, now=timezone.now())
     started = time.monotonic()
     summary = tasks_push(now=timezone.now(), deliver=push.deliver)
     took = time.monotonic() - started
-    assert summary.leased == 5
+    assert summary.leased == 6
     assert took < 15, f"the pass took {took:.1f} s"
     assert summary.outcomes["done"] == 2, summary.outcomes
-    assert summary.outcomes["retry"] == 1 and summary.outcomes["unreadable"] == 2
+    assert summary.outcomes["retry"] == 1 and summary.outcomes["unreadable"] == 3
     statuses = sorted(TelegramTask.objects.values_list("status", flat=True))
-    assert statuses == ["done", "done", "leased", "leased", "queued"]
+    assert statuses == ["done", "done", "leased", "leased", "leased", "queued"]
     assert hostile.sent.get("huge", 0) < 16 * 1024 * 1024, hostile.sent
