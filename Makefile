@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEVSTACK := $(PY) scripts/devstack.py
 
-.PHONY: run manage test test-host test-cluster test-browser browser-deps lint format bench bench-claims bench-generate bench-api bench-push bench-growth sim sim-large clean
+.PHONY: run manage test test-host test-cluster test-browser browser-deps deploy-deps audit lint format bench bench-claims bench-generate bench-api bench-push bench-growth sim sim-large clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,21 @@ browser-deps:
 		$$SUDO apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) \
 		|| { $$SUDO apt-get update -q && \
 		     $$SUDO apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); }; }
+
+# nginx, for tests/test_deploy.py (the shipped proxy config, `nginx -t` and live in front of
+# gunicorn; skipped without it): installed with apt-get when missing, as root or through sudo.
+deploy-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get install -y -q --no-install-recommends nginx \
+		|| { $$SUDO apt-get update -q && \
+		     $$SUDO apt-get install -y -q --no-install-recommends nginx; }; }
+
+# The installed dependencies against published advisories (pip-audit): fails on an advisory;
+# says so, without failing, when the advisory source cannot be reached (AUDIT_STRICT=1: fail).
+audit: $(STAMP)
+	$(PY) scripts/audit.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

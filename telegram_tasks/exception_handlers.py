@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 from rest_framework import exceptions, status
@@ -16,7 +16,13 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from telegram_tasks.claims import ClaimsStateLost
-from telegram_tasks.exceptions import BatchTooLarge, DomainError, TaskConflict, TaskNotFound
+from telegram_tasks.exceptions import (
+    BatchTooLarge,
+    DomainError,
+    TaskConflict,
+    TaskNotFound,
+    TooManyWaiting,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +31,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     TaskNotFound: status.HTTP_404_NOT_FOUND,
     TaskConflict: status.HTTP_409_CONFLICT,
     BatchTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    TooManyWaiting: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 _DRF_CODES = {
@@ -62,7 +69,12 @@ def envelope(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response(envelope(exc.code, exc.message, exc.details), status=http_status(exc))
+        retry = getattr(exc, "retry_after", None)
+        return Response(
+            envelope(exc.code, exc.message, exc.details),
+            status=http_status(exc),
+            headers={"Retry-After": str(retry)} if retry else None,
+        )
     if isinstance(exc, ClaimsStateLost):
         logger.warning("API request refused until the claim state is restored: %s", exc)
         return logged(
@@ -76,6 +88,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(
             envelope("batch_too_large", "request body is too large"),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, UnreadablePostError):
+        # The client stopped sending its body (or sent it too slowly: WEB_SOCKET_TIMEOUT).
+        return Response(
+            envelope("malformed_json", "the request body could not be read in full"),
+            status=status.HTTP_400_BAD_REQUEST,
         )
     if isinstance(exc, DatabaseError | RedisError):
         # Nothing half-applied remains: services write inside transactions that this error

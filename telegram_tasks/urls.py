@@ -1,9 +1,8 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularSwaggerView
 
 from telegram_tasks import views
 from telegram_tasks.exception_handlers import json_not_found
-from telegram_tasks.schema import SCHEMA_SETTINGS, ProviderSchemaView
+from telegram_tasks.schema import DocsView, ProviderSchemaView
 
 provider_urlpatterns = [
     path(
@@ -27,11 +26,7 @@ provider_urlpatterns = [
 
 urlpatterns = [
     path("schema/", ProviderSchemaView.as_view(routes=provider_urlpatterns), name="schema"),
-    path(
-        "docs/",
-        SpectacularSwaggerView.as_view(url_name="schema", title=SCHEMA_SETTINGS["TITLE"]),
-        name="docs",
-    ),
+    path("docs/", DocsView.as_view(url_name="schema"), name="docs"),
     *provider_urlpatterns,
     # Anything else under /api/ answers in the API's envelope, not Django's HTML 404.
     re_path(r"^.*$", json_not_found, name="provider-not-found"),

@@ -109,6 +109,11 @@ class ProviderView(APIView):
 
 
 class AccountsSyncView(ProviderView):
+    # A sync of 10,000 accounts is a few MB of JSON: more than the 2.5 MB other requests may
+    # send (config.middleware.BodyLimit reads this; DRF reads the body only once the token
+    # is checked).
+    max_body_bytes = staticmethod(lambda: app_settings.SYNC_MAX_BODY_BYTES)
+
     @described(
         operation_id="accounts_sync",
         summary="Upsert the provider's accounts by provider_account_id",
@@ -134,7 +139,7 @@ class PullView(ProviderView):
         operation_id="tasks_pull",
         summary="Lease up to `limit` tasks",
         request=s.PullIn,
-        responses={200: s.PullOut, 409: s.ErrorEnvelope, **ERRORS},
+        responses={200: s.PullOut, 409: s.ErrorEnvelope, 429: s.ErrorEnvelope, **ERRORS},
         examples=[
             OpenApiExample("seed", request_only=True, value={"limit": 1000}),
             OpenApiExample("leased", response_only=True, value=PULL_EXAMPLE),
@@ -148,6 +153,7 @@ class PullView(ProviderView):
             accounts=data.get("accounts"),
             request_id=data.get("request_id"),
             wait_seconds=data.get("wait_seconds", 0),
+            caller=request.user.key,
         )
         return pull_response(result)
 

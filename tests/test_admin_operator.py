@@ -127,6 +127,14 @@ def test_the_account_page_offers_the_configured_tiers_only(admin_client, farm):
     assert farm.tier == "premium"
 
 
+def test_an_account_id_cannot_add_a_filter_to_the_tasks_link(admin_client, farm):
+    """A provider_account_id is the provider's text: the link to its tasks encodes it."""
+    TelegramAccount.objects.filter(pk=farm.pk).update(provider_account_id="a&status__exact=done")
+    page = admin_client.get(f"{ACCOUNTS}{farm.pk}/change/").content.decode()
+    assert "?q=a%26status__exact%3Ddone" in page
+    assert "?q=a&" not in page and "?q=a&amp;" not in page
+
+
 def test_order_page_progress_and_latest_tasks(admin_client, farm):
     order = Order.objects.get()
     page = admin_client.get(f"{ORDERS}{order.pk}/change/").content.decode()

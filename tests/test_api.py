@@ -701,10 +701,33 @@ def test_release_hands_back_without_counting_an_attempt(api):
 # --- OpenAPI -----------------------------------------------------------------------------------
 
 
-def test_schema_and_docs_are_served():
-    client = APIClient()
-    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
-    assert schema.status_code == 200
+@pytest.mark.django_db
+def test_schema_and_docs_are_for_staff_when_debug_is_off(admin_client, settings):
+    settings.DEBUG = False
+    anonymous = APIClient()
+    refused = anonymous.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "not_authenticated"
+    assert anonymous.get("/api/docs/").status_code == 403
+    assert admin_client.get("/api/schema/?format=json").status_code == 200
+    settings.DEBUG = True
+    assert anonymous.get("/api/schema/?format=json").status_code == 200
+
+
+@pytest.mark.django_db
+def test_schema_and_docs_are_served(admin_client, monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    generated = []
+    real = SchemaGenerator.get_schema
+    monkeypatch.setattr(
+        SchemaGenerator, "get_schema", lambda *a, **k: generated.append(1) or real(*a, **k)
+    )
+    monkeypatch.setattr("telegram_tasks.schema.ProviderSchemaView._rendered", {})
+    for _ in range(3):
+        schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        assert schema.status_code == 200
+    assert len(generated) == 1  # made once, then served as it was rendered
     paths = schema.json()["paths"]
     for p in ("accounts/sync", "tasks/pull", "tasks/report", "tasks/extend", "tasks/release"):
         assert f"{BASE}/{p}" in paths
@@ -712,12 +735,17 @@ def test_schema_and_docs_are_served():
     components = schema.json()["components"]["schemas"]
     assert "params" in components["TaskOut"]["properties"]
     assert set(components["TaskParamsOut"]["properties"]) == {"reaction", "option", "start_param"}
-    docs = client.get("/api/docs/")
+    assert admin_client.get("/api/schema/").content.startswith(b"openapi:")  # YAML apart
+    docs = admin_client.get("/api/docs/")
     assert docs.status_code == 200
     body = docs.content.decode()
     assert "cdn.jsdelivr" not in body  # the UI is served by the app itself, offline too
+    assert "<script>" not in body  # no inline script: the Content-Security-Policy holds
+    assert "script-src 'self'" in docs["Content-Security-Policy"]
     bundle = next(p for p in body.split('"') if p.endswith("swagger-ui-bundle.js"))
-    assert client.get(bundle).status_code == 200
+    assert admin_client.get(bundle).status_code == 200
+    start = next(p for p in body.split('"') if "script=" in p)
+    assert "SwaggerUIBundle" in admin_client.get(start.replace("&amp;", "&")).content.decode()
 
 
 # --- JSON depth and size (hardening) ---------------------------------------------------------

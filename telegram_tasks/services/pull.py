@@ -178,12 +178,15 @@ def tasks_pull(
     accounts: Sequence[str] | None = None,
     request_id: str | None = None,
     wait_seconds: float = 0,
+    caller: str = "",
 ) -> PullResult:
     """Lease up to ``limit`` tasks: queued ones that are due and still reserved, and leases
     that ran out (with hand-outs left), oldest first. Two pulls never get the same task.
 
     ``wait_seconds``: with nothing to hand out, wait up to that long for tasks (long-poll, see
-    ``waiting``), holding no database connection, and lease them as soon as they come."""
+    ``waiting``), holding no database connection, and lease them as soon as they come. Such a
+    pull takes one of the process's places for long-polls, counted per ``caller`` (the
+    provider): with none left it raises TooManyWaiting at once, having leased nothing."""
     if request_id:
         fingerprint = replay_fingerprint(limit, accounts)
         replay = claims.pull_replay_begin(
@@ -211,7 +214,10 @@ def tasks_pull(
 
     try:
         if wait_seconds > 0:
-            tasks = _lease_waiting(lease, now, limit=limit, accounts=accounts, seconds=wait_seconds)
+            with waiting.LISTENER.place(caller):
+                tasks = _lease_waiting(
+                    lease, now, limit=limit, accounts=accounts, seconds=wait_seconds
+                )
         else:
             tasks = lease(now)
     except BaseException:
