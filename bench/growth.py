@@ -251,7 +251,7 @@ def main() -> None:
         print(f"  {start + size:,} written", flush=True)
     measure("large")
     if opts.busy:
-        busy_farm(opts.busy, copy_tasks, services, timezone, results)
+        busy_farm(opts.busy, copy_tasks, services, timezone, results, opts.explain)
     print(f"backlog: + {opts.backlog} queued tasks", flush=True)
     # The backlog keeps the broker's rule of one live task per account and action: accounts of
     # its own, one queued task each (a farm whose every account has work waiting).
@@ -276,21 +276,7 @@ def main() -> None:
     )
     measure("backlog")
     if opts.explain:
-        from django.db import connection as dbc
-
-        timings: list[tuple[float, str]] = []
-
-        def timed(execute, sql, params, many, context):
-            t0 = time.perf_counter()
-            try:
-                return execute(sql, params, many, context)
-            finally:
-                timings.append((time.perf_counter() - t0, " ".join(sql.split())[:150]))
-
-        with dbc.execute_wrapper(timed):
-            services.tasks_housekeep(now=timezone.now())
-        for seconds, text in sorted(timings, reverse=True)[:12]:
-            print(f"  {seconds * 1000:8.1f} ms  {text}")
+        explain(lambda: services.tasks_housekeep(now=timezone.now()))
 
     width = max(len(k) for k in results["small"])
     print(f"\n{'operation':<{width}}  {'small':>9}  {'large':>9}  {'growth':>6}  "
@@ -316,7 +302,28 @@ def main() -> None:
         clear_redis(prefix)
 
 
-def busy_farm(successes: int, copy_tasks, services, timezone, results) -> None:
+def explain(run: Callable[[], object]) -> None:
+    """Time each SQL statement of one run; print the slowest."""
+    from django.db import connection as dbc
+
+    timings: list[tuple[float, str]] = []
+
+    def timed(execute, sql, params, many, context):
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            timings.append((time.perf_counter() - t0, " ".join(sql.split())[:150]))
+
+    t0 = time.perf_counter()
+    with dbc.execute_wrapper(timed):
+        run()
+    print(f"  {(time.perf_counter() - t0) * 1000:8.1f} ms  in all, of which:")
+    for seconds, text in sorted(timings, reverse=True)[:12]:
+        print(f"  {seconds * 1000:8.1f} ms  {text}")
+
+
+def busy_farm(successes: int, copy_tasks, services, timezone, results, show: bool) -> None:
     """A farm at work: ``successes`` done today (since midnight, up to five minutes ago) and
     60,000 in the last four minutes (about 250 a second), Redis intact (nothing lost). One
     housekeeping pass catches up (the rollup counts the day once, reported on its own), then
@@ -338,6 +345,8 @@ def busy_farm(successes: int, copy_tasks, services, timezone, results) -> None:
     results["busy"]["housekeeping pass"] = best(
         lambda: services.tasks_housekeep(now=timezone.now()), 3
     )
+    if show:
+        explain(lambda: services.tasks_housekeep(now=timezone.now()))
 
 
 if __name__ == "__main__":

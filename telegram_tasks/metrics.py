@@ -137,7 +137,8 @@ class LedgerCollector(Collector):
         )
         counts = farm.account_counts(now=now)
         for state in ("active", "inactive", "held", "cooling", "capped"):
-            accounts.add_metric([state], getattr(counts, state))
+            if getattr(counts, state) is not None:  # (cooling, capped: unknown without Redis)
+                accounts.add_metric([state], getattr(counts, state))
         yield accounts
 
 

@@ -417,7 +417,6 @@ class OrderTurn(models.Model):
 # The operator's view records (pass records, hourly rollup): defined in ``records``, imported
 # here so Django registers them with the app's models.
 from telegram_tasks.records import (  # noqa: E402, F401
-    AccountDay,
     GenerationPass,
     PassRun,
     RollupMark,

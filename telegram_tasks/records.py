@@ -111,26 +111,3 @@ class PassRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} pass, last run {self.last_run_at:%Y-%m-%d %H:%M:%S}"
-
-
-class AccountDay(models.Model):
-    """Successes of one account for one action on one local day (TIME_ZONE), added by the
-    rollup from the tasks that finished since its last run: the accounts capped today are read
-    from here (a row per account and action, never the day's tasks), a couple of minutes
-    behind. Kept two days."""
-
-    day = models.DateField()
-    account_id = models.BigIntegerField()
-    action = models.CharField(max_length=50)
-    done = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        db_table = "telegram_account_days"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["day", "account_id", "action"], name="tg_account_day_unique"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.day} account {self.account_id} {self.action}: {self.done}"

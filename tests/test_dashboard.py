@@ -19,6 +19,7 @@ from telegram_tasks.models import (
 )
 from telegram_tasks.services import (
     ReportIn,
+    accounts_deactivate,
     farm,
     orders_pause,
     rollup,
@@ -191,34 +192,51 @@ def test_inactive_accounts_are_never_counted_cooling_or_capped(settings):
     [task] = tasks_pull(limit=10, now=T0).tasks
     report(ReportIn(task["task_id"], "done"), now=T0)
     assert farm.limited_accounts(now=T0)[0]
-    TelegramAccount.objects.update(is_active=False)
+    accounts_deactivate(account_ids=list(TelegramAccount.objects.values_list("pk", flat=True)),
+                        now=T0)  # fmt: skip
     counts = farm.refresh_account_counts(now=T0 + timedelta(seconds=10))
     assert (counts.inactive, counts.cooling, counts.capped) == (1, 0, 0)
 
 
-def test_capped_today_reads_the_rollups_day_counts_and_only_the_minutes_since(settings):
-    """Who is capped today costs the same whatever the day's volume: the rollup keeps each
-    account's count per day, and only the successes since its mark are read from the tasks."""
-    from django.db import connection
+def test_a_pass_reads_the_successes_since_the_last_one_not_the_days(settings, redis_client):
+    """Cooling and capped come from what Redis counts, read for the accounts that succeeded
+    since the last pass: a pass never re-reads the day's successes (an account capped by a
+    success before the last pass is not looked at again, whatever Redis says of it now)."""
+    from telegram_tasks.claims import keys
+    from telegram_tasks.claims.operations import local_day
 
     settings.TELEGRAM_TASKS = {
         **settings.TELEGRAM_TASKS,
-        "ACTIONS": {"view": {"cooldown": 1, "daily_cap": 2}},
+        "ACTIONS": {"view": {"cooldown": 30, "daily_cap": 2}},
     }
-    [account] = make_accounts(1)
+    first, second = make_accounts(2)
     for post, at in ((5, T0), (6, T0 + timedelta(minutes=2))):
         make_order(action="view", link=f"t.me/durov/{post}", quantity=1)
         tasks_generate(limit=10, now=at)
         [task] = tasks_pull(limit=10, now=at).tasks
         report(ReportIn(task["task_id"], "done"), now=at)
-        if post == 5:
-            rollup.rollup(now=at + timedelta(minutes=3))  # counted into the day's row
-    assert farm.limited_accounts(now=T0 + timedelta(minutes=4))[1] == {account.pk}
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT done FROM telegram_account_days")
-        assert cursor.fetchall() == [(1,)]  # the second success: read from the tail
-    # Yesterday's counts do not cap anyone today.
-    assert farm.limited_accounts(now=T0 + timedelta(days=1))[1] == set()
+    worked = {t.telegram_account_id for t in TelegramTask.objects.filter(status="done")}
+    counts = farm.refresh_account_counts(now=T0 + timedelta(minutes=2, seconds=5))
+    assert counts.cooling == 1 and counts.capped == 0  # one cap count of 2 each at most
+    by_time = sorted(
+        worked, key=lambda a: TelegramTask.objects.get(telegram_account_id=a).finished_at
+    )
+    older, newer = by_time
+    # The account whose success is older than the last pass gets a full cap in Redis behind the
+    # services' back: the next pass does not read it again, so it is not counted.
+    redis_client.set(keys.cap(older, "view", local_day(T0)), 2)
+    later = T0 + timedelta(minutes=3)
+    assert farm.refresh_account_counts(now=later).capped == 0
+    # A new success (the other account's second) is read: it reaches the cap and counts.
+    make_order(action="view", link="t.me/durov/7", quantity=1)
+    TelegramAccount.objects.filter(pk=older).update(is_active=False)
+    tasks_generate(limit=10, now=later)
+    [task] = tasks_pull(limit=10, now=later).tasks
+    report(ReportIn(task["task_id"], "done"), now=later)
+    TelegramAccount.objects.filter(pk=older).update(is_active=True)
+    assert farm.refresh_account_counts(now=later + timedelta(seconds=1)).capped == 1
+    assert farm.limited_accounts(now=later + timedelta(seconds=1))[1] == {newer}
+    del first, second
 
 
 def test_a_starved_order_links_to_the_order_models_own_admin_page(admin_client, monkeypatch):

@@ -58,7 +58,13 @@ class LimitedFilter(admin.SimpleListFilter):
     def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
         if self.value() not in ("cooling", "capped"):
             return queryset
-        cooling, capped = farm.limited_accounts(now=timezone.now())
+        try:
+            cooling, capped = farm.limited_accounts(now=timezone.now())
+        except RedisError:
+            messages.warning(
+                request, "Redis is unavailable: which accounts are limited is unknown."
+            )
+            return queryset.none()
         return queryset.filter(pk__in=cooling if self.value() == "cooling" else capped)
 
 

@@ -26,6 +26,9 @@ slot):
     P:{SLOTTAG}:marker                   (a cluster) the state of that slot's node is present:
                                          RESERVE and COMMIT check the one of their account's
                                          slot (SLOTTAG: a tag that hashes to the slot)
+    P:farm:cooling                       accounts cooling down, scored by their cooldown's end (ms)
+    P:farm:capped:YYYYMMDD               accounts capped that local day (a set)
+    P:farm:mark:YYYYMMDD                 up to when that day's successes were read into the two
     P:heartbeat                          when housekeeping last wrote (ms); an older one than the
                                          ledger's checkpoint means Redis lost writes
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
@@ -42,6 +45,10 @@ from telegram_tasks.claims.coordination import (
     REPLAY_IN_PROGRESS,
     Breaker,
     breaker,
+    farm_marks_forget,
+    farm_marks_read,
+    farm_marks_since,
+    farm_marks_update,
     pass_lock,
     pull_replay_begin,
     pull_replay_forget,
@@ -115,6 +122,10 @@ __all__ = [
     "ensure_state",
     "extend",
     "extend_many",
+    "farm_marks_forget",
+    "farm_marks_read",
+    "farm_marks_since",
+    "farm_marks_update",
     "heartbeat",
     "hold",
     "hold_many",

@@ -1,10 +1,12 @@
 """Coordination between processes, kept in Redis: pull replays (a pull repeated with the same
-request_id), the locks periodic passes hold, the push dispatchers' circuit breaker, and the
-snapshots a pass leaves for every process to read."""
+request_id), the locks periodic passes hold, the push dispatchers' circuit breaker, the
+snapshots a pass leaves for every process to read, and the farm's marks (accounts cooling and
+capped)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -112,3 +114,55 @@ def snapshot_store(name: str, value: dict[str, Any], *, ttl: int) -> None:
 def snapshot_load(name: str) -> dict[str, Any] | None:
     stored = connection().get(keys.snapshot(name))
     return json.loads(stored) if stored else None
+
+
+# --- the farm's marks: accounts cooling down, accounts capped today (services.farm) -----------
+
+FARM_DAYS_SECONDS = 2 * 86400  # a day's capped set and mark outlive it by a day
+
+
+def farm_marks_since(*, day: datetime) -> datetime | None:
+    """Up to when that local day's successes were read into the marks (None: never)."""
+    value = connection().get(keys.farm_mark(day))
+    return None if value is None else datetime.fromtimestamp(int(value) / 1000, tz=day.tzinfo)
+
+
+def farm_marks_update(
+    *, cooling: dict[int, datetime], capped: set[int], day: datetime, now: datetime
+) -> tuple[int, int]:
+    """Add accounts cooling (until when: a later deadline kept) and capped today, drop the
+    cooldowns over, and note how far the day was read; returns (cooling, capped) counts. One
+    pipeline (the keys may live on several nodes of a cluster: each command is atomic, the
+    batch need not be)."""
+    pipe = connection().pipeline(transaction=False)
+    if cooling:
+        pipe.zadd(keys.farm_cooling(), {str(a): ms(until) for a, until in cooling.items()}, gt=True)
+    pipe.zremrangebyscore(keys.farm_cooling(), "-inf", ms(now))
+    if capped:
+        pipe.sadd(keys.farm_capped(day), *sorted(capped))
+        pipe.expire(keys.farm_capped(day), FARM_DAYS_SECONDS)
+    pipe.set(keys.farm_mark(day), ms(now), ex=FARM_DAYS_SECONDS)
+    pipe.zcard(keys.farm_cooling())
+    pipe.scard(keys.farm_capped(day))
+    answers = pipe.execute()
+    return int(answers[-2]), int(answers[-1])
+
+
+def farm_marks_read(*, day: datetime, now: datetime) -> tuple[set[int], set[int]]:
+    """(the accounts cooling now, those capped that day)."""
+    pipe = connection().pipeline(transaction=False)
+    pipe.zrangebyscore(keys.farm_cooling(), f"({ms(now)}", "+inf")
+    pipe.smembers(keys.farm_capped(day))
+    cooling, capped = pipe.execute()
+    return {int(a) for a in cooling}, {int(a) for a in capped}
+
+
+def farm_marks_forget(account_ids: Iterable[int], *, day: datetime) -> None:
+    """These accounts are neither cooling nor capped any more (switched off)."""
+    ids = [str(a) for a in account_ids]
+    if not ids:
+        return
+    pipe = connection().pipeline(transaction=False)
+    pipe.zrem(keys.farm_cooling(), *ids)
+    pipe.srem(keys.farm_capped(day), *ids)
+    pipe.execute()

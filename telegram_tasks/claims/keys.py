@@ -85,6 +85,21 @@ def snapshot(name: str) -> str:
     return f"{_prefix()}:snapshot:{name}"
 
 
+def farm_cooling() -> str:
+    """The accounts cooling down, scored by when their cooldown ends (ms): a sorted set."""
+    return f"{_prefix()}:farm:cooling"
+
+
+def farm_capped(local_day: datetime) -> str:
+    """The accounts capped that local day: a set."""
+    return f"{_prefix()}:farm:capped:{day_stamp(local_day)}"
+
+
+def farm_mark(local_day: datetime) -> str:
+    """Up to when (ms) the successes of that local day were read into the two above."""
+    return f"{_prefix()}:farm:mark:{day_stamp(local_day)}"
+
+
 def heartbeat() -> str:
     """When housekeeping last wrote to this Redis (ms): see ``services.heal``."""
     return f"{_prefix()}:heartbeat"

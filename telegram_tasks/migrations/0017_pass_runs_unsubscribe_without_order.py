@@ -1,8 +1,7 @@
 """When each periodic pass last ran and succeeded (``PassRun``); tasks without an order (an
 automatic unsubscribe whose subscribe order was deleted still runs: the column loses NOT NULL,
 a catalogue change only); the checkpoint remembers the Redis nodes' runs (heal only after a
-restart or a failover) and when a ROLLBACK was skipped (the sweep); the rollup keeps each
-account's successes per day (the accounts capped today)."""
+restart or a failover) and when a ROLLBACK was skipped (the sweep)."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -29,29 +28,6 @@ class Migration(migrations.Migration):
                 ("failures", models.PositiveBigIntegerField(default=0)),
             ],
             options={"db_table": "telegram_pass_runs"},
-        ),
-        migrations.CreateModel(
-            name="AccountDay",
-            fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("day", models.DateField()),
-                ("account_id", models.BigIntegerField()),
-                ("action", models.CharField(max_length=50)),
-                ("done", models.PositiveIntegerField(default=0)),
-            ],
-            options={
-                "db_table": "telegram_account_days",
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("day", "account_id", "action"), name="tg_account_day_unique"
-                    )
-                ],
-            },
         ),
         migrations.AddField(
             model_name="claimscheckpoint",

@@ -16,6 +16,7 @@ from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramAccount
 from telegram_tasks.services import settle, sql
+from telegram_tasks.services.farm import forget_limited
 
 SYNC_FIELDS = ("phone", "is_active", "tier", "meta")
 
@@ -74,6 +75,7 @@ def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
                 update_fields=[*present, "updated_at"],
             )
     tasks_release_for_accounts(account_ids=sorted(was_active), now=now)
+    forget_limited(sorted(was_active), now=now)
     return SyncResult(synced=len(items))
 
 
@@ -103,6 +105,7 @@ def accounts_deactivate(*, account_ids: Sequence[int], now: datetime) -> int:
             is_active=False, updated_at=now
         )
     tasks_release_for_accounts(account_ids=account_ids, now=now)
+    forget_limited(list(account_ids), now=now)
     return changed
 
 

@@ -1,11 +1,18 @@
 """The farm's accounts by state — active, inactive, held, cooling down, capped today — for the
-dashboard, the metrics and the admin's filters. Housekeeping refreshes the counts every pass and
-leaves them in Redis (a single Redis or a cluster alike) for every process; reading them costs
-one GET. Counted from PostgreSQL alone, so a Redis outage costs the snapshot, not the answer."""
+dashboard, the metrics and the admin's filters.
+
+Active, inactive and held come from the accounts table (one aggregate over the farm). Cooling
+and capped are what Redis already counts: the cooldown deadlines and today's counters COMMIT
+writes. Each housekeeping pass reads them for the accounts that succeeded since the last pass
+(the successes since a watermark, a few seconds of overlap for transactions still committing),
+and keeps the accounts cooling (with their deadlines) and those capped today in two Redis keys
+beside the claims (``claims.farm_marks_…``). So a pass costs what happened since the last one,
+never the day's successes, and a count is two reads. A Redis that lost them (a restart) is
+counted afresh from the ledger once: today's successes, as a rebuild reads them.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -15,25 +22,27 @@ from redis.exceptions import RedisError
 from telegram_tasks import claims
 from telegram_tasks.claims.operations import local_day
 from telegram_tasks.conf import DEFAULT_TIER, app_settings
-from telegram_tasks.models import AccountDay, RollupMark
 from telegram_tasks.services import sql
 
 logger = logging.getLogger(__name__)
 
-DAYS = AccountDay._meta.db_table
 SNAPSHOT = "accounts"
 SNAPSHOT_SECONDS = 300
+# Successes read again from the last watermark on: a transaction that finished a task a moment
+# before the last pass may have committed after it.
+OVERLAP = timedelta(seconds=10)
 
 
 @dataclass
 class AccountCounts:
-    """The farm's accounts by state (an account may be both cooling and capped)."""
+    """The farm's accounts by state (an account may be both cooling and capped; None: not known
+    while Redis is unavailable)."""
 
     active: int = 0
     inactive: int = 0
     held: int = 0
-    cooling: int = 0  # an action's (or the tier's) cooldown running
-    capped: int = 0  # an action's (or the tier's) daily cap reached today
+    cooling: int | None = 0  # an action's (or the tier's) cooldown running
+    capped: int | None = 0  # an action's (or the tier's) daily cap reached today
     at: str = ""  # when counted
 
 
@@ -49,9 +58,8 @@ def account_counts(*, now: datetime) -> AccountCounts:
 
 
 def refresh_account_counts(*, now: datetime) -> AccountCounts:
-    """Count the accounts by state and keep the count for the dashboard and the metrics.
-    Active, inactive and held from the accounts table; cooling from the successes of the last
-    cooldown; capped from the day's counts the rollup keeps (see ``limited_accounts``)."""
+    """Count the accounts by state and keep the count for the dashboard and the metrics (see
+    the module's doc). With Redis unavailable, cooling and capped are unknown."""
     counts = AccountCounts(at=now.isoformat())
     [(active, inactive, held)] = sql.rows(
         f"SELECT count(*) FILTER (WHERE is_active), count(*) FILTER (WHERE NOT is_active), "  # noqa: S608
@@ -59,116 +67,78 @@ def refresh_account_counts(*, now: datetime) -> AccountCounts:
         [now],
     )
     counts.active, counts.inactive, counts.held = active, inactive, held
-    cooling, capped = limited_accounts(now=now)
-    counts.cooling, counts.capped = len(cooling), len(capped)
     try:
+        counts.cooling, counts.capped = update_limited(now=now)
         claims.snapshot_store(SNAPSHOT, asdict(counts), ttl=SNAPSHOT_SECONDS)
     except RedisError as exc:
+        counts.cooling = counts.capped = None
         logger.warning("accounts by state not kept for the dashboard (Redis unavailable): %s", exc)
     return counts
 
 
+def update_limited(*, now: datetime) -> tuple[int, int]:
+    """Bring the cooling and capped marks up to ``now`` from the successes since the last
+    update; returns (cooling now, capped today)."""
+    day = local_day(now)
+    since = claims.farm_marks_since(day=day)
+    if since is None:
+        # Nothing kept (a fresh Redis, a new day): every success that can matter today, once.
+        midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
+        since = min(midnight, now - timedelta(seconds=_longest_cooldown()))
+    else:
+        since -= OVERLAP
+    accounts = {
+        account: tier or DEFAULT_TIER
+        for account, tier in sql.rows(
+            f"""
+            SELECT a.id, a.tier FROM {sql.ACCOUNTS} AS a
+            WHERE a.is_active AND a.id IN (
+                SELECT telegram_account_id FROM {sql.TASKS}
+                WHERE status = {sql.DONE} AND finished_at > %s
+                  AND telegram_account_id IS NOT NULL)
+            """,  # noqa: S608
+            [since],
+        )
+    }
+    cooling: dict[int, datetime] = {}
+    capped: set[int] = set()
+    states = claims.account_states(sorted(accounts), now=now)
+    for account, state in states.items():
+        tier = accounts[account]
+        deadlines = [a.cooldown_until for a in state.actions.values() if a.cooldown_until]
+        if state.account_cooldown_until:
+            deadlines.append(state.account_cooldown_until)
+        if deadlines:
+            cooling[account] = max(deadlines)
+        account_cap = app_settings.tier(tier).account_daily_cap
+        if account_cap is not None and state.today >= account_cap:
+            capped.add(account)
+        for action, a in state.actions.items():
+            cap = app_settings.policy(action, tier).daily_cap
+            if cap is not None and a.today >= cap:
+                capped.add(account)
+    return claims.farm_marks_update(cooling=cooling, capped=capped, day=day, now=now)
+
+
 def limited_accounts(*, now: datetime) -> tuple[set[int], set[int]]:
-    """The active accounts cooling down now (an action's or their tier's cooldown running after
-    a success) and those capped today (an action's or their tier's daily cap reached). Neither
-    reads a day of tasks: cooling reads the successes of the longest cooldown, capped the
-    per-account counts of the day the rollup keeps (``AccountDay``) and the few minutes of
-    successes since it last ran."""
-    return _cooling(now), _capped(now)
+    """The active accounts cooling down now and those capped today (the admin's filter),
+    brought up to date first."""
+    update_limited(now=now)
+    return claims.farm_marks_read(day=local_day(now), now=now)
 
 
-def _cooling(now: datetime) -> set[int]:
+def forget_limited(account_ids: list[int], *, now: datetime) -> None:
+    """Accounts switched off are neither cooling nor capped any more (only active accounts
+    count): their marks go with them (a Redis that cannot be reached keeps them until the
+    day ends or their cooldowns run out)."""
+    try:
+        claims.farm_marks_forget(account_ids, day=local_day(now))
+    except RedisError as exc:
+        logger.warning("marks of deactivated accounts kept (Redis unavailable): %s", exc)
+
+
+def _longest_cooldown() -> int:
     longest = [
         app_settings.policy(a, t).cooldown for a in app_settings.ACTIONS for t in app_settings.TIERS
     ] + [app_settings.tier(t).account_cooldown for t in app_settings.TIERS]
-    window = max(longest, default=0)
-    if window <= 0:
-        return set()
-    cooling: set[int] = set()
-    for account, tier, action, last in sql.rows(
-        f"""
-        SELECT s.account, a.tier, s.action, s.last
-        FROM (
-            SELECT telegram_account_id AS account, action, max(finished_at) AS last
-            FROM {sql.TASKS}
-            WHERE status = {sql.DONE} AND finished_at > %(since)s
-              AND telegram_account_id IS NOT NULL
-            GROUP BY 1, 2
-        ) AS s
-        JOIN {sql.ACCOUNTS} AS a ON a.id = s.account
-        WHERE a.is_active
-        """,  # noqa: S608
-        {"since": now - timedelta(seconds=window)},
-    ):
-        tier = tier or DEFAULT_TIER
-        cooldown = app_settings.tier(tier).account_cooldown
-        if action in app_settings.ACTIONS:
-            cooldown = max(cooldown, app_settings.policy(action, tier).cooldown)
-        if cooldown and last + timedelta(seconds=cooldown) > now:
-            cooling.add(account)
-    return cooling
-
-
-def _capped(now: datetime) -> set[int]:
-    """The active accounts whose count today reached an action's cap or their tier's day cap,
-    judged in one statement against the caps of each tier (an unknown tier: the default's):
-    the day's counts the rollup keeps, plus the successes since its mark."""
-    tiers = list(app_settings.TIERS)
-    caps = [
-        {"tier": t, "action": a, "cap": app_settings.policy(a, t).daily_cap}
-        for t in tiers
-        for a in app_settings.ACTIONS
-        if app_settings.policy(a, t).daily_cap is not None
-    ]
-    account_caps = [
-        {"tier": t, "cap": app_settings.tier(t).account_daily_cap}
-        for t in tiers
-        if app_settings.tier(t).account_daily_cap is not None
-    ]
-    if not caps and not account_caps:
-        return set()
-    # The rollup counted today's successes up to its mark; the few minutes since are read from
-    # the tasks (an index range): exact, whatever the day's volume.
-    midnight = local_day(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    counted_until = RollupMark.objects.filter(pk=1).values_list("finished_until", flat=True).first()
-    return {
-        account
-        for (account,) in sql.rows(
-            f"""
-            WITH counted AS (
-                SELECT account_id, action, done FROM {DAYS} WHERE day = %(day)s
-                UNION ALL
-                SELECT telegram_account_id, action, count(*) FROM {sql.TASKS}
-                WHERE status = {sql.DONE} AND finished_at >= %(tail)s
-                  AND telegram_account_id IS NOT NULL
-                GROUP BY 1, 2
-            ), today AS (
-                SELECT c.account_id, c.action, sum(c.done) AS done,
-                       CASE WHEN a.tier = ANY(%(tiers)s) THEN a.tier ELSE %(default)s END AS tier
-                FROM counted AS c JOIN {sql.ACCOUNTS} AS a ON a.id = c.account_id
-                WHERE a.is_active
-                GROUP BY c.account_id, c.action, a.tier
-            ), caps AS (
-                SELECT * FROM jsonb_to_recordset(%(caps)s::jsonb)
-                    AS c(tier varchar, action varchar, cap int)
-            ), account_caps AS (
-                SELECT * FROM jsonb_to_recordset(%(account_caps)s::jsonb)
-                    AS c(tier varchar, cap int)
-            )
-            SELECT t.account_id FROM today AS t
-            JOIN caps AS c ON c.tier = t.tier AND c.action = t.action
-            WHERE t.done >= c.cap
-            UNION
-            SELECT t.account_id FROM today AS t JOIN account_caps AS c ON c.tier = t.tier
-            GROUP BY t.account_id, c.cap HAVING sum(t.done) >= c.cap
-            """,  # noqa: S608
-            {
-                "tiers": tiers,
-                "default": DEFAULT_TIER,
-                "day": local_day(now).date(),
-                "tail": max(midnight, counted_until or midnight),
-                "caps": json.dumps(caps),
-                "account_caps": json.dumps(account_caps),
-            },
-        )
-    }
+    return max(longest, default=0)

@@ -21,9 +21,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from telegram_tasks.conf import app_settings
-from telegram_tasks.models import AccountDay, GenerationPass, TaskHour
+from telegram_tasks.models import GenerationPass, TaskHour
 from telegram_tasks.services import sql
-from telegram_tasks.services.rollup import DAYS_KEPT
 
 BATCH = 5000
 PASS_DAYS = 7  # generation pass records kept (the dashboard charts the last hours)
@@ -36,7 +35,6 @@ class RetentionSummary:
     memberships: int = 0
     one_shots: int = 0
     hours: int = 0  # hourly rollup rows (the dashboard's history)
-    days: int = 0  # accounts' counts per day (the accounts capped today)
     passes: int = 0  # generation pass records (kept PASS_DAYS)
     oldest: datetime | None = None  # the oldest finished task left to delete (preview)
 
@@ -45,7 +43,6 @@ class RetentionSummary:
         return (
             f"cutoff={self.cutoff:%Y-%m-%d %H:%M} tasks={self.tasks} "
             f"memberships={self.memberships} one_shots={self.one_shots} hours={self.hours} "
-            f"days={self.days} "
             f"passes={self.passes}{oldest}"
         )
 
@@ -78,7 +75,6 @@ def _cutoffs(now: datetime) -> list[tuple[str, str, str, datetime, str]]:
             "",
         ),
         (TaskHour._meta.db_table, "hour", "hours", tasks, ""),
-        (AccountDay._meta.db_table, "day", "days", now - DAYS_KEPT, ""),
         (
             GenerationPass._meta.db_table,
             "started_at",

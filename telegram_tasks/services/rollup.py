@@ -1,6 +1,5 @@
 """The rollup behind the dashboard and the metrics: tasks created, done and failed (by reason)
-per action and hour (``TaskHour``), running totals of the same (``TaskTotal``), and each
-account's successes per action and local day (``AccountDay``: who is capped today).
+per action and hour (``TaskHour``), and running totals of the same (``TaskTotal``).
 
 Each housekeeping pass counts only what happened since the last one — tasks created (a range of
 their ULID keys) and finished (a range of the finished index) up to a couple of minutes ago, so
@@ -14,17 +13,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
-from telegram_tasks.models import (
-    AccountDay,
-    GenerationPass,
-    RollupMark,
-    TaskHour,
-    TaskTotal,
-    ulid_floor,
-)
+from telegram_tasks.models import GenerationPass, RollupMark, TaskHour, TaskTotal, ulid_floor
 from telegram_tasks.services import sql
 from telegram_tasks.services.liveness import records_pass
 
@@ -33,11 +24,7 @@ LAG = timedelta(minutes=2)
 # A fresh rollup starts this far back (what the dashboard shows at most).
 FIRST = timedelta(hours=48)
 
-# Each account's successes per day are kept this long (today's caps, yesterday's by the hour).
-DAYS_KEPT = timedelta(days=2)
-
 HOURS = TaskHour._meta.db_table
-DAYS = AccountDay._meta.db_table
 TOTALS = TaskTotal._meta.db_table
 MARK = RollupMark._meta.db_table
 
@@ -61,27 +48,13 @@ def rollup(*, now: datetime) -> int:
                 FROM {sql.TASKS}
                 WHERE id >= %(created_from)s AND id < %(created_upto)s
                 GROUP BY 1, 2
-            ), finished AS MATERIALIZED (
-                SELECT finished_at, action, status, failure_reason, telegram_account_id
-                FROM {sql.TASKS}
-                WHERE finished_at >= %(finished_from)s AND finished_at < %(upto)s
             ), ended AS (
                 SELECT date_trunc('hour', finished_at) AS hour, action, status AS outcome,
                        CASE WHEN status = {sql.FAILED} THEN failure_reason ELSE '' END AS reason,
                        count(*) AS n
-                FROM finished
+                FROM {sql.TASKS}
+                WHERE finished_at >= %(finished_from)s AND finished_at < %(upto)s
                 GROUP BY 1, 2, 3, 4
-            ), days AS (
-                INSERT INTO {DAYS} AS d (day, account_id, action, done)
-                SELECT (finished_at AT TIME ZONE %(zone)s)::date, telegram_account_id, action,
-                       count(*)
-                FROM finished
-                WHERE status = {sql.DONE} AND telegram_account_id IS NOT NULL
-                  AND finished_at >= %(days_from)s
-                GROUP BY 1, 2, 3
-                ON CONFLICT ON CONSTRAINT tg_account_day_unique
-                DO UPDATE SET done = d.done + EXCLUDED.done
-                RETURNING 1
             ), counted AS (
                 SELECT * FROM made UNION ALL SELECT * FROM ended
             ), hours AS (
@@ -104,9 +77,6 @@ def rollup(*, now: datetime) -> int:
                 "created_upto": ulid_floor(upto),
                 "finished_from": max(finished_from, upto - FIRST),
                 "upto": upto,
-                "zone": settings.TIME_ZONE,
-                # (A fresh rollup counts the hours back to FIRST; the days it needs are two.)
-                "days_from": upto - DAYS_KEPT,
             },
         )
         mark.created_until = mark.finished_until = upto
