@@ -12,6 +12,8 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orders.models import Order
+from orders.params import InvalidParams, order_params
 from tests.panel_world import balance, ledger_sum, make_customer, make_service
 
 ACTIONS = ["services", "add", "status", "cancel", "refill", "refill_status", "balance"]
@@ -56,3 +58,89 @@ def test_any_request_gets_a_json_answer_and_never_a_5xx(world, action, good_key,
     if isinstance(answer, dict) and "error" in answer:
         assert isinstance(answer["error"], str) and answer["error"]
     assert balance(customer) == ledger_sum(customer) >= 0
+
+
+# Values that once gave a 500: "²" is a digit to str.isdigit() but not to int(); int() refuses
+# thousands of digits; a port that is not a number or an unclosed "[" in a link made urlsplit
+# raise; an interval whose spacing overflows the order's 32-bit column.
+LONG = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("fields", "answer"),
+    [
+        ({"action": "status", "order": "²"}, {"error": "Incorrect order ID"}),
+        ({"action": "status", "order": LONG}, {"error": "Incorrect order ID"}),
+        ({"action": "status", "orders": f"²,{LONG}"},
+         {"²": {"error": "Incorrect order ID"}, LONG: {"error": "Incorrect order ID"}}),
+        ({"action": "cancel", "orders": "²"},
+         [{"order": "²", "cancel": {"error": "Incorrect order ID"}}]),
+        ({"action": "refill", "orders": "①"},
+         [{"order": "①", "refill": {"error": "Incorrect order ID"}}]),
+        ({"action": "refill_status", "refills": "²"},
+         [{"refill": "²", "status": {"error": "Refill not found"}}]),
+        ({"action": "refill_status", "refill": LONG}, {"error": "Refill not found"}),
+        ({"action": "add", "service": "²", "link": "t.me/durov/1", "quantity": "5"},
+         {"error": "Incorrect service ID"}),
+        ({"action": "add", "service": "S", "link": "t.me/durov/1", "quantity": "²"},
+         {"error": "Incorrect quantity: give a whole number"}),
+        ({"action": "add", "service": "S", "link": "t.me/durov/1", "quantity": "5", "runs": "³",
+          "interval": "5"}, {"error": "Incorrect runs: give a whole number"}),
+        ({"action": "add", "service": "S", "link": "t.me/durov/1", "quantity": "5", "runs": "2",
+          "interval": "9999999999"}, {"error": "Incorrect interval: at most 35791394"}),
+    ],
+)  # fmt: skip
+def test_values_int_refuses_are_the_markets_errors_not_a_5xx(world, fields, answer):
+    customer, key, service = world
+    if fields.get("service") == "S":
+        fields["service"] = str(service.pk)
+    response = Client().post("/api/v2", {"key": key, **fields})
+    assert (response.status_code, response.json()) == (200, answer)
+    assert balance(customer) == ledger_sum(customer) == Decimal("3")
+
+
+@pytest.mark.parametrize("link", ["https://t.me:abc/durov/1", "http://[::1/durov/1", "tg://[x"])
+def test_a_link_urlsplit_refuses_is_an_incorrect_link(world, link):
+    customer, key, service = world
+    fields = {"action": "add", "service": service.pk, "link": link, "quantity": 5}
+    answer = Client().post("/api/v2", {"key": key, **fields}).json()
+    assert answer["error"].startswith("Incorrect link: ")
+    assert balance(customer) == Decimal("3")
+
+
+def test_the_longest_interval_still_makes_an_order(world):
+    _, key, service = world
+    fields = {"action": "add", "service": service.pk, "link": "t.me/durov/1", "quantity": 1,
+              "runs": 2, "interval": 35791394}  # fmt: skip
+    made = Client().post("/api/v2", {"key": key, **fields}).json()
+    assert Order.objects.get(pk=made["order"]).interval_seconds == 35791394 * 60
+
+
+def test_too_many_fields_is_a_json_error_and_a_list_only_holds_ids(world):
+    customer, key, service = world
+    crowd = {f"f{i}": "1" for i in range(1200)}  # past DATA_UPLOAD_MAX_NUMBER_FIELDS
+    response = Client().post("/api/v2", {"key": key, "action": "balance", **crowd})
+    assert response.status_code == 200
+    assert response.json()["error"].startswith("Incorrect request: ")
+    # A JSON list is an id list (orders, refills), not a quantity of [5].
+    body = {"key": key, "action": "add", "service": service.pk, "link": "t.me/durov/1",
+            "quantity": [5]}  # fmt: skip
+    answer = Client().post("/api/v2", json.dumps(body), content_type="application/json").json()
+    assert answer == {"error": "Incorrect quantity: give a whole number"}
+    assert balance(customer) == Decimal("3")
+
+
+def test_a_charge_larger_than_any_balance_is_not_enough_funds(world):
+    customer, key, _ = world
+    dear = make_service(rate=Decimal("999999999.99999"), max_quantity=1_000_000)
+    fields = {"action": "add", "service": dear.pk, "link": "t.me/durov/1", "quantity": 100_000}
+    answer = Client().post("/api/v2", {"key": key, **fields}).json()
+    assert answer == {"error": "Not enough funds on balance"}
+    assert Order.objects.count() == 0 and balance(customer) == Decimal("3")
+
+
+def test_a_poll_answer_int_refuses_is_invalid_params():
+    with pytest.raises(InvalidParams, match="answer_number"):
+        order_params("poll_vote", {}, "²")
+    with pytest.raises(InvalidParams, match="answer_number"):
+        order_params("poll_vote", {}, "9" * 5000)

@@ -3,6 +3,7 @@ charged from the balance in the transaction that creates it, once per idempotenc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from orders import money
 from orders.customers import ApiKey
 from orders.exceptions import (
     IncorrectService,
+    NotEnoughFunds,
     PanelError,
     QuantityTooLarge,
     QuantityTooSmall,
@@ -20,10 +22,15 @@ from orders.exceptions import (
 )
 from orders.models import Order, Service
 from orders.params import InvalidParams, order_has_params, order_params
+from orders.selectors import panel_id
 from orders.services.ledger import Kind, Movement, ledger_move
 
 MAX_REQUEST_KEY = 128
 MAX_UNITS = 2_000_000_000  # an order's quantity column is a 32-bit integer
+# A drip-feed's interval: its spacing (up to interval x 60 seconds) fits the order's 32-bit
+# interval_seconds column.
+MAX_INTERVAL_MINUTES = (2**31 - 1) // 60
+_WHOLE = re.compile(r"[0-9]{1,10}")  # ASCII digits only: int() refuses "²", isdigit() does not
 
 
 @dataclass(frozen=True)
@@ -39,14 +46,16 @@ class AddRequest:
     answer_number: str | None = None
 
 
-def whole(value: str | None, what: str, *, least: int = 1) -> int:
-    """A whole number from the request, at least ``least``; PanelError saying what is wrong."""
+def whole(value: str | None, what: str, *, least: int = 1, most: int | None = None) -> int:
+    """A whole number from the request, ``least``..``most``; PanelError saying what is wrong."""
     text = (value or "").strip()
-    if not text.isdigit() or len(text) > 10:
+    if not _WHOLE.fullmatch(text):
         raise PanelError(f"Incorrect {what}: give a whole number")
     number = int(text)
     if number < least:
         raise PanelError(f"Incorrect {what}: at least {least}")
+    if most is not None and number > most:
+        raise PanelError(f"Incorrect {what}: at most {most}")
     return number
 
 
@@ -61,10 +70,10 @@ def dripfeed_spacing(*, quantity: int, interval_minutes: int) -> int:
 
 
 def _service(raw: str | None) -> Service:
-    text = (raw or "").strip()
-    if not text.isdigit() or len(text) > 18:
+    pk = panel_id(raw or "")
+    if pk is None:
         raise IncorrectService
-    found = Service.objects.filter(pk=int(text), enabled=True).first()
+    found = Service.objects.filter(pk=pk, enabled=True).first()
     if found is None:
         raise IncorrectService
     return found
@@ -85,13 +94,16 @@ def order_add(*, key: ApiKey, request: AddRequest, now: datetime) -> int:
         if not service.dripfeed:
             raise PanelError("Drip-feed is not available for this service")
         n_runs = whole(runs, "runs")
-        minutes = whole(interval, "interval")
+        minutes = whole(interval, "interval", most=MAX_INTERVAL_MINUTES)
         total = n_runs * quantity
         spacing = dripfeed_spacing(quantity=quantity, interval_minutes=minutes) if n_runs > 1 else 0
     if quantity < service.min_quantity:
         raise QuantityTooSmall(service.min_quantity)
     if max(total, quantity) > min(service.max_quantity, MAX_UNITS):
         raise QuantityTooLarge(service.max_quantity)
+    charge = money.charge_for(service.rate, total)
+    if charge >= money.LIMIT:  # more than any balance holds (or the charge column takes)
+        raise NotEnoughFunds
     request_key = (request.request_key or "").strip() or None
     if request_key is not None and len(request_key) > MAX_REQUEST_KEY:
         raise PanelError(f"request_id (Idempotency-Key) is longer than {MAX_REQUEST_KEY}")
@@ -100,7 +112,7 @@ def order_add(*, key: ApiKey, request: AddRequest, now: datetime) -> int:
         interval_seconds=spacing, priority=service.priority,
         duration_days=service.duration_days, execution_mode=service.execution_mode,
         customer_id=key.customer_id, service=service, request_key=request_key,
-        charge=money.charge_for(service.rate, total),
+        charge=charge,
     )  # fmt: skip
     if not order.link:
         raise PanelError("Incorrect link: give the Telegram link")
