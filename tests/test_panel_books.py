@@ -218,3 +218,29 @@ def test_amounts_a_balance_cannot_hold_are_refused_with_a_reason(django_user_mod
         call_command("create_customer", " ")
     assert balance(customer) == Decimal("1") == ledger_sum(customer)
     assert Customer.objects.count() == 1
+
+
+def test_an_order_model_without_start_count_costs_a_report_nothing_more(monkeypatch):
+    """The optional column: an order model that lacks it gets the report statements it had
+    before (no start count read from the data, no extra statement for a failed report)."""
+    from dataclasses import replace
+
+    from telegram_tasks.services import settle, sql
+
+    full = sql.order_table()
+    bare = replace(full, columns={k: v for k, v in full.columns.items() if k != "start_count"})
+    monkeypatch.setattr(sql, "order_table", lambda: bare)
+    settle._done_sql.cache_clear()
+    try:
+        for durable in (True, False):
+            for handed_out in (True, False):
+                text = settle._done_sql(durable=durable, handed_out=handed_out)
+                assert "start_count" not in text
+        with CaptureQueriesContext(connection) as queries:
+            orders.orders_note_start_count([(1, '{"start_count": 5}')])
+        assert len(queries) == 0
+    finally:
+        monkeypatch.undo()
+        settle._done_sql.cache_clear()
+    # (With the column, the same statement reads it.)
+    assert "start_count" in settle._done_sql(durable=False, handed_out=True)
