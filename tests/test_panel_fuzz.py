@@ -144,3 +144,30 @@ def test_a_poll_answer_int_refuses_is_invalid_params():
         order_params("poll_vote", {}, "²")
     with pytest.raises(InvalidParams, match="answer_number"):
         order_params("poll_vote", {}, "9" * 5000)
+
+
+def test_runs_and_interval_of_zero_are_an_ordinary_order(world):
+    """Some panel scripts send runs=0&interval=0 with every order: not a drip-feed, and so not
+    refused by a service without one."""
+    customer, key, _ = world
+    plain = make_service(dripfeed=False)
+    fields = {"action": "add", "service": plain.pk, "link": "t.me/durov/1", "quantity": 10,
+              "runs": "0", "interval": "0"}  # fmt: skip
+    made = Client().post("/api/v2", {"key": key, **fields}).json()
+    order = Order.objects.get(pk=made["order"])
+    assert (order.quantity, order.interval_seconds) == (10, 0)
+    assert balance(customer) == Decimal("3") - Decimal("0.009") == ledger_sum(customer)
+    fields.update(runs="0", interval="5")
+    assert Client().post("/api/v2", {"key": key, **fields}).json() == {
+        "error": "Drip-feed is not available for this service"
+    }
+
+
+def test_an_idempotency_header_with_a_nul_is_refused_in_json(world):
+    customer, key, service = world
+    fields = {"action": "add", "service": service.pk, "link": "t.me/durov/1", "quantity": 5}
+    response = Client().post("/api/v2", {"key": key, **fields}, HTTP_IDEMPOTENCY_KEY="a\x00b")
+    assert (response.status_code, response.json()) == (
+        200, {"error": "request_id (Idempotency-Key) holds a NUL character"},
+    )  # fmt: skip
+    assert Order.objects.count() == 0 and balance(customer) == Decimal("3")

@@ -88,7 +88,8 @@ def order_add(*, key: ApiKey, request: AddRequest, now: datetime) -> int:
     service = _service(request.service)
     quantity = whole(request.quantity, "quantity")
     runs, interval = request.runs, request.interval
-    dripfeed = any((v or "").strip() for v in (runs, interval))
+    # Some panel scripts send runs=0 and interval=0 (or empty) with every ordinary order.
+    dripfeed = any((v or "").strip() not in ("", "0") for v in (runs, interval))
     total, spacing = quantity, 0
     if dripfeed:
         if not service.dripfeed:
@@ -107,6 +108,8 @@ def order_add(*, key: ApiKey, request: AddRequest, now: datetime) -> int:
     request_key = (request.request_key or "").strip() or None
     if request_key is not None and len(request_key) > MAX_REQUEST_KEY:
         raise PanelError(f"request_id (Idempotency-Key) is longer than {MAX_REQUEST_KEY}")
+    if request_key is not None and "\x00" in request_key:  # the header skips parse_fields
+        raise PanelError("request_id (Idempotency-Key) holds a NUL character")
     order = Order(
         action=service.action, link=(request.link or "").strip(), quantity=total,
         interval_seconds=spacing, priority=service.priority,
