@@ -244,3 +244,26 @@ def test_an_order_model_without_start_count_costs_a_report_nothing_more(monkeypa
         settle._done_sql.cache_clear()
     # (With the column, the same statement reads it.)
     assert "start_count" in settle._done_sql(durable=False, handed_out=True)
+
+
+def test_a_cancel_while_redis_is_down_is_answered_and_refunded_once_its_tasks_end(
+    cut_redis, settings
+):
+    """The order is canceled (the ledger says so: nothing more is handed out), its tasks could
+    not be ended (that asks Redis): the panel hears cancel 1, not a 500, and the sweep refunds
+    the order once its tasks have ended."""
+    customer, key = make_customer("rdown", "10")
+    make_accounts(3)
+    service = make_service(rate=Decimal("1"))
+    client = Client()
+    pk = post(client, key, action="add", service=service.pk, link="t.me/rdown_chan/1",
+              quantity=3)["order"]  # fmt: skip
+    deliver(pk, 1)
+    caches, url = settings.CACHES, settings.REDIS_URL
+    cut_redis()
+    assert post(client, key, action="cancel", order=pk) == [{"order": pk, "cancel": 1}]
+    assert post(client, key, action="status", order=pk)["status"] == "Partial"
+    settings.CACHES, settings.REDIS_URL = caches, url  # Redis is back
+    tasks_fail(reason="order_canceled", now=timezone.now(), order_ids=[pk])  # housekeeping
+    assert orders_settle_due(now=timezone.now()) == 1
+    assert balance(customer) == Decimal("10") - Decimal("0.001") == ledger_sum(customer)
