@@ -20,7 +20,8 @@ ACTIONS = ["services", "add", "status", "cancel", "refill", "refill_status", "ba
 FIELDS = ["service", "link", "quantity", "runs", "interval", "order", "orders", "refill",
           "refills", "request_id", "answer_number"]  # fmt: skip
 EDGE = ["", "0", "-1", "1", "2", "10", "1.5", "1e9", "99999999999999999999", "1,2,3", ",,",
-        "t.me/durov", "t.me/durov/5", "@x", "\x00", "\ud800", "x" * 300, "١٢", "NaN", " 5 "]  # fmt: skip
+        "t.me/durov", "t.me/durov/5", "@x", "\x00", "\ud800", "x" * 300, "١٢", "NaN", " 5 ",
+        "²", "①,2", "9" * 5000, "t.me:abc/durov/1", "http://[::1/durov", "0"]  # fmt: skip
 
 values = st.one_of(st.sampled_from(EDGE), st.text(max_size=40), st.integers(-(10**20), 10**20))
 
