@@ -24,12 +24,18 @@ RUN pip install -r requirements.txt
 # The code stays owned by root and read-only for the app user.
 COPY . .
 
-# collectstatic imports the settings, which need a SECRET_KEY; this one exists only for this RUN.
-RUN SECRET_KEY=collectstatic-build-only-not-a-secret python manage.py collectstatic --noinput
+# collectstatic imports the settings, which refuse to load without a strong SECRET_KEY: a random
+# one that exists only for this RUN.
+RUN SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    python manage.py collectstatic --noinput
 
 USER app
 
-EXPOSE 8000
+# 8000: the application (behind the proxy: docker-compose.yml's `proxy`, nginx). 8001: each
+# worker's internal listener for /healthz, /readyz and /metrics (no token there): for the
+# orchestrator's probes and Prometheus on the private network, never published.
+ENV WEB_PROBE_BIND=0.0.0.0:8001
+EXPOSE 8000 8001
 
 # As the Procfile's `web` (config/gunicorn.conf.py), bound to all interfaces for the container
 # network.

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEVSTACK := $(PY) scripts/devstack.py
 
-.PHONY: run manage test test-cluster test-browser browser-deps lint format bench bench-claims bench-generate bench-api bench-push bench-growth sim sim-large clean
+.PHONY: run manage test test-host test-cluster test-browser browser-deps deploy-deps audit lint format bench bench-claims bench-generate bench-api bench-push bench-growth sim sim-large clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
+# The app as another Django project installs it: its wheel in a fresh virtualenv, the host
+# project of tests/host/ (an order model of its own), a fresh database, one flow end to end.
+test-host: $(STAMP)
+	$(DEVSTACK) exec -- $(PY) tests/host/run.py
+
 # The claims, the services and the simulation on a real Redis Cluster (3 masters, 3 replicas,
 # from the same redis-server binary), one master failed over mid-simulation.
 CLUSTER_TESTS := tests/test_claims.py tests/test_claims_tiers.py tests/test_selection.py tests/services
@@ -42,14 +47,31 @@ CHROMIUM ?= /usr/bin/chromium
 test-browser: $(STAMP) browser-deps
 	CHROMIUM=$(CHROMIUM) $(DEVSTACK) exec -- $(PY) -m pytest $(PYTEST_ARGS) tests_browser
 
-# Installs Chromium (and a font) with apt-get when it is missing: as root, or through sudo.
+# Installs Chromium (and fonts: text, and emoji for the reaction picker) with apt-get when
+# missing: as root, or through sudo.
+BROWSER_PACKAGES = chromium fonts-dejavu-core fonts-noto-color-emoji
 browser-deps:
-	@test -x $(CHROMIUM) || { \
+	@{ test -x $(CHROMIUM) && test -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf; } || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		export DEBIAN_FRONTEND=noninteractive; \
-		$$SUDO apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core \
+		$$SUDO apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) \
 		|| { $$SUDO apt-get update -q && \
-		     $$SUDO apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }; }
+		     $$SUDO apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); }; }
+
+# nginx, for tests/test_deploy.py (the shipped proxy config, `nginx -t` and live in front of
+# gunicorn; skipped without it): installed with apt-get when missing, as root or through sudo.
+deploy-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get install -y -q --no-install-recommends nginx \
+		|| { $$SUDO apt-get update -q && \
+		     $$SUDO apt-get install -y -q --no-install-recommends nginx; }; }
+
+# The installed dependencies against published advisories (pip-audit): fails on an advisory;
+# says so, without failing, when the advisory source cannot be reached (AUDIT_STRICT=1: fail).
+audit: $(STAMP)
+	$(PY) scripts/audit.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -28,7 +28,11 @@ def redis_prefix(settings, redis_client) -> Iterator[str]:
     yield prefix
     keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
-        redis_client.delete(*keys)
+        # One pipeline (a round trip per node of a cluster, whose slot markers are 16,384 keys).
+        pipe = redis_client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)
+        pipe.execute()
 
 
 @pytest.fixture
@@ -37,8 +41,9 @@ def cut_redis(settings):
     timeouts): the claims' client, the cache and, on a cluster, the cluster client."""
 
     def cut() -> None:
-        if settings.REDIS_IS_CLUSTER:
-            settings.REDIS_URL = "redis+cluster://127.0.0.1:1"
+        if settings.TELEGRAM_TASKS.get("REDIS_CLUSTER_URL"):
+            cut = {"REDIS_CLUSTER_URL": "redis+cluster://127.0.0.1:1"}
+            settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, **cut}
         settings.CACHES = {
             "default": {
                 "BACKEND": "django_redis.cache.RedisCache",

@@ -192,10 +192,13 @@ def main() -> None:
         results["generation"] = rounds
 
     accounts = world()
-    # The server as in production: DEBUG off (no query log), a secret of its own.
+    # The server as in production: DEBUG off (no query log), a secret of its own; the long-poll
+    # caps above the waiters measured (one token holds them all).
+    most = str(max(opts.waiters, 500))
     env = dict(
         os.environ, PROVIDER_TOKEN=token, TG_KEY_PREFIX=prefix, BENCH_ENDPOINTS="1", DEBUG="0",
-        SECRET_KEY=secrets.token_urlsafe(40),
+        SECRET_KEY=secrets.token_urlsafe(40), MAX_WAITING_PULLS=most,
+        MAX_WAITING_PULLS_PER_PROVIDER=most,
     )  # fmt: skip
     overrides = {"WEB_WORKERS": str(opts.workers), "WEB_THREADS": str(opts.threads)}
     if opts.worker_class:

@@ -47,10 +47,11 @@ def generation_rounds(
         clear_redis(prefix)
         mark_state("bench")
         actions = ["view", "reaction", "subscribe"]
+        params = [{}, {"reactions": ["👍", "🔥"]}, {}]  # a reaction takes a mix in turn
         Order.objects.bulk_create(
             Order(action=actions[i % 3], link=(link := f"https://t.me/bench{r}x{i:05d}"),
                   link_hash=link_hash(link), post_id=1 if i % 3 < 2 else None,
-                  quantity=1, remains=1)
+                  quantity=1, remains=1, params=params[i % 3])
             for i in range(orders)
         )  # fmt: skip
         sizes: list[int] = []

@@ -46,6 +46,12 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=2_000_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=1_000_000,
+        help="successes written today for the busy-farm row (0: no busy row)",
+    )
     parser.add_argument("--explain", action="store_true", help="time housekeeping's statements")
     parser.add_argument(
         "--keep", action="store_true", help="leave the data in the bench database (to EXPLAIN)"
@@ -89,9 +95,9 @@ def main() -> None:
     )  # fmt: skip
     order_rows = list(Order.objects.values_list("id", "link", "link_hash"))
     User.objects.filter(username="bench").delete()
-    User.objects.create_superuser("bench", "b@example.com", "bench")
+    bench_user = User.objects.create_superuser("bench", "b@example.com", "bench")
     admin = Client(HTTP_HOST="localhost")
-    admin.login(username="bench", password="bench")
+    admin.force_login(bench_user)  # (the login form's throttling wants a request: not needed)
 
     def copy_tasks(
         n: int, *, status: str, start: datetime, span: timedelta, accounts: list | None = None
@@ -134,6 +140,7 @@ def main() -> None:
     live_orders = Order.objects.order_by("id")[: ORDERS // 2]
 
     results: dict[str, dict[str, float]] = {"small": {}, "large": {}, "backlog": {}}
+    # (The busy farm adds a row of its own: housekeeping against the quiet farm's.)
 
     def claims_from_ledger() -> None:
         """Redis as the ledger says, as it would be had the bench's SQL shortcuts gone through
@@ -243,6 +250,8 @@ def main() -> None:
         )
         print(f"  {start + size:,} written", flush=True)
     measure("large")
+    if opts.busy:
+        busy_farm(opts.busy, copy_tasks, services, timezone, results)
     print(f"backlog: + {opts.backlog} queued tasks", flush=True)
     # The backlog keeps the broker's rule of one live task per account and action: accounts of
     # its own, one queued task each (a farm whose every account has work waiting).
@@ -293,13 +302,42 @@ def main() -> None:
         worst = max(worst, g1, g2)
         print(f"{key:<{width}}  {small * 1000:7.1f}ms  {large * 1000:7.1f}ms  x{g1:5.2f}  "
               f"{backlog * 1000:7.1f}ms  x{g2:5.2f}")  # fmt: skip
-    board = max(results[phase]["admin dashboard"] for phase in results)
+    if "busy" in results:
+        quiet = results["small"]["housekeeping pass"]
+        for key, spent in results["busy"].items():
+            print(f"busy farm: {key}: {spent * 1000:.1f} ms  x{spent / quiet:.2f} of the quiet "
+                  f"farm's pass ({quiet * 1000:.1f} ms)  target <= x1.5")  # fmt: skip
+    board = max(results[phase]["admin dashboard"] for phase in results if phase != "busy")
     print(f"\nadmin dashboard at most {board * 1000:.0f} ms  target < 300 ms")
     print(f"worst growth x{worst:.2f}  target <= x1.5 "
           f"(history {opts.history:,}, backlog {opts.backlog:,})")  # fmt: skip
     if not opts.keep:
         truncate(TelegramTask, Membership, Order, TelegramAccount)
         clear_redis(prefix)
+
+
+def busy_farm(successes: int, copy_tasks, services, timezone, results) -> None:
+    """A farm at work: ``successes`` done today (since midnight, up to five minutes ago) and
+    60,000 in the last four minutes (about 250 a second), Redis intact (nothing lost). One
+    housekeeping pass catches up (the rollup counts the day once, reported on its own), then
+    the pass as every minute runs it: its cost must not follow the day's throughput."""
+    now = timezone.now()
+    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(midnight, now - timedelta(hours=20))
+    print(f"busy: + {successes:,} successes today, + 60,000 in the last 4 minutes", flush=True)
+    chunk = 500_000
+    for first in range(0, successes, chunk):
+        size = min(chunk, successes - first)
+        span = (now - timedelta(minutes=5) - start) * size / successes
+        copy_tasks(size, status="done", start=start + (now - start) * first / successes,
+                   span=span)  # fmt: skip
+    copy_tasks(60_000, status="done", start=now - timedelta(minutes=4), span=timedelta(minutes=4))
+    t0 = time.perf_counter()
+    services.tasks_housekeep(now=timezone.now())
+    results["busy"] = {"first pass (counts the day once)": time.perf_counter() - t0}
+    results["busy"]["housekeeping pass"] = best(
+        lambda: services.tasks_housekeep(now=timezone.now()), 3
+    )
 
 
 if __name__ == "__main__":

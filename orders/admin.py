@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -21,13 +22,21 @@ from telegram_tasks.admin.display import (
     tasks_table,
 )
 from telegram_tasks.admin.lists import ActionFilter, CappedPaginator, FieldCreatedFilter
+from telegram_tasks.admin.params import (
+    FORM_PARAMS,
+    action_params_json,
+    option_field,
+    params_summary,
+    reactions_field,
+)
 from telegram_tasks.conf import app_settings
 from telegram_tasks.links import InvalidTelegramLink, normalize_link
+from telegram_tasks.params import declared
 
 HELP = {
     "action": "What each unit is: one of the configured actions (TELEGRAM_TASKS['ACTIONS']).",
     "link": "The Telegram target: t.me/channel, @channel, t.me/channel/123 (a post), "
-    "t.me/+invite. Stored normalized.",
+    "t.me/+invite, t.me/name_bot?start=ref (a bot start). Stored normalized.",
     "post_id": "The post a view or reaction acts on; taken from the link when it names one.",
     "quantity": "Units to deliver in all (each task delivers per_call of them).",
     "per_call": "Units one task delivers (one account, one action).",
@@ -43,9 +52,13 @@ HELP = {
 
 
 class OrderForm(forms.ModelForm):
-    """The order form: the action chosen among the configured ones, every field explained."""
+    """The order form: the action chosen among the configured ones, every field explained, and
+    a field for each parameter an action may take (``params``): only the chosen action's are
+    shown and kept; a missing or invalid one is that field's error."""
 
     action = forms.ChoiceField(choices=(), help_text=HELP["action"])
+    reactions = reactions_field()
+    option = option_field()
 
     class Meta:
         model = Order
@@ -59,6 +72,37 @@ class OrderForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "action" in self.fields:  # (read-only once the order exists)
             self.fields["action"].choices = [(a, a) for a in app_settings.ACTIONS]
+            self.fields["action"].widget.attrs["data-action-params"] = action_params_json()
+        params = self.instance.params if isinstance(self.instance.params, dict) else {}
+        if isinstance(params.get("reactions"), list):
+            self.initial.setdefault("reactions", " ".join(map(str, params["reactions"])))
+        self.initial.setdefault("option", params.get("option"))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        takes = declared(data.get("action") or self.instance.action)
+        # The fields of the chosen action's parameters replace its stored values; a start
+        # parameter comes from the link (Order.clean).
+        params = self.instance.params if isinstance(self.instance.params, dict) else {}
+        params = {k: v for k, v in params.items() if k not in FORM_PARAMS}
+        for name in FORM_PARAMS:
+            if name in takes and data.get(name) not in (None, ""):
+                params[name] = data[name]
+        self.instance.params = params
+        return data
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        """Order.clean says which parameter is at fault (the error's code): its field shows it;
+        a start parameter's error shows on the link."""
+        errors = getattr(error, "error_dict", None)
+        if field is None and errors and "params" in errors and "params" not in self.fields:
+            for problem in errors.pop("params"):
+                name = {"start_param": "link"}.get(problem.code, problem.code)
+                super().add_error(name if name in self.fields else None, problem)
+            if not errors:
+                return
+            error = ValidationError(errors)
+        super().add_error(field, error)
 
 
 @admin.register(Order)
@@ -112,6 +156,7 @@ class OrderAdmin(admin.ModelAdmin):
             "action",
             "link",
             "post_id",
+            *self.param_fields(obj),
             "quantity",
             "per_call",
             "interval_seconds",
@@ -140,6 +185,13 @@ class OrderAdmin(admin.ModelAdmin):
             "updated_at",
         ]
 
+    def param_fields(self, obj: Order | None) -> list[str]:
+        """Every parameter field on a new order (the form shows the chosen action's); an
+        existing order's action's own."""
+        if obj is None:
+            return list(FORM_PARAMS)
+        return [p for p in FORM_PARAMS if p in declared(obj.action)]
+
     @admin.display(description="state", ordering="status")
     def state(self, obj: Order) -> str:
         label = obj.get_status_display()
@@ -147,7 +199,12 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="target", ordering="link")
     def target(self, obj: Order) -> str:
-        return f"{obj.link} · post {obj.post_id}" if obj.post_id is not None else obj.link
+        parts = [
+            obj.link,
+            f"post {obj.post_id}" if obj.post_id is not None else "",
+            params_summary(obj.params),
+        ]
+        return " · ".join(p for p in parts if p)
 
     @admin.display(description="mode", ordering="execution_mode")
     def mode(self, obj: Order) -> str:
@@ -254,6 +311,8 @@ class OrderAdmin(admin.ModelAdmin):
         # Only what the form edits: remains, status and the schedule's state belong to the
         # services, and a report committed while the form was open must not be written back.
         fields = [f for f in form.changed_data if f not in self.get_readonly_fields(request, obj)]
+        if set(fields) & set(FORM_PARAMS):  # the parameter fields are the order's params
+            fields = [*(f for f in fields if f not in FORM_PARAMS), "params"]
         if fields:
             obj.save(update_fields=[*fields, "updated_at"])
 

@@ -9,8 +9,9 @@ from django.db.models import F, Q
 
 from orders import money
 from telegram_tasks.conf import app_settings
-from telegram_tasks.links import InvalidTelegramLink, normalize_link
+from telegram_tasks.links import InvalidTelegramLink, normalize_link, start_link
 from telegram_tasks.models import ExecutionMode, default_execution_mode
+from telegram_tasks.params import InvalidParams, action_target, clean_params, declared
 
 
 def _money_field(**kwargs: Any) -> models.DecimalField:
@@ -129,6 +130,9 @@ class Order(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AWAITING)
     # Paused by an operator: no new tasks until resumed (the status is left as it was).
     paused_at = models.DateTimeField(null=True, blank=True)
+    # What the provider needs beyond the link, as the action declares it (telegram_tasks.params):
+    # {"reactions": ["👍", "🔥"]}, {"option": 2}, {"start_param": "ref123"}, {}.
+    params = models.JSONField(default=dict, blank=True)
     execution_meta = models.JSONField(default=dict, blank=True)
     # The panel API: who bought the order, of which service, what it cost. Empty for an
     # operator's order (no money moves). ``charge`` is taken with the order; ``refund`` (its
@@ -211,10 +215,19 @@ class Order(models.Model):
         if self.remains is None:
             self.remains = self.quantity
         self.normalize_target()
+        fields = kwargs.get("update_fields")
+        # Params that do not suit the action never reach a provider: refused here as a bad link
+        # is (an unknown action is never served, its params are not judged).
+        if self.action in app_settings.ACTIONS and (
+            fields is None or {"action", "link", "params"} & set(fields)
+        ):
+            self.normalize_params()
         super().save(*args, **kwargs)
 
     def normalize_target(self) -> None:
-        """Canonical link, post id and link_hash; ValidationError on a non-Telegram link."""
+        """Canonical link, post id and link_hash; ValidationError on a non-Telegram link. An
+        action that takes a start parameter keeps the link's in the link and in ``params``
+        (``link_hash`` names the bot either way)."""
         try:
             target = normalize_link(self.link)
         except InvalidTelegramLink as exc:
@@ -226,6 +239,23 @@ class Order(models.Model):
             self.post_id = target.post_id
         self.link = target.link
         self.link_hash = target.link_hash
+        if "start_param" in declared(self.action) and target.kind == "username":
+            params = self.params if isinstance(self.params, dict) else {}
+            given = params.get("start_param")
+            if target.start_param and given and given != target.start_param:
+                message = f"start_param {given!r} contradicts the link's {target.start_param!r}"
+                raise ValidationError({"params": message})
+            start = target.start_param or given
+            if start:
+                self.params = {**params, "start_param": start}
+                self.link = start_link(target.link, start)
+
+    def normalize_params(self) -> None:
+        """``params`` as the action takes them; ValidationError (on ``params``) otherwise."""
+        try:
+            self.params = clean_params(self.action, self.params)
+        except InvalidParams as exc:
+            raise ValidationError({"params": ValidationError(str(exc), code=exc.param)}) from exc
 
     def clean(self) -> None:
         """Every problem at once (the form shows them all), not the first one only."""
@@ -239,14 +269,29 @@ class Order(models.Model):
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 errors.setdefault(field, []).extend(messages)
-        one_shot = known and app_settings.policy(self.action).one_shot
-        if one_shot and "link" not in errors and self.post_id is None:
+        target = action_target(self.action) if known else None
+        if target == "post" and "link" not in errors and self.post_id is None:
             errors.setdefault("post_id", []).append(
                 f"a {self.action} acts on a post: give the post's link "
                 "(https://t.me/channel/123) or its post_id"
             )
+        if target == "bot" and "link" not in errors and not _is_bot_link(self.link, self.post_id):
+            errors.setdefault("link", []).append(
+                f"a {self.action} acts on a bot: give its link, t.me/<name>bot or "
+                "t.me/<name>bot?start=<parameter> (a bot's username ends in 'bot')"
+            )
+        if known:
+            try:
+                self.normalize_params()
+            except ValidationError as exc:
+                errors.setdefault("params", []).extend(exc.error_dict["params"])
         if errors:
             raise ValidationError(errors)
+
+
+def _is_bot_link(link: str, post_id: int | None) -> bool:
+    target = normalize_link(link)
+    return target.kind == "username" and post_id is None and target.link.lower().endswith("bot")
 
 
 # The panel's customers, keys and balance ledger: defined in ``customers``, imported here so

@@ -1,38 +1,16 @@
-"""The action parameters of panel orders (a reaction's emoji, a poll's option, …).
-
-ADAPTER (issue 26, "action params"): ``telegram_tasks.params`` (``clean_params``,
-``InvalidParams``) and ``Order.params`` land with that issue. Until then this module stands in:
-without ``telegram_tasks.params`` any JSON object is taken as it is, and without an
-``Order.params`` column an order keeps none. When issue 26 is merged, delete the fallback
-branch below (and ``ORDER_HAS_PARAMS``) so both are required; nothing else changes: services
-and the panel API call only ``service_params`` and ``order_params``.
-"""
+"""The action parameters of panel orders (a reaction's emoji, a poll's option, …): a service's
+fixed params, and an add's (a poll service takes the market's ``answer_number``), validated by
+the broker's one validator, ``telegram_tasks.params.clean_params``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-try:  # ADAPTER(issue 26): the validator of telegram_tasks.
-    from telegram_tasks.params import InvalidParams, clean_params
-except ImportError:  # pragma: no cover — before issue 26
+from telegram_tasks.params import InvalidParams, clean_params
 
-    class InvalidParams(ValueError):  # type: ignore[no-redef]
-        """Stand-in for telegram_tasks.params.InvalidParams."""
-
-    def clean_params(action: str, params: object) -> dict:  # type: ignore[misc]
-        if not isinstance(params, dict):
-            raise InvalidParams("params must be a JSON object")
-        return dict(params)
-
+__all__ = ["InvalidParams", "order_params", "service_params", "takes_answer"]
 
 POLL_ACTION = "poll_vote"
-
-
-def order_has_params() -> bool:
-    """ADAPTER(issue 26): whether the order model has ``params`` yet."""
-    from orders.models import Order
-
-    return any(f.name == "params" for f in Order._meta.get_fields())
 
 
 def service_params(action: str, params: object) -> dict[str, Any]:

@@ -328,24 +328,33 @@ def cmd_run() -> int:
         honcho = shutil.which("honcho", path=bindir) or "honcho"
         proc = subprocess.Popen([honcho, "start", "-f", str(ROOT / "Procfile")], env=child_env)
         # Ctrl-C (or a TERM) stops honcho, which stops web, worker and beat; then the private
-        # servers stop as the stack unwinds.
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
+        # servers stop as the stack unwinds. Ctrl-C reaches honcho itself too (one process
+        # group), and honcho answers it by exiting 130 — whichever of us hears it first, it is
+        # the way to stop, not an error: `make run` ends with 0. Further Ctrl-Cs while the
+        # servers stop are ignored (an interrupted pg_ctl would leave PostgreSQL running).
+        stopping: list[int] = []
+
+        def stop(signum: int, frame: object) -> None:
+            stopping.append(signum)
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
-            with contextlib.suppress(KeyboardInterrupt):
-                proc.wait()
-            code = 0
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            code = proc.wait()
         finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             ENV_FILE.unlink(missing_ok=True)
+        if stopping or code in HONCHO_STOPPED:
+            code = 0
     print("devstack: web, worker, beat and the private servers have stopped.", flush=True)
     return code
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+# honcho's exit codes when it was stopped by SIGINT or SIGTERM (128 + the signal).
+HONCHO_STOPPED = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 
 
 _ENSURE_ADMIN = """

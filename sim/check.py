@@ -281,6 +281,52 @@ def check_no_orphan_locks() -> list[str]:
     ]
 
 
+def check_params(events: list[dict]) -> list[str]:
+    """Every task carries what its action needs, as its order says: a reaction one emoji of its
+    order's mix, the mix's emoji in turn (its tasks in id order) while no emoji was refused, and
+    no emoji in a task made after the channel refused it; a poll vote its order's option; a bot
+    start its link's start parameter; any other action {}. And no provider found a task it could
+    not perform (``bad_params``)."""
+    from telegram_tasks.models import OrderTurn
+    from telegram_tasks.ulid import ulid_time
+
+    out = [f"params: task {e['task']}: {e['problem']}" for e in events if e["ev"] == "bad_params"]
+    orders = {o.pk: o for o in Order.objects.all()}
+    turns = dict(OrderTurn.objects.values_list("order_id", "made"))
+    tasks: dict[int, list[TelegramTask]] = defaultdict(list)
+    for t in TelegramTask.objects.filter(membership=None).order_by("id"):
+        tasks[t.order_id].append(t)
+    for pk, made in tasks.items():
+        order = orders[pk]
+        params = [t.payload.get("params", {}) for t in made]
+        expected: dict = {}
+        if order.action == "poll_vote":
+            expected = {"option": order.params["option"]}
+        elif order.action == "bot_start" and order.params.get("start_param"):
+            expected = {"start_param": order.params["start_param"]}
+        if order.action != "reaction":
+            wrong = [p for p in params if p != expected]
+            out += [f"params: order {pk} task has {p}, not {expected}" for p in wrong]
+            continue
+        refused = {}
+        for t in made:
+            if t.failure_reason == "reaction_invalid" and t.finished_at is not None:
+                emoji = t.payload["params"]["reaction"]
+                refused[emoji] = min(refused.get(emoji, t.finished_at), t.finished_at)
+        for t, p in zip(made, params, strict=True):
+            at = refused.get(p.get("reaction"))
+            if at is not None and ulid_time(t.pk) > at + timedelta(seconds=2):
+                out.append(f"params: order {pk} made task {t.pk} with {p} after its refusal")
+        mix = order.params["reactions"]
+        if refused or len(mix) < 2:
+            continue
+        if [p.get("reaction") for p in params] != [mix[k % len(mix)] for k in range(len(made))]:
+            out.append(f"params: order {pk}'s tasks do not take {mix} in turn")
+        if turns.get(pk) != len(made):
+            out.append(f"params: order {pk} made {len(made)} tasks, its turn says {turns.get(pk)}")
+    return out
+
+
 def check_money() -> list[str]:
     """The panel's money: every balance is the sum of its ledger rows; each panel order was
     charged ``rate x quantity / 1000`` once (a refill nothing), and each ended one was settled,
@@ -344,5 +390,6 @@ def check_all(log_folder: Path) -> dict[str, list[str]]:
         "9 channels within the tier's limit": check_channels(),
         "10 account-wide cooldown and cap": check_account_limits(done),
         "memberships end on time, once": check_auto_unsubscribes(done),
+        "each task carries what its action needs": check_params(events),
         "money: balances = ledger, charged once, refunded exactly": check_money(),
     }

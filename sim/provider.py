@@ -1,5 +1,7 @@
 """One simulated provider process: pulls tasks over HTTP, "performs" them, reports a random
-mix of outcomes, and logs every hand-out and report (JSON lines) for the checker.
+mix of outcomes, and logs every hand-out and report (JSON lines) for the checker. Before it
+performs a task it checks that the task carries what its action needs (``params``): a task
+without them is logged ``bad_params`` (a violation) and never performed.
 
     python sim/provider.py BASE_URL TOKEN LOG_FILE STOP_FILE SEED
 """
@@ -27,6 +29,29 @@ OUTCOMES = [
     ("release", 5),
     ("extend_done", 5),
 ]
+
+
+def params_problem(task: dict) -> str | None:
+    """What is wrong with a task's params for its action, or None: what a real provider needs
+    to perform it (an emoji, a poll option, the bot's start parameter as its link has it)."""
+    params, action = task.get("params"), task["action"]
+    if not isinstance(params, dict):
+        return f"params is {params!r}"
+    expected_keys = {"reaction": {"reaction"}, "poll_vote": {"option"}}.get(action, set())
+    if action == "bot_start":
+        start = task["link"].partition("?start=")[2]
+        expected_keys = {"start_param"} if start else set()
+        if start and params.get("start_param") != start:
+            return f"start_param {params.get('start_param')!r}, link {task['link']}"
+    if set(params) != expected_keys:
+        return f"{action} with params {params}"
+    if action == "reaction" and not (isinstance(params["reaction"], str) and params["reaction"]):
+        return f"reaction {params['reaction']!r}"
+    if action == "poll_vote" and not (isinstance(params["option"], int) and params["option"] >= 1):
+        return f"option {params['option']!r}"
+    if action in ("reaction", "poll_vote") and task["post_id"] is None:
+        return f"{action} without a post"
+    return None
 
 
 class Client:
@@ -86,12 +111,20 @@ class Provider:
         link = task["link"]
         if "private" in link:
             return "channel_private"
+        if "noclown" in link and task["params"].get("reaction") == "🤡":
+            return "reaction_invalid"  # the channel does not allow 🤡
+        if "gonepost" in link:
+            return "post_gone"
         if "dead" in (task["account"]["provider_account_id"] or ""):
             return "auth_dead"
         names, weights = zip(*OUTCOMES, strict=True)
         return self.rng.choices(names, weights)[0]
 
     def handle(self, task: dict) -> None:
+        problem = params_problem(task)
+        if problem:
+            self.log(ev="bad_params", task=task["task_id"], problem=problem)
+            return  # cannot be performed: its lease runs out
         what = self.outcome(task)
         if what == "done":
             self.report(task, "done", ok=True, provider_task_id=f"p-{task['task_id']}")
@@ -101,6 +134,10 @@ class Provider:
             self.report(task, "failed", ok=False, error="FLOOD_WAIT_1", retry_after=1)
         elif what == "channel_private":
             self.report(task, "failed", ok=False, error="CHANNEL_PRIVATE")
+        elif what == "reaction_invalid":
+            self.report(task, "failed", ok=False, error="REACTION_INVALID")
+        elif what == "post_gone":
+            self.report(task, "failed", ok=False, error="MESSAGE_ID_INVALID")
         elif what == "auth_dead":
             self.report(task, "failed", ok=False, error="AUTH_KEY_UNREGISTERED")
         elif what == "pending_done":
@@ -166,7 +203,8 @@ class Provider:
             for task in tasks:
                 self.log(ev="lease", task=task["task_id"], lease=task["lease_id"],
                          until=task["leased_until"], attempt=task["attempt"],
-                         account=task["account"]["provider_account_id"])  # fmt: skip
+                         account=task["account"]["provider_account_id"],
+                         params=task.get("params"))  # fmt: skip
             for task in tasks:
                 time.sleep(self.rng.uniform(0, 0.01))
                 self.handle(task)

@@ -37,6 +37,10 @@ SIZES = {
 }
 
 
+# The emoji the simulation's reaction orders take, one or a mix.
+MIX = ["👍", "❤️", "🔥", "🎉", "😁"]
+
+
 def log(message: str) -> None:
     print(f"[sim {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -45,6 +49,7 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
     from orders.models import Order
     from telegram_tasks.links import normalize_link
     from telegram_tasks.models import TelegramAccount
+    from telegram_tasks.params import clean_params
 
     TelegramAccount.objects.bulk_create(
         TelegramAccount(
@@ -60,12 +65,33 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
     # Half the other subscribe orders buy a day (which the time machine makes a second): their
     # memberships end by themselves, so no unsubscribe order takes their link.
     subscribe_orders: list[tuple[str, int]] = []
+    kinds = ["view", "reaction", "poll_vote", "bot_start", "subscribe", "unsubscribe"]
     for i in range(orders):
-        kind = rng.choices(["view", "reaction", "subscribe", "unsubscribe"], [45, 25, 22, 8])[0]
+        kind = rng.choices(kinds, [35, 25, 8, 7, 17, 8])[0]
         quantity = rng.randint(2, 5)
         duration = None
+        params: dict = {}
+        mode = "push" if rng.random() < 0.25 else "pull"
         if i < 2:
             kind, raw = "view", f"t.me/privatechan{i}/1"  # the provider answers CHANNEL_PRIVATE
+        elif 2 <= i < 4:
+            # The provider refuses 🤡 in "noclown" channels (REACTION_INVALID): a mix goes on
+            # without it, an order of 🤡 alone ends. A "gonepost" is MESSAGE_ID_INVALID.
+            kind, raw, mode = "reaction", f"t.me/noclown{i}/1", "pull"
+            params = {"reactions": ["🤡", "👍", "🔥"] if i == 2 else ["🤡"]}
+        elif i == 4:
+            kind, raw, mode = "poll_vote", "t.me/gonepost4/1", "pull"
+            params = {"option": 1}
+        elif kind == "reaction":
+            raw = f"t.me/post{i:05d}/{rng.randint(1, 50)}"
+            params = {"reactions": rng.sample(MIX, rng.choice([1, 1, 2, 3, 4]))}
+        elif kind == "poll_vote":
+            raw = f"t.me/post{i:05d}/{rng.randint(1, 50)}"
+            params = {"option": rng.randint(1, 4)}
+        elif kind == "bot_start":
+            # A few bots, several start links each: one start per account and bot, whatever
+            # the parameter.
+            raw = f"t.me/simshop{i % 3}bot" + (f"?start=ref{i}" if rng.random() < 0.8 else "")
         elif kind == "subscribe":
             raw = f"t.me/channel{i:05d}"
             if rng.random() < 0.5:
@@ -79,12 +105,14 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
             kind = "view" if kind == "unsubscribe" else kind
             raw = f"t.me/post{i:05d}/{rng.randint(1, 50)}"
         target = normalize_link(raw)
+        link = target.link
+        if kind == "bot_start" and target.start_param:
+            link, params = target.start_link, {"start_param": target.start_param}
         rows.append(
-            Order(action=kind, link=target.link, post_id=target.post_id, link_hash=target.link_hash,
+            Order(action=kind, link=link, post_id=target.post_id, link_hash=target.link_hash,
                   quantity=quantity, remains=quantity, per_call=1,
                   interval_seconds=rng.choice([0, 0, 0, 1, 2]), priority=rng.choice([0, 0, 1, 2]),
-                  duration_days=duration,
-                  execution_mode="push" if rng.random() < 0.25 else "pull")
+                  duration_days=duration, params=clean_params(kind, params), execution_mode=mode)
         )  # fmt: skip
     Order.objects.bulk_create(rows)
 
@@ -432,6 +460,11 @@ def report(base: Path, run_seconds: float, scheduler: Scheduler) -> int:
     orders = Counter(Order.objects.values_list("status", flat=True))
     log(f"ran {run_seconds:.1f}s; scheduler errors during outages: {scheduler.errors}")
     log(f"orders: {dict(orders)}")
+    actions = Counter(Order.objects.values_list("action", flat=True))
+    mixes = sum(
+        len(p.get("reactions", [])) > 1 for p in Order.objects.values_list("params", flat=True)
+    )
+    log(f"orders by action: {dict(actions)} (reaction mixes: {mixes})")
     log(f"tasks: {dict(statuses)}; failed by reason: {dict(reasons)}")
     log(f"provider events: {dict(kinds)}")
     done = statuses.get("done", 0)

@@ -7,6 +7,8 @@ from config.settings import *  # noqa: F403
 
 TELEGRAM_TASKS = {
     "ORDER_MODEL": "orders.Order",
+    # The Redis Cluster, when REDIS_URL names one (--redis cluster).
+    "REDIS_CLUSTER_URL": TELEGRAM_TASKS.get("REDIS_CLUSTER_URL", ""),  # noqa: F405
     "KEY_PREFIX": "sim",
     "LEASE_SECONDS": 3,
     "RESERVE_LOCK_SECONDS": 8,
@@ -20,6 +22,8 @@ TELEGRAM_TASKS = {
         "unsubscribe": {"cooldown": 2, "daily_cap": 6},
         "view": {"cooldown": 1, "daily_cap": 12},
         "reaction": {"cooldown": 1, "daily_cap": 8},
+        "poll_vote": {"cooldown": 1, "daily_cap": 8},
+        "bot_start": {"cooldown": 1, "daily_cap": 8},
     },
     # Few channels per account, so the channel limit is reached; premium accounts work one task
     # at a time with an account-wide cooldown and cap.

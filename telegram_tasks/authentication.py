@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Any
 
@@ -14,10 +15,15 @@ from telegram_tasks.conf import provider_tokens
 
 
 class Provider:
-    """The authenticated caller of the provider API (there is one provider fleet)."""
+    """The authenticated caller of the provider API (there is one provider fleet). ``key``
+    names it where callers are counted apart (long-polls waiting): a digest of the token it
+    gave, so each token of a rotation counts as a caller of its own."""
 
     is_authenticated = True
     is_anonymous = False
+
+    def __init__(self, key: str = "") -> None:
+        self.key = key
 
     def __str__(self) -> str:
         return "provider"
@@ -37,7 +43,7 @@ class ProviderTokenAuthentication(BaseAuthentication):
             matched |= hmac.compare_digest(given.encode(), token.encode())
         if not matched:
             raise AuthenticationFailed("invalid provider token")
-        return Provider(), given
+        return Provider(hashlib.sha256(given.encode()).hexdigest()[:16]), given
 
     def authenticate_header(self, request: Request) -> str:
         return 'X-Provider-Token realm="provider-api"'

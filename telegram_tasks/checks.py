@@ -6,13 +6,16 @@ from django.apps import apps
 from django.core.checks import Error, register
 
 from telegram_tasks.conf import (
+    ACTION_KNOBS,
     DEFAULT_TIER,
     DEFAULTS,
     GATES,
+    POLICY_KNOBS,
     TIER_KNOBS,
     app_settings,
     provider_tokens,
 )
+from telegram_tasks.params import NEEDS, PARAM_NAMES, TARGETS
 
 # Seconds that may be fractional; every other number is a positive integer.
 _FLOAT_KEYS = {"PUSH_TIMEOUT_SECONDS"}
@@ -47,6 +50,7 @@ def check_settings(app_configs, **kwargs):
             Error(
                 f"TELEGRAM_TASKS['ORDER_MODEL'] refers to {app_settings.ORDER_MODEL!r}, "
                 "which is not an installed model.",
+                hint="Set it to your order model, 'app_label.ModelName' (docs/reuse.md).",
                 id="telegram_tasks.E003",
             )
         )
@@ -120,7 +124,36 @@ def check_actions() -> list[Error]:
         return [
             Error("TELEGRAM_TASKS['ACTIONS'] must be a non-empty dict.", id="telegram_tasks.E010")
         ]
-    return _check_policies(actions, where="")
+    return _check_policies(actions, where="") + _check_params(actions)
+
+
+def _check_params(actions: dict) -> list[Error]:
+    """The ``params`` knob: {name: "required" | "optional"} over the known parameters; the
+    ``target`` knob: one of TARGETS."""
+    errors = []
+    for name, knobs in actions.items():
+        params = knobs.get("params")
+        if params is None:
+            continue
+        if not isinstance(params, dict) or any(
+            p not in PARAM_NAMES or need not in NEEDS for p, need in params.items()
+        ):
+            errors.append(
+                Error(
+                    f"Action {name!r}: params must map parameters ({', '.join(PARAM_NAMES)}) "
+                    f"to 'required' or 'optional', got {params!r}.",
+                    id="telegram_tasks.E016",
+                )
+            )
+        target = knobs.get("target")
+        if target is not None and target not in TARGETS:
+            errors.append(
+                Error(
+                    f"Action {name!r}: target must be one of {', '.join(TARGETS)}, got {target!r}.",
+                    id="telegram_tasks.E017",
+                )
+            )
+    return errors
 
 
 def _is_int(value: object, least: int) -> bool:
@@ -171,6 +204,17 @@ def check_tiers() -> list[Error]:
             )
         overrides = knobs.get("actions") or {}
         strangers = set(overrides) - set(app_settings.ACTIONS)
+        per_action = set(ACTION_KNOBS) - set(POLICY_KNOBS)
+        fixed = {a for a, over in overrides.items() if set(over) & per_action}
+        if fixed:
+            errors.append(
+                Error(
+                    f"Tier {name!r} overrides more than {', '.join(POLICY_KNOBS)} of "
+                    f"{', '.join(sorted(fixed))}: an action's params and target are the same "
+                    "for every tier.",
+                    id="telegram_tasks.E026",
+                )
+            )
         if strangers:
             errors.append(
                 Error(
@@ -191,7 +235,7 @@ def check_tiers() -> list[Error]:
 def _check_policies(actions: dict, *, where: str) -> list[Error]:
     errors = []
     for name, knobs in actions.items():
-        unknown = set(knobs) - {"cooldown", "daily_cap", "gate", "one_shot"}
+        unknown = set(knobs) - set(ACTION_KNOBS)
         if unknown:
             errors.append(
                 Error(

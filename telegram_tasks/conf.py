@@ -16,16 +16,37 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import models
 
+from telegram_tasks.tokens import split_tokens
+
 GATES = (None, "subscribe", "unsubscribe")
 
+# ``params``: what the provider needs beyond the link ({name: "required" | "optional"}, see
+# telegram_tasks.params); ``target``: what the link must name ("post", "chat" or "bot"; left
+# out: a post for a one-shot action, else a chat).
 DEFAULT_ACTIONS: dict[str, dict[str, Any]] = {
     "subscribe": {"cooldown": 60, "daily_cap": 20, "gate": "subscribe", "one_shot": False},
     "unsubscribe": {"cooldown": 60, "daily_cap": 20, "gate": "unsubscribe", "one_shot": False},
     "view": {"cooldown": 5, "daily_cap": 500, "gate": None, "one_shot": True},
-    "reaction": {"cooldown": 10, "daily_cap": 200, "gate": None, "one_shot": True},
-}
+    "reaction": {
+        "cooldown": 10, "daily_cap": 200, "gate": None, "one_shot": True,
+        "params": {"reactions": "required"},
+    },
+    "poll_vote": {
+        "cooldown": 10, "daily_cap": 200, "gate": None, "one_shot": True,
+        "params": {"option": "required"},
+    },
+    "bot_start": {
+        "cooldown": 30, "daily_cap": 100, "gate": None, "one_shot": True, "target": "bot",
+        "params": {"start_param": "optional"},
+    },
+}  # fmt: skip
 # Knobs an action declared in a project's settings gets when it leaves them out.
-DEFAULT_POLICY: dict[str, Any] = {"cooldown": 0, "daily_cap": None, "gate": None, "one_shot": False}
+DEFAULT_POLICY: dict[str, Any] = {
+    "cooldown": 0, "daily_cap": None, "gate": None, "one_shot": False, "params": {},
+}  # fmt: skip
+# Every knob an action may have (the checks refuse others); a tier may override the first four.
+POLICY_KNOBS = ("cooldown", "daily_cap", "gate", "one_shot")
+ACTION_KNOBS = (*POLICY_KNOBS, "params", "target")
 
 # Account tiers: limits of the account as a whole, and per-action overrides of ACTIONS. A tier
 # missing a knob takes the "default" tier's value.
@@ -57,10 +78,20 @@ DEFAULTS: dict[str, Any] = {
     "TIERS": DEFAULT_TIERS,
     # Beyond the contract's first list (docs/contract.md):
     "KEY_PREFIX": "tg",  # prefix of every Redis key (tests isolate by it)
+    # The claims' Redis: the client of this django-redis cache, unless REDIS_CLUSTER_URL names a
+    # Redis Cluster (any node; redis+cluster://host:port or redis://host:port).
+    "REDIS_CACHE": "default",
+    "REDIS_CLUSTER_URL": "",
     "SYNC_MAX_BATCH": 10_000,  # most accounts in one sync request
+    # Largest sync body (other requests: Django's DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB).
+    "SYNC_MAX_BODY_BYTES": 32 * 1024 * 1024,
     "REPORT_MAX_BATCH": 1000,  # most reports / leases in one report, extend or release request
     "MAX_LEASE_SECONDS": 3600,  # a hand-out's total lease, heartbeats (extend) included
     "PULL_REPLAY_SECONDS": 300,  # how long a pull's request_id replays the same tasks
+    # Long-poll pulls waiting at once in one web process, and of one provider (token) in it;
+    # beyond either, a pull that would wait answers 429 at once.
+    "MAX_WAITING_PULLS": 500,
+    "MAX_WAITING_PULLS_PER_PROVIDER": 100,
     "MAX_WAIT_SECONDS": 7 * 86400,  # longest FLOOD_WAIT / SLOWMODE / retry_after waited for
     # Housekeeping re-applies the claim effects of what finished (and the locks of what was
     # written) this far back: longer than Redis can lose on a crash or failover.
@@ -74,9 +105,10 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_EXECUTION_MODE": "pull",  # an order's mode when none is given
     "PROVIDER_PUSH_URL": "",  # where the dispatcher POSTs push tasks; https:// unless…
     "PUSH_ALLOW_HTTP": False,  # …this allows http:// (a provider on a private network, tests)
-    # A push's connect, its write and each read wait at most this long; a pass stops sending
-    # in time for every send to end before its lease does.
+    # A push, from its connect to the last byte of the answer, takes at most this long; a pass
+    # stops sending in time for every send to end before its lease does.
     "PUSH_TIMEOUT_SECONDS": 10,
+    "PUSH_MAX_ANSWER_BYTES": 1024 * 1024,  # a longer answer is not read (as unreadable)
     "PUSH_CONCURRENCY": 16,  # pushes in flight at once
     "PUSH_BATCH": 500,  # most tasks one dispatch pass leases
     "PUSH_RETRY_SECONDS": 2,  # first backoff after a transport failure; doubles, with jitter
@@ -229,9 +261,19 @@ setting_changed.connect(_reload)
 
 def provider_tokens() -> list[str]:
     """PROVIDER_TOKEN (a Django setting, from the environment): the provider's shared secret.
-    Several comma-separated tokens allow a rotation without downtime; the first signs pushes."""
-    raw = getattr(settings, "PROVIDER_TOKEN", "") or ""
-    return [t.strip() for t in raw.split(",") if t.strip()]
+    Several comma-separated tokens allow a rotation without downtime."""
+    return split_tokens(getattr(settings, "PROVIDER_TOKEN", "") or "")
+
+
+def push_signing_secret() -> str | None:
+    """The key that signs pushes (X-Provider-Signature): PUSH_SIGNING_SECRET, else the first
+    provider token; None when there is neither. (One provider today: with several, each will
+    have its own.)"""
+    secret = getattr(settings, "PUSH_SIGNING_SECRET", "") or ""
+    if secret:
+        return secret
+    tokens = provider_tokens()
+    return tokens[0] if tokens else None
 
 
 def order_model_label() -> str:

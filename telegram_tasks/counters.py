@@ -33,13 +33,16 @@ def count_reports(reports: Any, outs: Any) -> None:
 
 
 class ApiResponses:
-    """Middleware: counts the provider API's answers by status code (a 5xx alert rule's input)."""
+    """Middleware: counts the provider API's answers by status code (a 5xx alert rule's input).
+    The provider API's routes are known by their names (``provider-…``, telegram_tasks.urls),
+    wherever a project mounts them."""
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if request.path.startswith("/api/provider/"):
+        match = getattr(request, "resolver_match", None)
+        if match is not None and (match.url_name or "").startswith("provider-"):
             RESPONSES.labels(code=str(response.status_code)).inc()
         return response

@@ -16,9 +16,10 @@ from redis.exceptions import RedisError
 
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings, get_order_model
-from telegram_tasks.models import GenerationPass, OrderPassStats, TaskHour
+from telegram_tasks.models import ExecutionMode, GenerationPass, OrderPassStats, TaskHour
 from telegram_tasks.services import sql
 from telegram_tasks.services.farm import AccountCounts, account_counts
+from telegram_tasks.services.liveness import pass_liveness
 from telegram_tasks.services.orders import active_statuses
 
 HOURS = 48
@@ -54,6 +55,31 @@ class Dashboard:
     starved_orders: list[dict[str, Any]] = field(default_factory=list)
     accounts: AccountCounts = field(default_factory=AccountCounts)
     circuit: str = "closed"
+    # The periodic passes: when each last succeeded, and whether that is too long ago.
+    liveness: list[PassState] = field(default_factory=list)
+    # Why push work is not moving, when it is not: not set up, or no dispatcher running.
+    push_problem: str = ""
+
+
+@dataclass
+class PassState:
+    name: str
+    period_seconds: int
+    age_seconds: float | None  # since the last success; None: never succeeded
+    late: bool  # no success for LATE_PERIODS periods
+    last_error: str  # of the last run ("" when it succeeded)
+    last_seconds: float | None
+
+    @property
+    def ago(self) -> str:
+        """The last success as an operator reads it: "12 s ago", "5 min ago", "never"."""
+        if self.age_seconds is None:
+            return "never"
+        age = int(self.age_seconds)
+        for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+            if age >= 2 * size:
+                return f"{age // size} {unit} ago"
+        return f"{age} s ago"
 
 
 def dashboard(*, now: datetime) -> Dashboard:
@@ -65,7 +91,44 @@ def dashboard(*, now: datetime) -> Dashboard:
     board.starved_orders = starved_orders(now=now)
     board.accounts = account_counts(now=now)
     board.circuit = circuit(now=now)
+    board.liveness = liveness(now=now)
+    board.push_problem = push_problem(board, now=now)
     return board
+
+
+def liveness(*, now: datetime) -> list[PassState]:
+    """Each periodic pass: how long since it last succeeded (red past three periods)."""
+    return [
+        PassState(
+            name=p.name,
+            period_seconds=p.period_seconds,
+            age_seconds=p.age(now),
+            late=p.late(now),
+            last_error=p.last_error,
+            last_seconds=p.last_seconds,
+        )
+        for p in pass_liveness(now=now)
+    ]
+
+
+def push_problem(board: Dashboard, *, now: datetime) -> str:
+    """Why push tasks wait, if they do and something is wrong: push is not set up, or no
+    dispatch pass ran lately (no beat, no worker, or beat cannot send it)."""
+    waiting = sum(q.queued for q in board.queues if q.mode == ExecutionMode.PUSH)
+    if not waiting:
+        return ""
+    from telegram_tasks.push import check_push_url
+
+    problem = check_push_url(app_settings.PROVIDER_PUSH_URL)
+    if problem:
+        return f"push is not set up: {problem}"
+    state = next((p for p in board.liveness if p.name == "push"), None)
+    if state is not None and state.late:
+        return (
+            "dispatcher not running: push tasks wait and no push pass ran lately "
+            "(is beat running, and a Celery worker?)"
+        )
+    return ""
 
 
 def _history(board: Dashboard, now: datetime) -> None:

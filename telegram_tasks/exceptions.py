@@ -36,3 +36,11 @@ class TaskConflict(DomainError):
 
 class BatchTooLarge(DomainError):
     code = "batch_too_large"
+
+
+class TooManyWaiting(DomainError):
+    """A pull asked to wait while as many pulls as allowed already wait (in this process, or
+    of this provider): answered at once, nothing leased; the client pulls again later."""
+
+    code = "too_many_waiting_pulls"
+    retry_after = 5

@@ -23,6 +23,13 @@ class Reason(enum.StrEnum):
     ACCOUNT_DEAD = "account_dead"
     CHANNELS_TOO_MUCH = "channels_too_much"
     TARGET_UNAVAILABLE = "target_unavailable"
+    # Telegram refused a parameter or the post it acts on (the order ends, or a mix goes on
+    # without the emoji):
+    REACTION_INVALID = "reaction_invalid"  # the channel does not allow that emoji
+    POST_UNAVAILABLE = "post_unavailable"  # the post is gone (MESSAGE_ID_INVALID)
+    POLL_CLOSED = "poll_closed"
+    OPTION_INVALID = "option_invalid"  # the poll has no such option
+    START_PARAM_INVALID = "start_param_invalid"  # the bot refuses the start parameter
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"
     EXPIRED = "expired"  # queued, never handed out before its reservation lapsed
     PENDING_TIMEOUT = "pending_timeout"
@@ -49,7 +56,11 @@ class Scope(enum.StrEnum):
     ACCOUNT_FLOOD = "account_flood"  # the account is flood-limited for long; task goes elsewhere
     ACCOUNT_DEAD = "account_dead"  # the account is gone: deactivate, release its queued tasks
     ACCOUNT_FULL = "account_full"  # the account joined too many channels: no subscribe for now
-    TARGET_DEAD = "target_dead"  # the channel or invite is unusable: the order stops
+    # The channel, invite, post or parameter is unusable: the order stops.
+    TARGET_DEAD = "target_dead"
+    # The channel refuses the task's emoji: the order's mix drops it; the order stops when it was
+    # its only one.
+    REACTION_REFUSED = "reaction_refused"
     NOT_MEMBER = "not_member"  # the account is not in the channel (any more): its membership ends
 
 
@@ -74,6 +85,13 @@ TABLE: dict[str, tuple[Scope, Reason]] = {
     "INVITE_HASH_EXPIRED": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
     "INVITE_HASH_INVALID": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
     "USER_NOT_PARTICIPANT": (Scope.NOT_MEMBER, R.NOT_PARTICIPANT),
+    "BOT_INVALID": (Scope.TARGET_DEAD, R.TARGET_UNAVAILABLE),
+    "REACTION_INVALID": (Scope.REACTION_REFUSED, R.REACTION_INVALID),
+    "MESSAGE_ID_INVALID": (Scope.TARGET_DEAD, R.POST_UNAVAILABLE),
+    "MSG_ID_INVALID": (Scope.TARGET_DEAD, R.POST_UNAVAILABLE),
+    "MESSAGE_POLL_CLOSED": (Scope.TARGET_DEAD, R.POLL_CLOSED),
+    "OPTION_INVALID": (Scope.TARGET_DEAD, R.OPTION_INVALID),
+    "START_PARAM_INVALID": (Scope.TARGET_DEAD, R.START_PARAM_INVALID),
 }
 
 PEER_FLOOD_HOLD_SECONDS = 24 * 3600

@@ -140,4 +140,7 @@ def _error(request: HttpRequest, exc: Exception) -> HttpResponse:
     if response is None:
         raise exc
     headers = {k: v for k, v in response.items() if k.lower() != "content-type"}
-    return _json(response.data, response.status_code, headers)
+    out = _json(response.data, response.status_code, headers)
+    if getattr(response, "_has_been_logged", False):
+        out._has_been_logged = True  # (see exception_handlers.logged)
+    return out

@@ -1,13 +1,17 @@
 """Normalization of Telegram links, so that two orders for one target share one ``link_hash``.
 
-Forms accepted (scheme, ``www.`` and a trailing slash optional; query and fragment ignored):
+Forms accepted (scheme, ``www.`` and a trailing slash optional; query and fragment ignored but
+for a bot's ``start``):
 
 - ``@name``, ``t.me/name``, ``telegram.me/name``, ``telegram.dog/name``, ``t.me/s/name`` —
   a public username, case-insensitive: normalized to ``https://t.me/name`` in lower case;
 - ``t.me/name/42`` — post 42 of channel ``name``;
 - ``t.me/+HASH``, ``t.me/joinchat/HASH`` — an invite link, case-sensitive: ``https://t.me/+HASH``;
 - ``t.me/c/123456/42`` — a post of a private channel by its numeric id;
-- ``tg://resolve?domain=name[&post=42]`` and ``tg://join?invite=HASH``.
+- ``tg://resolve?domain=name[&post=42]`` and ``tg://join?invite=HASH``;
+- ``t.me/name?start=PARAM`` (and ``tg://resolve?domain=name&start=PARAM``) — a bot's start link:
+  the parameter (case-sensitive) is kept as ``start_param``, while ``link`` and ``link_hash``
+  name the bot, so two start links of one bot share one key (``start_link`` puts it back).
 
 Anything else raises ``InvalidTelegramLink`` with a message that says what was expected.
 """
@@ -29,6 +33,8 @@ USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,31}")
 INVITE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 POST = re.compile(r"[1-9][0-9]{0,17}")
 CHANNEL_ID = re.compile(r"[1-9][0-9]{0,18}")
+# Telegram's deep-link start parameter (t.me/<bot>?start=…): up to 64 of A-Z a-z 0-9 _ -.
+START_PARAM = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 EXPECTED = "expected @name, t.me/name, t.me/name/<post>, t.me/+<invite> or t.me/joinchat/<invite>"
 
@@ -39,13 +45,24 @@ class InvalidTelegramLink(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TelegramTarget:
-    link: str  # canonical chat link, e.g. https://t.me/durov
+    link: str  # canonical chat link, e.g. https://t.me/durov (a start parameter left out)
     post_id: int | None
     kind: str  # "username" | "invite" | "private"
+    start_param: str | None = None  # a bot link's ?start= parameter, as given
 
     @property
     def link_hash(self) -> str:
+        """The chat's (a bot's: whatever the start parameter)."""
         return link_hash(self.link)
+
+    @property
+    def start_link(self) -> str:
+        """The link with its start parameter (a bot start's link); the chat link without one."""
+        return start_link(self.link, self.start_param)
+
+
+def start_link(link: str, start_param: str | None) -> str:
+    return f"{link}?start={start_param}" if start_param else link
 
 
 def link_hash(link: str) -> str:
@@ -93,16 +110,28 @@ def normalize_link(raw: str) -> TelegramTarget:
     if len(rest) > 1:
         raise InvalidTelegramLink(f"{raw!r} has too many path segments; {EXPECTED}")
     post = _post(rest[0], raw) if rest else None
-    return _username(head, post, raw)
+    start = None if post else _start(parse_qs(parts.query).get("start", [""])[0], raw)
+    return _username(head, post, raw, start)
 
 
-def _username(name: str, post: int | None, raw: str) -> TelegramTarget:
+def _start(value: str, raw: str) -> str | None:
+    if not value:
+        return None
+    if not START_PARAM.fullmatch(value):
+        raise InvalidTelegramLink(
+            f"{raw!r}: start parameter {value!r} is not 1-64 letters, digits, _ or -"
+        )
+    return value
+
+
+def _username(name: str, post: int | None, raw: str, start: str | None = None) -> TelegramTarget:
     if not USERNAME.fullmatch(name):
         raise InvalidTelegramLink(
             f"{raw!r}: {name!r} is not a valid Telegram username (4-32 letters, digits or _, "
             "starting with a letter)"
         )
-    return TelegramTarget(link=f"https://t.me/{name.lower()}", post_id=post, kind="username")
+    link = f"https://t.me/{name.lower()}"
+    return TelegramTarget(link=link, post_id=post, kind="username", start_param=start)
 
 
 def _invite(code: str, rest: list[str], raw: str) -> TelegramTarget:
@@ -133,7 +162,8 @@ def _tg_scheme(text: str, raw: str) -> TelegramTarget:
     verb = (parts.netloc or parts.path.strip("/")).lower()
     if verb == "resolve" and "domain" in query:
         post = _post(query["post"], raw) if "post" in query else None
-        return _username(query["domain"], post, raw)
+        start = None if post else _start(query.get("start", ""), raw)
+        return _username(query["domain"], post, raw, start)
     if verb == "join" and "invite" in query:
         return _invite(query["invite"], [], raw)
     raise InvalidTelegramLink(f"{raw!r} is not a supported tg:// link; {EXPECTED}")

@@ -4,17 +4,26 @@ Counters of what the web processes do (reports, HTTP answers) are prometheus-cli
 several gunicorn workers they are kept in PROMETHEUS_MULTIPROC_DIR (config/gunicorn.conf.py sets
 it) and summed over the workers at each scrape. Gauges of the ledger (tasks by status, queue
 age, starved orders, accounts by state, the last pass) are read at scrape time from cheap
-queries: the same in whichever worker answers.
+queries: the same in whichever worker answers, and kept HEALTH_CACHE_SECONDS per process, as
+/readyz's checks are, so a flood of scrapes or probes costs no query.
+
+Who may see what: with DEBUG off, /metrics and the details of /readyz (which check failed, and
+why) need ``Authorization: Bearer <METRICS_TOKEN>``, unless asked on the internal listener
+(WEB_PROBE_BIND, config.serving), which needs no token; /readyz answers everyone with its
+status and ``{"ok": …}``.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Iterator
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import connection
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -36,6 +45,7 @@ from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.exception_handlers import envelope
 from telegram_tasks.models import GenerationPass, TaskHour, TaskStatus, TaskTotal
 from telegram_tasks.services import farm, sql
+from telegram_tasks.services.liveness import pass_liveness
 
 
 class LedgerCollector(Collector):
@@ -118,6 +128,8 @@ class LedgerCollector(Collector):
             starved.add_metric([action], n)
         yield starved
 
+        yield from pass_metrics(now)
+
         accounts = GaugeMetricFamily(
             "telegram_tasks_accounts",
             "Accounts by state (an account may be both cooling and capped)",
@@ -129,30 +141,112 @@ class LedgerCollector(Collector):
         yield accounts
 
 
+def pass_metrics(now: Any) -> Iterator[Any]:
+    """When each periodic pass last ran and last succeeded (Unix time; 0: never), and how many
+    runs and failures it had: alert on ``time() - …last_success… > 3 * its period``."""
+    ran = GaugeMetricFamily(
+        "telegram_tasks_pass_last_run_timestamp_seconds",
+        "When each periodic pass last ran (Unix time, 0: never)",
+        labels=["pass"],
+    )
+    succeeded = GaugeMetricFamily(
+        "telegram_tasks_pass_last_success_timestamp_seconds",
+        "When each periodic pass last succeeded (Unix time, 0: never)",
+        labels=["pass"],
+    )
+    period = GaugeMetricFamily(
+        "telegram_tasks_pass_period_seconds",
+        "How often each periodic pass is due (its beat entry's interval)",
+        labels=["pass"],
+    )
+    runs = CounterMetricFamily(
+        "telegram_tasks_pass_runs", "Runs of each periodic pass", labels=["pass"]
+    )
+    failures = CounterMetricFamily(
+        "telegram_tasks_pass_failures", "Runs of each periodic pass that failed", labels=["pass"]
+    )
+    for p in pass_liveness(now=now):
+        ran.add_metric([p.name], p.last_run_at.timestamp() if p.last_run_at else 0)
+        succeeded.add_metric([p.name], p.last_success_at.timestamp() if p.last_success_at else 0)
+        period.add_metric([p.name], p.period_seconds)
+        runs.add_metric([p.name], p.runs)
+        failures.add_metric([p.name], p.failures)
+    yield from (ran, succeeded, period, runs, failures)
+
+
 LEDGER = CollectorRegistry(auto_describe=False)
 LEDGER.register(LedgerCollector())
+
+# The WSGI environ key the internal listener sets (config.serving); a client cannot set it (its
+# headers arrive as HTTP_…).
+INTERNAL_LISTENER = "telegram_tasks.internal_listener"
+
+T = TypeVar("T")
+
+
+class Kept:
+    """One value kept HEALTH_CACHE_SECONDS per process; computed by one caller at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: Any = None
+        self._until = 0.0
+
+    def get(self, compute: Callable[[], T]) -> T:
+        with self._lock:
+            if time.monotonic() >= self._until:
+                self._value = compute()
+                self._until = time.monotonic() + float(settings.HEALTH_CACHE_SECONDS)
+            return self._value
+
+    def forget(self) -> None:
+        self._until = 0.0
+
+
+LEDGER_KEPT = Kept()
+READY_KEPT = Kept()
+
+
+def _forget_kept(**kwargs: Any) -> None:
+    """A changed setting (tests) may change every answer."""
+    LEDGER_KEPT.forget()
+    READY_KEPT.forget()
+
+
+setting_changed.connect(_forget_kept)
+
+
+def monitoring_allowed(request: HttpRequest) -> bool:
+    """Whether the caller may see the metrics and the probes' details: on the internal
+    listener, with the METRICS_TOKEN, or (without a token configured) with DEBUG on."""
+    if request.META.get(INTERNAL_LISTENER):
+        return True
+    token = getattr(settings, "METRICS_TOKEN", "")
+    if not token:
+        return bool(settings.DEBUG)
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    token = getattr(settings, "METRICS_TOKEN", "")
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            refused = JsonResponse(
-                envelope(
-                    "unauthorized", "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>"
-                ),
-                status=401,
-            )
-            refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            return refused
+    if not monitoring_allowed(request):
+        refused = JsonResponse(
+            envelope(
+                "unauthorized",
+                "GET /metrics needs Authorization: Bearer <METRICS_TOKEN> (or the internal "
+                "listener, WEB_PROBE_BIND)",
+            ),
+            status=401,
+        )
+        refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return refused
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         workers = CollectorRegistry()
         multiprocess.MultiProcessCollector(workers)
     else:
         workers = REGISTRY
-    body = generate_latest(workers) + generate_latest(LEDGER)
+    body = generate_latest(workers) + LEDGER_KEPT.get(lambda: generate_latest(LEDGER))
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
@@ -164,8 +258,16 @@ def healthz_view(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz_view(request: HttpRequest) -> JsonResponse:
-    """PostgreSQL and Redis answer and the claim state is present; else 503 naming what
-    failed."""
+    """PostgreSQL and Redis answer and the claim state is present; else 503, naming what failed
+    to whom may see it (``monitoring_allowed``)."""
+    body, status = READY_KEPT.get(readiness)
+    if not monitoring_allowed(request):
+        body = {"ok": body["ok"]}
+    return JsonResponse(body, status=status)
+
+
+def readiness() -> tuple[dict[str, Any], int]:
+    """The checks behind /readyz, and the status they make."""
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:
@@ -182,7 +284,7 @@ def readyz_view(request: HttpRequest) -> JsonResponse:
     except RedisError as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     failed = sorted(name for name, state in checks.items() if state != "ok")
-    body = {"ok": not failed, "checks": checks}
+    body: dict[str, Any] = {"ok": not failed, "checks": checks}
     if failed:
         body["failed"] = failed
-    return JsonResponse(body, status=503 if failed else 200)
+    return body, 503 if failed else 200

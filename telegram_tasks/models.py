@@ -396,6 +396,24 @@ class OrderPassStats(models.Model):
         return f"order {self.order_id}: {self.created} made, {self.starved_slots} starved"
 
 
+class OrderTurn(models.Model):
+    """How many tasks an order whose params rotate (a mix of reactions) has had so far: the
+    next task takes the emoji of that turn, so the mix spreads evenly over the order's tasks
+    across passes. Written by generation, under the order's row lock, in the pass that makes
+    the tasks; only for orders of several emoji."""
+
+    order = models.OneToOneField(
+        order_model_label(), on_delete=models.CASCADE, primary_key=True, related_name="turn"
+    )
+    made = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "telegram_order_turns"
+
+    def __str__(self) -> str:
+        return f"order {self.order_id}: {self.made} tasks made"
+
+
 # The operator's view records (pass records, hourly rollup): defined in ``records``, imported
 # here so Django registers them with the app's models.
 from telegram_tasks.records import (  # noqa: E402, F401

@@ -225,6 +225,18 @@ class AccountOut(serializers.Serializer):
     phone = serializers.CharField(allow_null=True)
 
 
+class TaskParamsOut(serializers.Serializer):
+    """A task's params: only the keys its action takes (see docs/provider-guide.md)."""
+
+    reaction = serializers.CharField(required=False, help_text="reaction: the emoji to set")
+    option = serializers.IntegerField(
+        required=False, min_value=1, help_text="poll_vote: the option to vote for, 1-based"
+    )
+    start_param = serializers.CharField(
+        required=False, help_text="bot_start: the start parameter to send the bot"
+    )
+
+
 class TaskOut(serializers.Serializer):
     task_id = serializers.CharField()
     order_id = serializers.IntegerField()
@@ -234,6 +246,11 @@ class TaskOut(serializers.Serializer):
     per_call = serializers.IntegerField()
     post_id = serializers.IntegerField(allow_null=True)
     link_hash = serializers.CharField()
+    params = TaskParamsOut(
+        help_text='what the action needs beyond the link: reaction {"reaction": "👍"}, '
+        'poll_vote {"option": 2} (1-based), bot_start {"start_param": "ref123"} (absent '
+        "for a start without one), {} for the others"
+    )
     attempt = serializers.IntegerField(help_text="how many times it was handed out before")
     leased_until = serializers.DateTimeField()
     lease_id = serializers.CharField(help_text="identifies this hand-out; send it back")

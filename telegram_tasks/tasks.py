@@ -1,13 +1,15 @@
-"""Celery tasks: thin interfaces over the services, scheduled by django-celery-beat."""
+"""Celery tasks: thin interfaces over the services, scheduled by Celery beat (the database
+entries of django-celery-beat, or ``schedule.BEAT_SCHEDULE``)."""
 
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.utils import timezone
 
-from telegram_tasks import claims, push
+from telegram_tasks import claims, push, schedule
 from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.conf import app_settings
 from telegram_tasks.services import push_waiting, tasks_generate, tasks_housekeep, tasks_push
@@ -22,7 +24,7 @@ SOFT_MARGIN_SECONDS = 30
 
 
 @shared_task(
-    name="telegram_tasks.generate",
+    name=schedule.GENERATE,
     ignore_result=True,
     time_limit=PASS_LOCK_SECONDS,
     soft_time_limit=PASS_LOCK_SECONDS - SOFT_MARGIN_SECONDS,
@@ -44,7 +46,7 @@ def generate_telegram_tasks(limit: int = 1000) -> str | None:
 
 
 @shared_task(
-    name="telegram_tasks.housekeep",
+    name=schedule.HOUSEKEEP,
     ignore_result=True,
     time_limit=PASS_LOCK_SECONDS,
     soft_time_limit=PASS_LOCK_SECONDS - SOFT_MARGIN_SECONDS,
@@ -73,7 +75,7 @@ PUSH_LOCK_SECONDS = push_pass_seconds()
 
 
 @shared_task(
-    name="telegram_tasks.push",
+    name=schedule.PUSH,
     ignore_result=True,
     time_limit=PUSH_LOCK_SECONDS + SOFT_MARGIN_SECONDS,
     soft_time_limit=PUSH_LOCK_SECONDS,
@@ -96,3 +98,11 @@ def push_telegram_tasks() -> str | None:
         return None
     finally:
         lock.release()
+
+
+@worker_ready.connect
+def housekeep_when_a_worker_starts(sender: object = None, **kwargs: object) -> None:
+    """A worker that starts queues a housekeeping pass at once rather than at beat's next
+    tick: on a fresh install or after Redis lost its state, pulls and reports answer 503 until
+    the claim state is restored, and a minute of that for every deploy is a minute lost."""
+    housekeep_telegram_tasks.delay()

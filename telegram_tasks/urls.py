@@ -1,12 +1,10 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from telegram_tasks import views
 from telegram_tasks.exception_handlers import json_not_found
+from telegram_tasks.schema import DocsView, ProviderSchemaView
 
-urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+provider_urlpatterns = [
     path(
         "provider/telegram/accounts/sync",
         views.AccountsSyncView.as_view(),
@@ -24,6 +22,12 @@ urlpatterns = [
         views.ReleaseView.as_view(),
         name="provider-tasks-release",
     ),
+]
+
+urlpatterns = [
+    path("schema/", ProviderSchemaView.as_view(routes=provider_urlpatterns), name="schema"),
+    path("docs/", DocsView.as_view(url_name="schema"), name="docs"),
+    *provider_urlpatterns,
     # Anything else under /api/ answers in the API's envelope, not Django's HTML 404.
-    re_path(r"^.*$", json_not_found),
+    re_path(r"^.*$", json_not_found, name="provider-not-found"),
 ]

@@ -9,15 +9,20 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from telegram_tasks import fastpath, services
 from telegram_tasks import serializers as s
 from telegram_tasks.authentication import IsProvider, ProviderTokenAuthentication
 from telegram_tasks.conf import app_settings
+from telegram_tasks.exception_handlers import api_exception_handler
 from telegram_tasks.parsers import StrictJSONParser
 from telegram_tasks.services import sql
 
@@ -54,10 +59,40 @@ REPORT_EXAMPLE = {
 }  # fmt: skip
 
 
+def described(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``extend_schema`` for a provider view's method, on drf-spectacular's AutoSchema whatever
+    the project's DEFAULT_SCHEMA_CLASS (a method's annotation starts from its ``schema``)."""
+
+    def describe(method: Callable[..., Any]) -> Callable[..., Any]:
+        method.schema = AutoSchema  # type: ignore[attr-defined]
+        return extend_schema(**kwargs)(method)
+
+    return describe
+
+
+class ProviderJSONRenderer(JSONRenderer):
+    """JSON as the fast path writes it (compact, UTF-8, no NaN), whatever the project's
+    COMPACT_JSON, UNICODE_JSON and STRICT_JSON (which DRF's renderer takes at import)."""
+
+    ensure_ascii = False
+    compact = True
+    strict = True
+
+
 class ProviderView(APIView):
+    # Everything the provider API relies on is set here, none of it left to the project's
+    # REST_FRAMEWORK defaults, which a host project sets for its own API.
     authentication_classes = [ProviderTokenAuthentication]
     permission_classes = [IsProvider]
     parser_classes = [StrictJSONParser]
+    renderer_classes = [ProviderJSONRenderer]
+    content_negotiation_class = DefaultContentNegotiation
+    throttle_classes: list[type[BaseThrottle]] = []  # the provider's fleet is one client
+    versioning_class = None
+    schema = AutoSchema()
+
+    def get_exception_handler(self) -> Callable[..., Response | None]:
+        return api_exception_handler
 
     def parse(self, serializer_class: type[s.StrictSerializer], request: Request) -> dict[str, Any]:
         serializer = serializer_class(data=request.data)
@@ -74,7 +109,12 @@ class ProviderView(APIView):
 
 
 class AccountsSyncView(ProviderView):
-    @extend_schema(
+    # A sync of 10,000 accounts is a few MB of JSON: more than the 2.5 MB other requests may
+    # send (config.middleware.BodyLimit reads this; DRF reads the body only once the token
+    # is checked).
+    max_body_bytes = staticmethod(lambda: app_settings.SYNC_MAX_BODY_BYTES)
+
+    @described(
         operation_id="accounts_sync",
         summary="Upsert the provider's accounts by provider_account_id",
         request=s.AccountsSyncIn,
@@ -95,11 +135,11 @@ class AccountsSyncView(ProviderView):
 
 
 class PullView(ProviderView):
-    @extend_schema(
+    @described(
         operation_id="tasks_pull",
         summary="Lease up to `limit` tasks",
         request=s.PullIn,
-        responses={200: s.PullOut, 409: s.ErrorEnvelope, **ERRORS},
+        responses={200: s.PullOut, 409: s.ErrorEnvelope, 429: s.ErrorEnvelope, **ERRORS},
         examples=[
             OpenApiExample("seed", request_only=True, value={"limit": 1000}),
             OpenApiExample("leased", response_only=True, value=PULL_EXAMPLE),
@@ -113,6 +153,7 @@ class PullView(ProviderView):
             accounts=data.get("accounts"),
             request_id=data.get("request_id"),
             wait_seconds=data.get("wait_seconds", 0),
+            caller=request.user.key,
         )
         return pull_response(result)
 
@@ -143,7 +184,7 @@ class ReportView(ProviderView):
 
         return view
 
-    @extend_schema(
+    @described(
         operation_id="tasks_report",
         summary="Report a task's result (or a batch: {'reports': [...]})",
         request=PolymorphicProxySerializer(
@@ -206,7 +247,7 @@ def lease_item(out: services.LeaseOut) -> dict[str, Any]:
 
 
 class ExtendView(ProviderView):
-    @extend_schema(
+    @described(
         operation_id="tasks_extend",
         summary="Heartbeat: extend leases of slow tasks",
         request=s.ExtendIn,
@@ -223,7 +264,7 @@ class ExtendView(ProviderView):
 
 
 class ReleaseView(ProviderView):
-    @extend_schema(
+    @described(
         operation_id="tasks_release",
         summary="Hand leased tasks back unfinished (no attempt counted)",
         request=s.ReleaseIn,

@@ -26,6 +26,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,8 @@ from typing import Any
 
 from django.db import connection
 
+from telegram_tasks.conf import app_settings
+from telegram_tasks.exceptions import TooManyWaiting
 from telegram_tasks.models import ExecutionMode
 
 logger = logging.getLogger(__name__)
@@ -109,10 +112,39 @@ class Listener:
         self._stopping = False
         self.listening = threading.Event()
         self.sleeping = 0  # pulls asleep right now
+        self._places: Counter[str] = Counter()  # long-polls under way, by caller
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    @contextlib.contextmanager
+    def place(self, caller: str) -> Iterator[None]:
+        """A place among the long-polls under way in this process, held for as long as one
+        runs: at most MAX_WAITING_PULLS in all and MAX_WAITING_PULLS_PER_PROVIDER of one
+        caller, so long-polls never take every connection a worker serves. Beyond either,
+        TooManyWaiting, at once."""
+        with self._lock:
+            total = sum(self._places.values())
+            if total >= app_settings.MAX_WAITING_PULLS:
+                raise TooManyWaiting(
+                    f"{total} pulls are waiting already on this server; pull again later",
+                    {"most": app_settings.MAX_WAITING_PULLS},
+                )
+            if self._places[caller] >= app_settings.MAX_WAITING_PULLS_PER_PROVIDER:
+                raise TooManyWaiting(
+                    f"{self._places[caller]} of your pulls are waiting already on this server; "
+                    "wait with fewer pulls (each may take up to `limit` tasks)",
+                    {"most": app_settings.MAX_WAITING_PULLS_PER_PROVIDER},
+                )
+            self._places[caller] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._places[caller] -= 1
+                if not self._places[caller]:
+                    del self._places[caller]
 
     @contextlib.contextmanager
     def registered(self, *, limit: int, accounts: Iterable[str] | None) -> Iterator[Waiter]:

@@ -11,10 +11,18 @@ from telegram_tasks.models import TelegramAccount, TelegramTask
 _seq = itertools.count(1)
 
 
+# What an order of each action takes by default here (its params must suit its action).
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "reaction": {"reactions": ["👍"]},
+    "poll_vote": {"option": 1},
+}
+
+
 def make_order(**kwargs: Any) -> Order:
     n = next(_seq)
     fields: dict[str, Any] = {"action": "subscribe", "link": f"t.me/channel{n:05d}", "quantity": 10}
     fields.update(kwargs)
+    fields.setdefault("params", DEFAULT_PARAMS.get(fields["action"], {}))
     return Order.objects.create(**fields)
 
 

@@ -181,3 +181,89 @@ def test_order_page_shows_subscriptions_and_what_passes_found(admin_client):
         reverse("admin:telegram_tasks_membership_changelist") + f"?order__id__exact={order.pk}"
     )
     assert memberships.status_code == 200
+
+
+# --- the params an action needs ---------------------------------------------------------------
+
+ORDER_FORM = {"quantity": 3, "per_call": 1, "interval_seconds": 0, "priority": 0,
+              "execution_mode": "pull", "execution_meta": "{}"}  # fmt: skip
+
+
+def _add_order(admin_client, **fields):
+    return admin_client.post(reverse("admin:orders_order_add"), {**ORDER_FORM, **fields})
+
+
+def test_order_add_page_offers_the_emoji_picker_and_the_option(admin_client):
+    body = admin_client.get(reverse("admin:orders_order_add")).content.decode()
+    assert 'name="reactions"' in body and 'name="option"' in body
+    assert 'class="tg-reaction-picker"' in body and "🔥" in body
+    assert "telegram_tasks/params.js" in body
+    assert "data-action-params" in body and "&quot;reaction&quot;: [&quot;reactions&quot;]" in body
+
+
+@pytest.mark.parametrize(
+    ("fields", "params"),
+    [
+        ({"action": "reaction", "link": "t.me/durov/4", "reactions": "👍 🔥"},
+         {"reactions": ["👍", "🔥"]}),
+        ({"action": "poll_vote", "link": "t.me/durov/4", "option": "2"}, {"option": 2}),
+        ({"action": "bot_start", "link": "t.me/ShopBot?start=ref1"}, {"start_param": "ref1"}),
+        # A field of another action's parameter (hidden by the page) is not kept.
+        ({"action": "view", "link": "t.me/durov/4", "reactions": "👍", "option": "3"}, {}),
+    ],
+)  # fmt: skip
+def test_order_add_keeps_the_params_of_the_chosen_action(admin_client, fields, params):
+    from orders.models import Order
+
+    response = _add_order(admin_client, **fields)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Order.objects.get().params == params
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        ({"action": "reaction", "link": "t.me/durov/4"}, "reactions", "needs its emoji"),
+        ({"action": "reaction", "link": "t.me/durov/4", "reactions": "👍 nope"}, "reactions",
+         "is not an emoji"),
+        ({"action": "poll_vote", "link": "t.me/durov/4"}, "option", "the poll&#x27;s option"),
+        ({"action": "poll_vote", "link": "t.me/durov/4", "option": "0"}, "option",
+         "greater than or equal to 1"),
+        ({"action": "bot_start", "link": "t.me/durov"}, "link", "acts on a bot"),
+    ],
+)  # fmt: skip
+def test_order_add_refuses_missing_or_invalid_params_as_field_errors(
+    admin_client, fields, field, says
+):
+    from orders.models import Order
+
+    response = _add_order(admin_client, **fields)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors, errors
+    assert says in response.content.decode()
+    assert not Order.objects.exists()
+
+
+def test_order_change_page_edits_a_reactions_mix(admin_client):
+
+    order = make_order(action="reaction", link="t.me/durov/4", params={"reactions": ["👍"]})
+    url = reverse("admin:orders_order_change", args=[order.pk])
+    body = admin_client.get(url).content.decode()
+    assert 'name="reactions"' in body and 'value="👍"' in body and 'name="option"' not in body
+    form = {"interval_seconds": 0, "priority": 0, "execution_mode": "pull",
+            "execution_meta": "{}", "reactions": "👍 ❤️"}  # fmt: skip
+    assert admin_client.post(url, form).status_code == 302
+    order.refresh_from_db()
+    assert order.params == {"reactions": ["👍", "❤️"]}
+    response = admin_client.post(url, {**form, "reactions": ""})
+    assert response.status_code == 200 and "reactions" in response.context["adminform"].form.errors
+    order.refresh_from_db()
+    assert order.params == {"reactions": ["👍", "❤️"]}
+
+
+def test_order_list_shows_each_orders_params(admin_client):
+    make_order(action="reaction", link="t.me/durov/4", params={"reactions": ["👍", "🔥"]})
+    make_order(action="poll_vote", link="t.me/durov/5", params={"option": 2})
+    body = admin_client.get(reverse("admin:orders_order_changelist")).content.decode()
+    assert "post 4 · 👍 🔥" in body and "post 5 · option 2" in body

@@ -99,6 +99,42 @@ def test_account_page_shows_its_recent_tasks_and_limits(admin_client, farm):
     assert 'name="is_active"' not in page  # changed through the actions only
 
 
+def test_an_account_that_did_several_actions_today_lists_one_a_line(admin_client, farm):
+    """The today / cap column breaks lines between actions (markup, not a literal "<br>")."""
+    now = timezone.now()
+    make_order(action="subscribe", link="t.me/durov", quantity=1)
+    tasks_generate(limit=10, now=now)
+    [task] = [t for t in tasks_pull(limit=10, now=now).tasks if t["action"] == "subscribe"]
+    done(task, now)
+    page = admin_client.get(ACCOUNTS).content.decode()
+    assert "&lt;br&gt;" not in page
+    assert re.search(r"(view|subscribe) [^<]*</span></span><br><span", page)
+
+
+def test_the_account_page_offers_the_configured_tiers_only(admin_client, farm):
+    url = f"{ACCOUNTS}{farm.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert '<select name="tier"' in page and '<option value="premium"' in page
+    form = {"phone": farm.phone, "tier": "gold", "meta": "{}"}
+    response = admin_client.post(url, form)
+    assert response.status_code == 200 and "gold is not one of the available choices" in (
+        response.content.decode()
+    )
+    farm.refresh_from_db()
+    assert farm.tier == "default"
+    assert admin_client.post(url, {**form, "tier": "premium"}).status_code == 302
+    farm.refresh_from_db()
+    assert farm.tier == "premium"
+
+
+def test_an_account_id_cannot_add_a_filter_to_the_tasks_link(admin_client, farm):
+    """A provider_account_id is the provider's text: the link to its tasks encodes it."""
+    TelegramAccount.objects.filter(pk=farm.pk).update(provider_account_id="a&status__exact=done")
+    page = admin_client.get(f"{ACCOUNTS}{farm.pk}/change/").content.decode()
+    assert "?q=a%26status__exact%3Ddone" in page
+    assert "?q=a&" not in page and "?q=a&amp;" not in page
+
+
 def test_order_page_progress_and_latest_tasks(admin_client, farm):
     order = Order.objects.get()
     page = admin_client.get(f"{ORDERS}{order.pk}/change/").content.decode()

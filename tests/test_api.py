@@ -145,6 +145,20 @@ def test_unknown_endpoint_and_wrong_method_use_the_envelope(api):
     assert_error(api.post("/api/provider/telegram/nope", {}, format="json"), 404, "not_found")
 
 
+@pytest.mark.parametrize("path", ["tasks/pull/", "tasks/nope", "tasks/report/extra"])
+def test_a_post_to_a_wrong_provider_path_is_the_apis_json_404(path):
+    """As a provider's client sends it: no session, no CSRF token (the check a browser needs
+    must not answer an API client with an HTML 403)."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        f"{BASE}/{path}", '{"limit": 1}', content_type="application/json",
+        HTTP_X_PROVIDER_TOKEN="t",
+    )  # fmt: skip
+    assert_error(response, 404, "not_found")
+
+
 # --- accounts sync -----------------------------------------------------------------------------
 
 
@@ -233,8 +247,9 @@ def test_pull_leases_tasks_with_the_seed_fields(api):
     task = tasks[0]
     assert set(task) == {
         "task_id", "order_id", "action", "link", "account", "per_call", "post_id", "link_hash",
-        "attempt", "leased_until", "lease_id",
+        "params", "attempt", "leased_until", "lease_id",
     }  # fmt: skip
+    assert task["params"] == {}
     assert (task["order_id"], task["action"], task["link"], task["post_id"]) == (
         order.pk,
         "view",
@@ -686,19 +701,51 @@ def test_release_hands_back_without_counting_an_attempt(api):
 # --- OpenAPI -----------------------------------------------------------------------------------
 
 
-def test_schema_and_docs_are_served():
-    client = APIClient()
-    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
-    assert schema.status_code == 200
+@pytest.mark.django_db
+def test_schema_and_docs_are_for_staff_when_debug_is_off(admin_client, settings):
+    settings.DEBUG = False
+    anonymous = APIClient()
+    refused = anonymous.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "not_authenticated"
+    assert anonymous.get("/api/docs/").status_code == 403
+    assert admin_client.get("/api/schema/?format=json").status_code == 200
+    settings.DEBUG = True
+    assert anonymous.get("/api/schema/?format=json").status_code == 200
+
+
+@pytest.mark.django_db
+def test_schema_and_docs_are_served(admin_client, monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    generated = []
+    real = SchemaGenerator.get_schema
+    monkeypatch.setattr(
+        SchemaGenerator, "get_schema", lambda *a, **k: generated.append(1) or real(*a, **k)
+    )
+    monkeypatch.setattr("telegram_tasks.schema.ProviderSchemaView._rendered", {})
+    for _ in range(3):
+        schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        assert schema.status_code == 200
+    assert len(generated) == 1  # made once, then served as it was rendered
     paths = schema.json()["paths"]
     for p in ("accounts/sync", "tasks/pull", "tasks/report", "tasks/extend", "tasks/release"):
         assert f"{BASE}/{p}" in paths
-    docs = client.get("/api/docs/")
+    # Each task's params, per action, are described.
+    components = schema.json()["components"]["schemas"]
+    assert "params" in components["TaskOut"]["properties"]
+    assert set(components["TaskParamsOut"]["properties"]) == {"reaction", "option", "start_param"}
+    assert admin_client.get("/api/schema/").content.startswith(b"openapi:")  # YAML apart
+    docs = admin_client.get("/api/docs/")
     assert docs.status_code == 200
     body = docs.content.decode()
     assert "cdn.jsdelivr" not in body  # the UI is served by the app itself, offline too
+    assert "<script>" not in body  # no inline script: the Content-Security-Policy holds
+    assert "script-src 'self'" in docs["Content-Security-Policy"]
     bundle = next(p for p in body.split('"') if p.endswith("swagger-ui-bundle.js"))
-    assert client.get(bundle).status_code == 200
+    assert admin_client.get(bundle).status_code == 200
+    start = next(p for p in body.split('"') if "script=" in p)
+    assert "SwaggerUIBundle" in admin_client.get(start.replace("&amp;", "&")).content.decode()
 
 
 # --- JSON depth and size (hardening) ---------------------------------------------------------

@@ -219,3 +219,24 @@ def test_capped_today_reads_the_rollups_day_counts_and_only_the_minutes_since(se
         assert cursor.fetchall() == [(1,)]  # the second success: read from the tail
     # Yesterday's counts do not cap anyone today.
     assert farm.limited_accounts(now=T0 + timedelta(days=1))[1] == set()
+
+
+def test_a_starved_order_links_to_the_order_models_own_admin_page(admin_client, monkeypatch):
+    """The order model is the project's (ORDER_MODEL): its admin page, if it has one."""
+    from django.contrib import admin
+
+    from telegram_tasks.conf import get_order_model
+
+    make_accounts(1)
+    orders = [make_order(action="subscribe", link=f"t.me/hungry{n}", quantity=3) for n in (1, 2)]
+    tasks_generate(limit=20, now=timezone.now())
+    starved = [s["order_id"] for s in dashboard.starved_orders(now=timezone.now())]
+    assert starved and set(starved) <= {o.pk for o in orders}
+    html = admin_client.get(URL).content.decode()
+    for pk in starved:
+        assert f'href="/admin/orders/order/{pk}/change/"' in html
+    monkeypatch.delitem(admin.site._registry, get_order_model())
+    page = admin_client.get(URL)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f"#{starved[0]}" in html and "/admin/orders/order/" not in html

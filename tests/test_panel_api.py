@@ -14,7 +14,7 @@ from orders.customers import ApiKey, BalanceEntry, Customer
 from orders.models import Order
 from orders.services import api_key_revoke
 from telegram_tasks.models import TelegramTask
-from telegram_tasks.services import ReportIn, tasks_pull, tasks_report
+from telegram_tasks.services import ReportIn, tasks_generate, tasks_pull, tasks_report
 from tests.factories import make_accounts
 from tests.panel_client import Panel
 from tests.panel_world import balance, deliver, ledger_sum, make_customer, make_service, order
@@ -337,3 +337,90 @@ def test_unknown_action_get_and_json_or_multipart_bodies(alice, url):
     )  # fmt: skip
     with urllib.request.urlopen(request) as response:  # noqa: S310
         assert json.loads(response.read())["balance"] == "10.00"
+
+
+# --- what each action needs: a service fixes its params, a poll service takes answer_number ---
+
+
+def test_a_reaction_service_fixes_its_mix_and_the_orders_tasks_take_it_in_turn(alice):
+    _, panel = alice
+    make_accounts(4)
+    mix = ["👍", "❤️", "🔥"]
+    service = make_service(name="Positive", action="reaction", params={"reactions": mix})
+    pk = panel.call("add", service=service.pk, link="t.me/durov/12", quantity=4)["order"]
+    assert order(pk).params == {"reactions": mix}
+    tasks_generate(limit=100, now=timezone.now())
+    pulled = sorted(tasks_pull(limit=10, now=timezone.now()).tasks, key=lambda t: t["task_id"])
+    assert [t["params"] for t in pulled] == [{"reaction": e} for e in [*mix, mix[0]]]
+
+
+def test_a_poll_service_takes_answer_number_on_add(alice):
+    customer, panel = alice
+    make_accounts(1)
+    poll = make_service(name="Poll votes", action="poll_vote", rate=Decimal("2"))
+    fixed = make_service(name="Vote 3", action="poll_vote", params={"option": 3})
+    types = {s["service"]: s["type"] for s in panel.call("services")}
+    assert (types[poll.pk], types[fixed.pk]) == ("Poll", "Default")
+    for answer in (None, "", "zero", "0", "101"):
+        fields = {} if answer is None else {"answer_number": answer}
+        got = panel.call("add", service=poll.pk, link="t.me/durov/12", quantity=1, **fields)
+        assert got["error"].startswith("Incorrect parameters: "), got
+    assert not Order.objects.exists() and balance(customer) == Decimal("10")
+    pk = panel.call("add", service=poll.pk, link="t.me/durov/12", quantity=1,
+                    answer_number="2")["order"]  # fmt: skip
+    other = panel.call("add", service=fixed.pk, link="t.me/durov/13", quantity=1)["order"]
+    assert (order(pk).params, order(other).params) == ({"option": 2}, {"option": 3})
+    tasks_generate(limit=100, now=timezone.now())
+    [task] = tasks_pull(limit=10, now=timezone.now()).tasks  # one account: one vote at a time
+    assert task["params"] == {"option": 2}
+
+
+def test_a_bot_start_add_keeps_its_start_parameter(alice):
+    _, panel = alice
+    bots = make_service(name="Bot starts", action="bot_start")
+    pk = panel.call("add", service=bots.pk, link="https://t.me/ShopBot?start=ref_77",
+                    quantity=2)["order"]  # fmt: skip
+    assert (order(pk).link, order(pk).params) == (
+        "https://t.me/shopbot?start=ref_77",
+        {"start_param": "ref_77"},
+    )
+    got = panel.call("add", service=bots.pk, link="t.me/durov", quantity=2)
+    assert got["error"].startswith("Incorrect link: a bot_start acts on a bot")
+
+
+def test_a_service_without_what_its_action_needs_is_refused():
+    from django.core.exceptions import ValidationError
+
+    from orders.models import Service
+
+    for action, params in (("reaction", {}), ("reaction", {"reactions": ["no"]}),
+                           ("poll_vote", {"option": 0}), ("view", {"option": 1})):  # fmt: skip
+        service = Service(name="x", action=action, rate=Decimal("1"), params=params)
+        with pytest.raises(ValidationError) as caught:
+            service.full_clean()
+        assert "params" in caught.value.message_dict
+
+
+def test_the_only_emoji_refused_ends_and_refunds_the_order_a_mix_goes_on(alice):
+    customer, panel = alice
+    make_accounts(4)
+    single = make_service(name="Clowns", action="reaction", rate=Decimal("3"),
+                          params={"reactions": ["🤡"]})  # fmt: skip
+    mixed = make_service(name="Mix", action="reaction", rate=Decimal("3"),
+                         params={"reactions": ["🤡", "👍"]})  # fmt: skip
+    a = panel.call("add", service=single.pk, link="t.me/noclowns/1", quantity=2)["order"]
+    b = panel.call("add", service=mixed.pk, link="t.me/noclowns/2", quantity=2)["order"]
+    tasks_generate(limit=100, now=timezone.now())
+    clowns = [t for t in tasks_pull(limit=10, now=timezone.now()).tasks
+              if t["params"] == {"reaction": "🤡"}]  # fmt: skip
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(
+            reports=[ReportIn(task_id=t["task_id"], state="failed", lease_id=t["lease_id"],
+                              error_code="REACTION_INVALID") for t in clowns],
+            now=timezone.now(),
+        )  # fmt: skip
+    assert panel.call("status", order=a)["status"] == "Canceled"
+    assert panel.call("status", order=b)["status"] == "In progress"
+    assert order(b).params == {"reactions": ["👍"]}
+    # Order a refunded in full; b keeps its charge, its mix goes on with 👍.
+    assert balance(customer) == Decimal("10") - Decimal("0.006") == ledger_sum(customer)

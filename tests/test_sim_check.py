@@ -119,6 +119,47 @@ def test_tier_limits_and_memberships_violations_are_reported(settings):
     assert any("2 times" in f for f in check.check_auto_unsubscribes(check.done_tasks()))
 
 
+def test_tasks_without_what_their_action_needs_are_reported():
+    from telegram_tasks.models import OrderTurn
+
+    a = make_account()
+    mix = make_order(action="reaction", link="t.me/durov/3", quantity=9,
+                     params={"reactions": ["👍", "🔥"]})  # fmt: skip
+    poll = make_order(action="poll_vote", link="t.me/durov/4", quantity=9, params={"option": 2})
+    bot = make_order(action="bot_start", link="t.me/shopbot?start=r1", quantity=9)
+    view = make_order(action="view", link="t.me/durov/5", quantity=9)
+    for emoji in ("👍", "🔥", "👍"):
+        make_task(mix, a, payload={"params": {"reaction": emoji}})
+    make_task(poll, a, payload={"params": {"option": 2}})
+    make_task(bot, a, payload={"params": {"start_param": "r1"}})
+    make_task(view, a, payload={"params": {}})
+    OrderTurn.objects.create(order=mix, made=3)
+    assert check.check_params([]) == []
+    make_task(mix, a, payload={"params": {"reaction": "👍"}})  # out of turn: 🔥's
+    make_task(poll, a, payload={"params": {"option": 3}})
+    make_task(bot, a, payload={"params": {}})
+    make_task(view, a, payload={"params": {"reaction": "👍"}})
+    found = check.check_params([{"ev": "bad_params", "task": "X", "problem": "no emoji"}])
+    assert len(found) == 6, found
+    assert any("in turn" in f for f in found) and any("its turn says 3" in f for f in found)
+    assert any("no emoji" in f for f in found)
+
+
+def test_a_task_made_with_an_emoji_after_its_refusal_is_reported():
+    from telegram_tasks.ulid import ulid_floor
+
+    a = make_account()
+    order = make_order(action="reaction", link="t.me/durov/3", quantity=9,
+                       params={"reactions": ["👍"]})  # fmt: skip
+    make_task(order, a, payload={"params": {"reaction": "🤡"}}, status="failed",
+              failure_reason="reaction_invalid", finished_at=T0,
+              id=ulid_floor(T0 - timedelta(seconds=5)))  # fmt: skip
+    assert check.check_params([]) == []
+    make_task(order, a, payload={"params": {"reaction": "🤡"}})  # made now, long after
+    found = check.check_params([])
+    assert len(found) == 1 and "after its refusal" in found[0]
+
+
 def test_money_check_catches_an_unsettled_end_and_a_tampered_balance():
     from decimal import Decimal
 

@@ -121,6 +121,30 @@ def test_an_order_from_its_form_to_its_tasks(screen, operator):
     assert screen.fits_the_width()
 
 
+def test_an_order_form_shows_the_params_its_action_takes(screen, operator):
+    screen.login("operator")
+    screen.go("/admin/orders/order/add/")
+    page = screen.page
+    page.select_option("#id_action", "view")
+    assert not page.is_visible(".field-reactions") and not page.is_visible(".field-option")
+    page.select_option("#id_action", "poll_vote")
+    assert page.is_visible(".field-option") and not page.is_visible(".field-reactions")
+    page.select_option("#id_action", "reaction")
+    assert page.is_visible(".field-reactions") and not page.is_visible(".field-option")
+    picker = page.locator(".tg-reaction-picker")
+    for emoji in ("👍", "🔥", "❤", "🔥"):  # the second 🔥 takes it out again
+        picker.get_by_role("button", name=emoji, exact=True).click()
+    assert page.input_value("#id_reactions") == "👍 ❤"
+    screen.shot("03b-order-form-reactions")
+    page.fill("#id_link", "t.me/durov/7")
+    page.fill("#id_quantity", "2")
+    page.click("input[name=_save]")
+    page.wait_for_selector("ul.messagelist li.success")
+    assert Order.objects.get().params == {"reactions": ["👍", "❤"]}
+    assert "👍 ❤" in page.inner_text("#result_list")
+    assert screen.fits_the_width()
+
+
 def test_the_order_actions(screen, operator):
     make_accounts(2)
     order = make_order(action="subscribe", link="t.me/browserchan", quantity=5)
@@ -188,12 +212,24 @@ def test_the_account_actions_and_its_page(screen, operator):
     [task] = tasks_pull(limit=10, now=now).tasks
     report(ReportIn(task["task_id"], "done"), now=now)  # the account cools down now
     worked = TelegramAccount.objects.get(provider_account_id=task["account"]["provider_account_id"])
+    # The same account subscribes and reacts too: several actions today, one a line.
+    others = TelegramAccount.objects.exclude(pk=worked.pk).filter(is_active=True)
+    others_ids = list(others.values_list("pk", flat=True))
+    others.update(is_active=False)
+    make_order(action="subscribe", link="t.me/browserchan", quantity=1)
+    make_order(action="reaction", link="t.me/durov/11", quantity=1, params={"reactions": ["👍"]})
+    tasks_generate(limit=10, now=now)
+    for extra in tasks_pull(limit=10, now=now).tasks:
+        report(ReportIn(extra["task_id"], "done"), now=now)
+    TelegramAccount.objects.filter(pk__in=others_ids).update(is_active=True)
     screen.login("operator")
     page = screen.page
 
     screen.go("/admin/telegram_tasks/telegramaccount/")
     screen.shot("10-accounts")
     assert screen.fits_the_width()
+    today = page.locator(f"#result_list tr:has-text('{worked.provider_account_id}') td.field-today")
+    assert today.inner_text().count("\n") >= 2, today.inner_text()  # three actions, three lines
     screen.go("/admin/telegram_tasks/telegramaccount/?limited=cooling")
     assert page.locator("#result_list tbody tr").count() == 1
     assert worked.provider_account_id in page.inner_text("#result_list")

@@ -21,7 +21,7 @@ from orders.exceptions import (
     RequestKeyReused,
 )
 from orders.models import Order, Service
-from orders.params import InvalidParams, order_has_params, order_params
+from orders.params import InvalidParams, order_params
 from orders.selectors import panel_id
 from orders.services.ledger import Kind, Movement, ledger_move
 
@@ -120,15 +120,16 @@ def order_add(*, key: ApiKey, request: AddRequest, now: datetime) -> int:
     if not order.link:
         raise PanelError("Incorrect link: give the Telegram link")
     try:
-        order.clean()
-    except ValidationError as exc:
-        raise PanelError(f"Incorrect link: {_first(exc)}") from None
-    try:
-        params = order_params(service.action, service.params, request.answer_number)
+        order.params = order_params(service.action, service.params, request.answer_number)
     except InvalidParams as exc:
         raise PanelError(f"Incorrect parameters: {exc}") from None
-    if order_has_params():  # ADAPTER(issue 26)
-        order.params = params
+    try:
+        order.clean()  # the link suits the action, and the params (telegram_tasks.params)
+    except ValidationError as exc:
+        errors = exc.message_dict
+        if set(errors) == {"params"}:
+            raise PanelError(f"Incorrect parameters: {errors['params'][0]}") from None
+        raise PanelError(f"Incorrect link: {_first(exc)}") from None
     try:
         with transaction.atomic():
             if request_key is not None:

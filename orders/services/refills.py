@@ -19,7 +19,6 @@ from django.db.models import F, Max, Q, Sum
 from orders.customers import ApiKey
 from orders.exceptions import IncorrectOrder, PanelError
 from orders.models import Order
-from orders.params import order_has_params
 from orders.selectors import panel_id
 from telegram_tasks.models import Membership
 
@@ -79,10 +78,8 @@ def _refill_one(customer_id: int, pk: int, now: datetime) -> int:
             action=order.action, link=order.link, post_id=order.post_id, quantity=drops,
             priority=order.priority, duration_days=order.duration_days,
             execution_mode=order.execution_mode, customer_id=customer_id, service=service,
-            refill_of=order,
+            refill_of=order, params=order.params,
         )  # fmt: skip
-        if order_has_params():  # ADAPTER(issue 26)
-            refill.params = order.params
         refill.save()
         return refill.pk
 

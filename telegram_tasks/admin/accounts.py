@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 from redis.exceptions import RedisError
 
 from telegram_tasks import selectors, services
@@ -24,6 +25,7 @@ from telegram_tasks.admin.display import (
     tasks_table,
 )
 from telegram_tasks.admin.lists import CappedPaginator, FieldCreatedFilter, TierFilter
+from telegram_tasks.conf import DEFAULT_TIER, app_settings
 from telegram_tasks.models import TelegramAccount
 from telegram_tasks.services import farm
 
@@ -75,8 +77,32 @@ class AccountChangeList(ChangeList):
             account.limits = limits.get(account.pk)
 
 
+class AccountForm(forms.ModelForm):
+    """The tier is a choice of the configured tiers (the provider's sync refuses any other); an
+    account whose tier was removed from the settings keeps it as a choice, marked."""
+
+    class Meta:
+        model = TelegramAccount
+        fields = ("provider_account_id", "phone", "tier", "meta")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tiers = list(app_settings.TIERS)
+        choices = [(t, t) for t in tiers]
+        current = self.instance.tier if self.instance.pk else None
+        if current and current not in tiers:
+            choices.append((current, f"{current} (not configured: the default tier's limits)"))
+        self.fields["tier"] = forms.ChoiceField(
+            choices=choices,
+            initial=DEFAULT_TIER,
+            help_text="Which limits apply to this account: channels, account-wide cooldown and "
+            "daily cap, per-action overrides (TIERS in the settings).",
+        )
+
+
 @admin.register(TelegramAccount)
 class TelegramAccountAdmin(admin.ModelAdmin):
+    form = AccountForm
     list_display = (
         "id", "provider_account_id", "phone", "tier", "state", "cooldowns", "today", "channels",
         "locks",
@@ -155,8 +181,12 @@ class TelegramAccountAdmin(admin.ModelAdmin):
             parts.append(format_html("all {}", of_limit(limits.today, limits.account_daily_cap)))
         if not parts:
             return "—"
+        # One action a line (the separator is markup, not text: format_html_join escapes a
+        # plain string), so the column stays as narrow as its longest action.
         return format_html_join(
-            "<br>", '<span style="white-space:nowrap">{}</span>', ((p,) for p in parts)
+            mark_safe("<br>"),
+            '<span style="white-space:nowrap">{}</span>',
+            ((p,) for p in parts),
         )
 
     @admin.display(description="channels")

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from telegram_tasks import dashboard
+from telegram_tasks.conf import get_order_model
 
 # One colour per series, readable on the admin's light and dark themes.
 PALETTE = ["#417690", "#e07b39", "#5b9a57", "#b5485d", "#8a6fbf", "#c9a227", "#3aa6a0"]
@@ -26,8 +27,17 @@ def dashboard_view(request: HttpRequest) -> TemplateResponse:
         "title": "Dashboard",
         "board": board,
         "charts": charts(board),
+        "order_change": order_change_url_name(),
     }
     return TemplateResponse(request, "admin/telegram_tasks/dashboard.html", context)
+
+
+def order_change_url_name() -> str | None:
+    """The admin's change page of the project's order model (ORDER_MODEL), if registered."""
+    Order = get_order_model()
+    if not admin.site.is_registered(Order):
+        return None
+    return f"admin:{Order._meta.app_label}_{Order._meta.model_name}_change"
 
 
 def charts(board: dashboard.Dashboard) -> dict[str, Any]:

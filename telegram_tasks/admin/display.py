@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django.urls import reverse
 from django.utils import timezone
@@ -132,15 +133,20 @@ def _recent(tasks: Any, key: str) -> list[TelegramTask]:
 
 
 def order_tasks_url(order_id: int) -> str:
-    return f"{reverse('admin:telegram_tasks_telegramtask_changelist')}?q={order_id}"
+    return tasks_search_url(order_id)
 
 
 def account_tasks_url(account_id: int) -> str:
     account = TelegramAccount.objects.filter(pk=account_id).values_list(
         "provider_account_id", flat=True
     )
-    term = account.first() or account_id
-    return f"{reverse('admin:telegram_tasks_telegramtask_changelist')}?q={term}"
+    return tasks_search_url(account.first() or account_id)
+
+
+def tasks_search_url(term: object) -> str:
+    """The tasks list searched for ``term``, encoded (an id may hold ``&`` or ``=``)."""
+    query = urlencode({"q": str(term)})
+    return f"{reverse('admin:telegram_tasks_telegramtask_changelist')}?{query}"
 
 
 def tasks_table(tasks: list[TelegramTask], *, more: str) -> SafeString:

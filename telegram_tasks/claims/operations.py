@@ -15,7 +15,7 @@ from telegram_tasks.claims import keys
 from telegram_tasks.claims.scripts import (
     Call,
     connection,
-    is_cluster,
+    on_cluster,
     run_many,
     state_lost,
 )
@@ -159,7 +159,7 @@ def _lost_state() -> Exception:
     """A script found its marker gone. On a cluster that may be one node only (it restarted
     empty, or a replica without the data took over): the one marker everyone asks is removed
     too, so every pass and request knows, and the next pass rebuilds the whole state."""
-    if _cluster():
+    if on_cluster():
         connection().delete(keys.marker())
     return state_lost()
 
@@ -172,7 +172,7 @@ def reserve_calls(
     # Per-batch constants first: this runs once per task of a generation pass.
     now_ms, day = ms(now), keys.day_stamp(local_day(now))
     per_kind: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[str, ...], tuple[str, ...]]] = {}
-    cluster = _cluster()
+    cluster = on_cluster()
     marker = None if cluster else keys.marker()
     calls = []
     for c, u in zip(claims, untils, strict=True):
@@ -281,7 +281,7 @@ def commit_many_at(
     script: the one marker on a single Redis, its slot's on a cluster (one round trip)."""
     calls = [_commit_call(c, now) for c in claims]
     if require_state:
-        cluster = _cluster()
+        cluster = on_cluster()
         calls = [
             (name, [*keys_, keys.state_marker(c.account_id, cluster=cluster)], args)
             for c, (name, keys_, args) in zip(claims, calls, strict=True)
@@ -293,10 +293,6 @@ def commit_many_at(
         (int(code) == 0, datetime.fromtimestamp(int(at) / 1000, tz=now.tzinfo))
         for code, at in results
     ]
-
-
-def _cluster() -> bool:
-    return is_cluster(getattr(settings, "REDIS_URL", ""))
 
 
 def commit_many(claims: Sequence[Claim], *, now: datetime) -> list[bool]:
@@ -390,7 +386,7 @@ def state_present() -> bool:
     data, has lost its part even while the marker on another node survives). One round trip
     per node."""
     conn = connection()
-    if not _cluster():
+    if not on_cluster():
         return bool(conn.exists(keys.marker()))
     pipe = conn.pipeline(transaction=False)
     pipe.exists(keys.marker())
@@ -405,7 +401,7 @@ def node_identities() -> dict[str, str]:
     (a failover), changes it: the moments when the last writes may have been lost. One round
     trip per server."""
     conn = connection()
-    if not _cluster():
+    if not on_cluster():
         return {"redis": str(conn.info("server").get("run_id", ""))}
     from redis.cluster import RedisCluster
 
@@ -454,7 +450,7 @@ def mark_state(instance: str) -> None:
     """The claim state is present (a rebuild finished, or there was nothing to rebuild): the
     marker, and on a cluster the marker of every slot (16,384 keys, one pipeline per node)."""
     conn = connection()
-    if _cluster():
+    if on_cluster():
         pipe = conn.pipeline(transaction=False)
         for slot in range(keys.SLOTS):
             pipe.set(keys.slot_marker(slot), instance)

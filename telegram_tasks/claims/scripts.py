@@ -1,9 +1,11 @@
 """The Redis connection of the claims, and the Lua scripts shipped as package data: read once,
 run by EVALSHA, reloaded on NOSCRIPT.
 
-``REDIS_URL`` names a single Redis (``redis://``, ``rediss://``; the client django-redis
-manages for the default cache) or a Redis Cluster (``redis+cluster://host:port``,
-``rediss+cluster://``; any node as the seed). On a cluster every script call touches one
+The claims use a single Redis through the client django-redis manages for the cache named by
+``TELEGRAM_TASKS["REDIS_CACHE"]`` (``"default"``), or a Redis Cluster when
+``TELEGRAM_TASKS["REDIS_CLUSTER_URL"]`` names one (``redis+cluster://host:port``, or
+``redis://``, ``rediss://``, ``rediss+cluster://``; any node as the seed). Both are settings of
+the app: it reads no project-level Redis setting. On a cluster every script call touches one
 account's keys, one hash tag, so one slot: it goes straight to the node that owns it, and a
 pipeline of them is one round trip per node.
 """
@@ -17,12 +19,13 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from django.conf import settings
 from django_redis import get_redis_connection
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
+
+from telegram_tasks.conf import app_settings
 
 Call = tuple[str, Sequence[str], Sequence[Any]]  # (script name, keys, args)
 
@@ -42,23 +45,22 @@ def state_lost() -> ClaimsStateLost:
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
-def is_cluster(url: str) -> bool:
-    return urlsplit(url).scheme in CLUSTER_SCHEMES
+def on_cluster() -> bool:
+    return bool(app_settings.REDIS_CLUSTER_URL)
 
 
 def connection() -> Redis | RedisCluster:
     """The client of the claim state: django-redis's for a single Redis, one RedisCluster per
     process for a cluster (both thread-safe, both pooled)."""
-    url = getattr(settings, "REDIS_URL", "")
-    if is_cluster(url):
-        return _cluster(url)
-    return get_redis_connection("default")
+    if on_cluster():
+        return _cluster(app_settings.REDIS_CLUSTER_URL)
+    return get_redis_connection(app_settings.REDIS_CACHE)
 
 
 @cache
 def _cluster(url: str) -> RedisCluster:
     parts = urlsplit(url)
-    plain = urlunsplit((CLUSTER_SCHEMES[parts.scheme], *parts[1:]))
+    plain = urlunsplit((CLUSTER_SCHEMES.get(parts.scheme, parts.scheme), *parts[1:]))
     try:
         return RedisCluster.from_url(
             plain, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30

@@ -2,10 +2,12 @@
 
 from django.db import migrations, models
 
+from telegram_tasks.conf import order_model_label
+
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0006_admin_lists"),
+        migrations.swappable_dependency(order_model_label()),
         ("telegram_tasks", "0013_one_shots"),
     ]
 

@@ -24,11 +24,13 @@ from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings
 from telegram_tasks.logs import log_fields
 from telegram_tasks.models import TelegramTask, new_ulid
+from telegram_tasks.params import InvalidParams, TaskParams, task_params
 from telegram_tasks.services import orders, settle, sql
 from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 from telegram_tasks.services.rollup import record_pass
+from telegram_tasks.services.turns import take_turns
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class DueOrder(NamedTuple):
     status: str
     priority: int
     execution_mode: str
+    params: str  # JSON text
     troubled: bool  # the last pass that recorded this order found it short of accounts
 
 
@@ -105,6 +108,7 @@ class _Slot:
     order: DueOrder
     at: datetime
     units: int  # what this task delivers: per_call, or the rest for the order's last task
+    params: TaskParams  # how the order's tasks take its params
     token: str = field(default_factory=new_ulid)
 
 
@@ -172,7 +176,8 @@ def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrd
     columns = ", ".join(
         f"o.{o[f]}"
         for f in ("action", "link", "post_id", "link_hash", "remains", "per_call",
-                  "interval_seconds", "next_run_at", "status", "priority", "execution_mode")
+                  "interval_seconds", "next_run_at", "status", "priority", "execution_mode",
+                  "params")
     )  # fmt: skip
     rows = sql.rows(
         f"""
@@ -294,9 +299,18 @@ def _generate_page(
         )
     )
     slots_by_action: dict[str, list[_Slot]] = defaultdict(list)
+    stats: dict[int, OrderStats] = {}
+    starved_orders: set[int] = set()
     for order in page:
         open_units = order.remains - in_flight.get(order.pk, 0)
         if open_units <= 0 or order.action not in app_settings.ACTIONS:
+            continue
+        try:
+            params = task_params(order.action, json.loads(order.params))
+        except InvalidParams:  # written around Order.clean and save: no task, and stats say why
+            starved_orders.add(order.pk)
+            stats[order.pk] = OrderStats(starved=1, refusals=Counter(invalid_params=1))
+            summary.refusals["invalid_params"] += 1
             continue
         times = order_slots(
             next_run_at=order.next_run_at,
@@ -308,13 +322,11 @@ def _generate_page(
         for i, at in enumerate(times):
             # Never deliver more than the order still needs: the last task may carry less.
             units = min(order.per_call, open_units - i * order.per_call)
-            slots_by_action[order.action].append(_Slot(order, at, units))
+            slots_by_action[order.action].append(_Slot(order, at, units, params))
 
     lock_for = timedelta(seconds=app_settings.RESERVE_LOCK_SECONDS)
     served: list[tuple[_Slot, claims.AccountRef]] = []
-    starved_orders: set[int] = set()
     served_orders: set[int] = set()
-    stats: dict[int, OrderStats] = {}
     try:
         for action, planned in slots_by_action.items():
             if budget - len(served) <= 0:
@@ -403,6 +415,9 @@ def _store(
     # The payload snapshot, as JSON text put together from each order's part and each
     # account's part (encoded once each, not once per task: a page makes a thousand).
     order_json: dict[int, str] = {}
+    params_json: dict[int, str] = {}  # an order's params when they do not rotate
+    # A mix of emoji is taken in turn, over every pass: each task's turn.
+    turns = take_turns((s.order.pk, s.token) for s, _ in served if s.params.rotates)
     rows = []
     for slot, account in served:
         order = slot.order
@@ -412,12 +427,18 @@ def _store(
                 {"order_id": order.pk, "action": order.action, "link": order.link,
                  "post_id": order.post_id, "link_hash": order.link_hash}
             )[:-1]  # fmt: skip
+            params_json[order.pk] = json.dumps(slot.params.of_turn(0))
         last_slot[order.pk] = max(last_slot.get(order.pk, slot.at), slot.at)
         snapshot = json.dumps(
             {"id": account.id, "provider_account_id": account.provider_account_id,
              "phone": account.phone, "tier": account.tier}
         )  # fmt: skip
-        payload = f'{order_json[order.pk]}, "per_call": {slot.units}, "account": {snapshot}}}'
+        turn = turns.get(slot.token)
+        params = params_json[order.pk] if turn is None else json.dumps(slot.params.of_turn(turn))
+        payload = (
+            f'{order_json[order.pk]}, "per_call": {slot.units}, "params": {params}, '
+            f'"account": {snapshot}}}'
+        )
         rows.append(
             (
                 slot.token, order.pk, order.action, order.link_hash, account.id,

@@ -11,6 +11,7 @@ tasks, then orders)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -94,6 +95,32 @@ def orders_stop(*, order_ids: Sequence[int], reason: str, now: datetime) -> int:
         stopped = orders.orders_mark_stopped(order_ids, now=now)
     _end_deliveries(stopped, reason=reason, now=now)
     return len(stopped)
+
+
+def orders_drop_reactions(*, refused: Sequence[tuple[int, str]], now: datetime) -> int:
+    """The channel refuses these emoji (REACTION_INVALID): each order's mix goes on without its
+    refused one, and its queued tasks carrying it fail (their orders get new tasks with the other
+    emoji); an order whose only emoji was refused ends as a target the broker stops
+    (``orders_stop``). In the same two steps as a stop: the orders first, then their tasks.
+    Returns how many orders stopped."""
+    with transaction.atomic():
+        dropped, emptied = orders.orders_drop_reactions(refused, now=now)
+    if dropped:
+        queued = sql.rows(
+            f"SELECT t.id FROM {sql.TASKS} AS t "  # noqa: S608
+            "JOIN jsonb_to_recordset(%s::jsonb) AS r(order_id bigint, emoji text) "
+            "ON t.order_id = r.order_id AND t.payload->'params'->>'reaction' = r.emoji "
+            f"WHERE t.status = {sql.QUEUED} AND t.{sql.ORDER_UNITS}",
+            [json.dumps([{"order_id": pk, "emoji": e} for pk, e in dropped])],
+        )
+        if queued:
+            tasks_fail(
+                reason=Reason.REACTION_INVALID,
+                now=now,
+                task_ids=[r[0] for r in queued],
+                statuses=[S.QUEUED],
+            )
+    return orders_stop(order_ids=emptied, reason=Reason.REACTION_INVALID, now=now) if emptied else 0
 
 
 def orders_cancel(*, order_ids: Sequence[int], now: datetime) -> int:

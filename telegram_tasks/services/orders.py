@@ -1,6 +1,7 @@
 """Every write of the services to the order model, in one place: delivering units, starting and
-advancing orders (generation), stopping, cancelling, pausing and resuming them. Statements
-only; the services that call them decide when (and lock tasks before orders)."""
+advancing orders (generation), stopping, cancelling, pausing and resuming them, dropping an
+emoji a channel refuses. Statements only; the services that call them decide when (and lock
+tasks before orders)."""
 
 from __future__ import annotations
 
@@ -185,6 +186,50 @@ def orders_mark_resumed(order_ids: Sequence[int], *, now: datetime) -> list[int]
         {"ids": list(order_ids), "now": now},
     )
     return [r["id"] for r in changed]
+
+
+def orders_drop_reactions(
+    refused: Sequence[tuple[int, str]], *, now: datetime
+) -> tuple[list[tuple[int, str]], list[int]]:
+    """Active orders lose the emoji their channel refused from ``params["reactions"]`` (rows
+    locked in id order). Returns the (order, emoji) pairs dropped and the orders left with no
+    emoji, which keep their last one: stopping them is the caller's."""
+    o = sql.order_table()
+    by_order: dict[int, set[str]] = {}
+    for order_id, emoji in refused:
+        by_order.setdefault(order_id, set()).add(emoji)
+    rows = sql.rows(
+        f"SELECT {o.pk}, {o['params']} FROM {o.table} "  # noqa: S608
+        f"WHERE {o.pk} = ANY(%s) AND {o['status']} = ANY(%s) ORDER BY {o.pk} FOR UPDATE",
+        [sorted(by_order), active_statuses()],
+    )
+    dropped: list[tuple[int, str]] = []
+    emptied: list[int] = []
+    updates = []
+    for pk, raw in rows:
+        params = json.loads(raw) if isinstance(raw, str) else raw
+        reactions = params.get("reactions") if isinstance(params, dict) else None
+        if not isinstance(reactions, list):
+            continue
+        gone = [e for e in reactions if e in by_order[pk]]
+        if not gone:
+            continue  # already dropped (a second report of the same refusal)
+        kept = [e for e in reactions if e not in by_order[pk]]
+        if not kept:
+            emptied.append(pk)
+            continue
+        dropped += [(pk, e) for e in gone]
+        updates.append({"id": pk, "params": {**params, "reactions": kept}})
+    if updates:
+        sql.fetch(
+            f"""
+            UPDATE {o.table} AS o SET {o["params"]} = v.params, {o["updated_at"]} = %s
+            FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, params jsonb)
+            WHERE o.{o.pk} = v.id
+            """,  # noqa: S608
+            [now, json.dumps(updates)],
+        )
+    return dropped, emptied
 
 
 def orders_note_start_count(counts: Sequence[tuple[int, str]]) -> None:

@@ -13,7 +13,6 @@ from redis.exceptions import RedisError
 
 from telegram_tasks import claims, failures, waiting
 from telegram_tasks.conf import app_settings
-from telegram_tasks.failures import Reason
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.accounts import (
     accounts_deactivate,
@@ -21,7 +20,7 @@ from telegram_tasks.services.accounts import (
     tasks_release_outlasted,
 )
 from telegram_tasks.services.memberships import memberships_left
-from telegram_tasks.services.operator import orders_stop
+from telegram_tasks.services.operator import orders_drop_reactions, orders_stop
 
 if TYPE_CHECKING:
     from telegram_tasks.services.report import ReportIn, ReportOut
@@ -106,20 +105,33 @@ def _apply_consequences(
         settle.after_commit(lambda: claims.leave_many(left, now=now))
     # A flood wait on the last hand-out still holds the account off, even though the task ends.
     _apply_holds(ended, plans, now)
-    stopped = sorted(
-        {r["order_id"] for r in by_scope.get(scope.TARGET_DEAD, []) if r["order_id"] is not None}
+    # Orders whose target is unusable stop, each for its own reason (a channel gone, a post
+    # gone, a poll closed, …); a refused emoji leaves its order's mix.
+    stopped: dict[str, set[int]] = {}
+    for r in by_scope.get(scope.TARGET_DEAD, []):
+        if r["order_id"] is not None:  # (an automatic unsubscribe of a deleted order)
+            stopped.setdefault(plans[r["id"]].reason, set()).add(r["order_id"])
+    refused = sorted(
+        {
+            (r["order_id"], reaction)
+            for r in by_scope.get(scope.REACTION_REFUSED, [])
+            if r["order_id"] is not None
+            and (reaction := (r["payload"].get("params") or {}).get("reaction"))
+        }
     )
     # Deactivating an account and stopping an order touch other tasks than the reported ones:
     # done after the report commits, each in a transaction of its own, so a report never
     # waits on rows another report holds while holding its own.
-    if dead or stopped:
+    if dead or stopped or refused:
 
         def ledger_effects() -> None:
             try:
                 if dead:
                     accounts_deactivate(account_ids=dead, now=now)
-                if stopped:
-                    orders_stop(order_ids=stopped, reason=Reason.TARGET_UNAVAILABLE, now=now)
+                for reason, order_ids in sorted(stopped.items()):
+                    orders_stop(order_ids=sorted(order_ids), reason=reason, now=now)
+                if refused:
+                    orders_drop_reactions(refused=refused, now=now)
             except (DatabaseError, RedisError):
                 logger.warning("consequence of a failure report not applied", exc_info=True)
 

@@ -41,7 +41,8 @@ class PullResult:
 
 def task_json_sql(leased_until: str) -> str:
     """A leased task as the provider receives it, as JSON text built in SQL (``t``: the task;
-    ``leased_until``: an SQL expression of the lease's end as the API prints it)."""
+    ``leased_until``: an SQL expression of the lease's end as the API prints it). ``params``:
+    the task's own (``{}`` for an action that takes none, and for a task made before them)."""
     return f"""json_build_object(
         'task_id', t.id, 'order_id', t.order_id, 'action', t.action,
         'link', t.payload->'link',
@@ -49,6 +50,7 @@ def task_json_sql(leased_until: str) -> str:
             'provider_account_id', t.payload->'account'->'provider_account_id',
             'phone', t.payload->'account'->'phone'),
         'per_call', t.per_call, 'post_id', t.payload->'post_id', 'link_hash', t.link_hash,
+        'params', COALESCE(t.payload->'params', '{{}}'::jsonb),
         'attempt', t.attempt, 'leased_until', {leased_until}, 'lease_id', t.lease_id
     )::text"""
 
@@ -176,12 +178,15 @@ def tasks_pull(
     accounts: Sequence[str] | None = None,
     request_id: str | None = None,
     wait_seconds: float = 0,
+    caller: str = "",
 ) -> PullResult:
     """Lease up to ``limit`` tasks: queued ones that are due and still reserved, and leases
     that ran out (with hand-outs left), oldest first. Two pulls never get the same task.
 
     ``wait_seconds``: with nothing to hand out, wait up to that long for tasks (long-poll, see
-    ``waiting``), holding no database connection, and lease them as soon as they come."""
+    ``waiting``), holding no database connection, and lease them as soon as they come. Such a
+    pull takes one of the process's places for long-polls, counted per ``caller`` (the
+    provider): with none left it raises TooManyWaiting at once, having leased nothing."""
     if request_id:
         fingerprint = replay_fingerprint(limit, accounts)
         replay = claims.pull_replay_begin(
@@ -209,7 +214,10 @@ def tasks_pull(
 
     try:
         if wait_seconds > 0:
-            tasks = _lease_waiting(lease, now, limit=limit, accounts=accounts, seconds=wait_seconds)
+            with waiting.LISTENER.place(caller):
+                tasks = _lease_waiting(
+                    lease, now, limit=limit, accounts=accounts, seconds=wait_seconds
+                )
         else:
             tasks = lease(now)
     except BaseException:

@@ -19,6 +19,7 @@ from telegram_tasks.models import (
     Membership,
     OneShot,
     OrderPassStats,
+    OrderTurn,
     TelegramAccount,
     TelegramTask,
 )
@@ -29,6 +30,7 @@ ACCOUNTS = TelegramAccount._meta.db_table
 MEMBERSHIPS = Membership._meta.db_table
 ONE_SHOTS = OneShot._meta.db_table
 ORDER_STATS = OrderPassStats._meta.db_table
+ORDER_TURNS = OrderTurn._meta.db_table
 
 
 def literal(value: str) -> str:
@@ -98,7 +100,7 @@ class OrderTable:
 ORDER_FIELDS = (
     "action", "link", "post_id", "link_hash", "quantity", "remains", "per_call",
     "interval_seconds", "next_run_at", "status", "paused_at", "updated_at", "priority",
-    "duration_days", "execution_mode",
+    "duration_days", "execution_mode", "params",
 )  # fmt: skip
 
 

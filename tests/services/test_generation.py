@@ -42,7 +42,7 @@ def test_due_order_gets_a_task_with_a_reserved_account(redis_client, redis_prefi
     assert task.reserved_until == NOW + timedelta(seconds=120)
     assert task.payload == {
         "order_id": order.pk, "action": "view", "link": "https://t.me/durov", "post_id": 42,
-        "link_hash": order.link_hash, "per_call": 1,
+        "link_hash": order.link_hash, "per_call": 1, "params": {},
         "account": {"id": account.id, "provider_account_id": account.provider_account_id,
                     "phone": account.phone, "tier": "default"},
     }  # fmt: skip

@@ -206,6 +206,22 @@ def test_the_signature_is_what_the_provider_guide_says():
     assert not push.verify(body, header, ["secret"], now=1_700_001_000)  # too old
 
 
+def test_pushes_are_signed_with_the_signing_secret_apart_from_the_api_token(provider, settings):
+    """PUSH_SIGNING_SECRET keys the signature (the provider here checks it against TOKEN);
+    unset, the first provider token does."""
+    make_accounts(2)
+    settings.PROVIDER_TOKEN = "an-api-token-that-signs-nothing-Zq81"
+    settings.PUSH_SIGNING_SECRET = TOKEN
+    push_order("done")
+    tasks_generate(limit=10, now=timezone.now())
+    assert dispatch().outcomes["done"] == 1
+    settings.PUSH_SIGNING_SECRET = ""
+    push_order("done")
+    tasks_generate(limit=10, now=timezone.now())
+    assert dispatch().outcomes["done"] == 1
+    assert [e["signed"] for e in provider()] == [True, False]
+
+
 def test_an_http_url_is_refused_unless_allowed(settings):
     from django.core import checks
 
