@@ -9,11 +9,13 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orders.models import Order
+from orders.models import Order, Service
 from orders.params import InvalidParams, order_params
+from orders.services import balance_adjust
 from tests.panel_world import balance, ledger_sum, make_customer, make_service
 
 ACTIONS = ["services", "add", "status", "cancel", "refill", "refill_status", "balance"]
@@ -172,3 +174,27 @@ def test_an_idempotency_header_with_a_nul_is_refused_in_json(world):
         200, {"error": "request_id (Idempotency-Key) holds a NUL character"},
     )  # fmt: skip
     assert Order.objects.count() == 0 and balance(customer) == Decimal("3")
+
+
+def test_a_retry_answers_the_first_order_whatever_changed_since(world):
+    """The first add made and charged the order; its answer was lost. Meanwhile the operator
+    disabled the service, or lowered its maximum, and the balance ran out: the retry still
+    answers that order (an error would tell the panel no order exists)."""
+    customer, key, service = world
+    fields = {"action": "add", "service": service.pk, "link": "t.me/Durov/7", "quantity": 50,
+              "runs": 2, "interval": 5, "request_id": "lost-answer"}  # fmt: skip
+    first = Client().post("/api/v2", {"key": key, **fields}).json()
+    assert balance(customer) == Decimal("3") - Decimal("0.15")
+    Service.objects.filter(pk=service.pk).update(max_quantity=10)
+    balance_adjust(customer_id=customer.pk, amount=Decimal("-2.85"), note="spent", actor="t",
+                   now=timezone.now())  # fmt: skip
+    again = {**fields, "link": "https://t.me/durov/7"}  # the same target, spelled otherwise
+    assert Client().post("/api/v2", {"key": key, **again}).json() == first
+    Service.objects.filter(pk=service.pk).update(enabled=False)
+    assert Client().post("/api/v2", {"key": key, **fields}).json() == first
+    other = {**fields, "quantity": 49}
+    assert Client().post("/api/v2", {"key": key, **other}).json() == {
+        "error": "This request_id (Idempotency-Key) was used for another order"
+    }
+    assert Order.objects.count() == 1
+    assert balance(customer) == Decimal("0") == ledger_sum(customer)
