@@ -12,7 +12,7 @@ from django.utils.safestring import SafeString
 
 from orders import money
 from orders.models import Order
-from orders.selectors import refill_word, status_word
+from orders.selectors import panel_id, refill_word, status_word
 from telegram_tasks import selectors, services
 from telegram_tasks.admin import pass_stats_html, pass_stats_short, pretty_json
 from telegram_tasks.admin.display import (
@@ -320,8 +320,9 @@ class OrderAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if term.isdigit():
-            return queryset.filter(pk=int(term)), False
+        if term.isdigit():  # "²" too, which no order id is
+            pk = panel_id(term)
+            return (queryset.none() if pk is None else queryset.filter(pk=pk)), False
         try:
             target = normalize_link(term)
         except InvalidTelegramLink:

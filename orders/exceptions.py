@@ -3,6 +3,8 @@ the panel view answers ``{"error": str(exc)}`` (HTTP 200, as the market does).""
 
 from __future__ import annotations
 
+from orders import money
+
 
 class PanelError(Exception):
     """An error a panel reads in ``{"error": …}``."""
@@ -64,3 +66,11 @@ class RateLimited(PanelError):
     def __init__(self, retry_after: int) -> None:
         super().__init__("Too many requests: slow down")
         self.retry_after = retry_after
+
+
+class BalanceTooLarge(ValueError):
+    """An adjustment that would take a balance past the largest amount a balance can hold."""
+
+    def __init__(self) -> None:
+        most = money.text(money.LIMIT - money.MONEY)
+        super().__init__(f"the balance would be more than {most}, the most a balance holds")

@@ -17,8 +17,9 @@ MONEY_PLACES = 8
 MONEY = Decimal(1).scaleb(-MONEY_PLACES)  # 0.00000001
 RATE_PLACES = 5
 RATE = Decimal(1).scaleb(-RATE_PLACES)  # 0.00001
-# Digits of a money column: up to 9,999,999,999.99999999.
+# Digits of a money column: up to 9,999,999,999.99999999 (every amount is below LIMIT).
 MONEY_DIGITS = 18
+LIMIT = Decimal(10) ** (MONEY_DIGITS - MONEY_PLACES)
 RATE_DIGITS = 14
 PER = 1000  # rates are per this many units
 
@@ -45,7 +46,7 @@ def parse(value: object, *, quantum: Decimal = MONEY, what: str = "amount") -> D
         raise InvalidAmount(f"{what} {value!r} is not a number") from None
     if not amount.is_finite():
         raise InvalidAmount(f"{what} {value!r} is not a number")
-    exact = amount.quantize(quantum) if abs(amount) < Decimal(10) ** 12 else None
+    exact = amount.quantize(quantum) if abs(amount) < LIMIT else None
     if exact is None or exact != amount:
         places = -quantum.as_tuple().exponent
         raise InvalidAmount(f"{what} {value} has more than {places} decimal places or is too large")

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -41,13 +41,19 @@ def _error(text: str) -> dict[str, str]:
     return {"error": text}
 
 
-def _scalar(value: Any) -> str | None:
+# The fields that hold several ids: a JSON client may send them as a list.
+_LISTS = ("orders", "refills")
+
+
+def _scalar(name: str, value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | str):
         return str(value)
-    if isinstance(value, list) and all(
-        isinstance(v, int | str) and not isinstance(v, bool) for v in value
+    if (
+        name in _LISTS
+        and isinstance(value, list)
+        and all(isinstance(v, int | str) and not isinstance(v, bool) for v in value)
     ):
         return ",".join(str(v) for v in value)  # "orders": [1, 2] from a JSON client
     return None
@@ -66,12 +72,14 @@ def parse_fields(request: HttpRequest) -> Fields:
             raise PanelError("Incorrect request: the body is not valid JSON") from None
         if not isinstance(body, dict):
             raise PanelError("Incorrect request: the body must be a JSON object")
-        raw = {str(k): _scalar(v) for k, v in body.items()}
+        raw = {str(k): _scalar(str(k), v) for k, v in body.items()}
         fields = {k: v for k, v in raw.items() if v is not None}
     else:
         try:
             fields = {k: request.POST.get(k, "") for k in request.POST}
         except (RequestDataTooBig, MultiPartParserError) as exc:
+            raise PanelError(f"Incorrect request: {exc}") from None
+        except SuspiciousOperation as exc:  # too many fields or files: Django would answer 400
             raise PanelError(f"Incorrect request: {exc}") from None
     for name, value in fields.items():
         if "\x00" in value or len(value) > 10_000:
@@ -97,7 +105,7 @@ def _ids(fields: Fields, one: str, many: str) -> tuple[list[str], bool]:
 
 
 def _numbers(ids: list[str]) -> list[int]:
-    return [int(i) for i in ids if i.isdigit() and len(i) <= 18]
+    return [n for n in map(selectors.panel_id, ids) if n is not None]
 
 
 def services_action(key: ApiKey, fields: Fields, request: HttpRequest) -> Any:
@@ -145,7 +153,7 @@ def status_action(key: ApiKey, fields: Fields, request: HttpRequest) -> Any:
     ids, many = _ids(fields, "order", "orders")
     found = selectors.customer_orders(key.customer_id, _numbers(ids))
     states = {
-        i: order_state(found[int(i)], key.customer) if i.isdigit() and int(i) in found
+        i: order_state(found[n], key.customer) if (n := selectors.panel_id(i)) in found
         else _error(str(IncorrectOrder()))
         for i in ids
     }  # fmt: skip
@@ -183,7 +191,7 @@ def refill_status_action(key: ApiKey, fields: Fields, request: HttpRequest) -> A
     found = selectors.customer_refills(key.customer_id, _numbers(ids))
 
     def word(i: str) -> Any:
-        refill = found.get(int(i)) if i.isdigit() and len(i) <= 18 else None
+        refill = found.get(selectors.panel_id(i))
         return selectors.refill_word(refill) if refill else _error(str(IncorrectRefill()))
 
     if not many:
@@ -200,7 +208,8 @@ def balance_action(key: ApiKey, fields: Fields, request: HttpRequest) -> Any:
 
 
 def _id(raw: str) -> int | str:
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else raw
+    number = selectors.panel_id(raw)
+    return raw if number is None else number
 
 
 ACTIONS: dict[str, Callable[[ApiKey, Fields, HttpRequest], Any]] = {

@@ -34,7 +34,10 @@ def order_params(action: str, service: dict[str, Any], answer_number: str | None
     InvalidParams says what is wrong."""
     params = dict(service)
     if takes_answer(action, params):
-        if answer_number is None or not str(answer_number).strip().isdigit():
+        text = str(answer_number or "").strip()
+        # ASCII digits, a few of them: int() refuses "²" (which isdigit() takes) and very long
+        # digit strings.
+        if not (text.isascii() and text.isdigit() and len(text) <= 9):
             raise InvalidParams("answer_number: give the poll option's number (1, 2, …)")
-        params["option"] = int(str(answer_number).strip())
+        params["option"] = int(text)
     return clean_params(action, params)

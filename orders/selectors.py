@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from orders.models import Order, Service
@@ -23,6 +24,16 @@ REFILL_WORDS = {
     S.CANCELED: "Rejected",
 }
 MAX_IDS = 100
+# An id as a panel sends it: ASCII digits (``str.isdigit`` also takes "²" or "①", which ``int``
+# refuses), at most 18 of them (a bigint; ``int`` of thousands of digits raises too).
+_ID = re.compile(r"[0-9]{1,18}")
+
+
+def panel_id(raw: str) -> int | None:
+    """The id ``raw`` names, or None when it is not one (any id a panel sends goes through
+    here: an id that is not one is an "Incorrect … ID", never an exception)."""
+    text = raw.strip()
+    return int(text) if _ID.fullmatch(text) else None
 
 
 def status_word(order: Order) -> str:

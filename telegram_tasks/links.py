@@ -81,13 +81,17 @@ def normalize_link(raw: str) -> TelegramTarget:
         return _tg_scheme(text, raw)
     if "://" not in text:
         text = "https://" + text
-    parts = urlsplit(text)
+    try:  # urlsplit and .port raise ValueError for a bad port or an unclosed "[" host
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise InvalidTelegramLink(f"{raw!r} is not a Telegram link; {EXPECTED}") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise InvalidTelegramLink(f"{raw!r} is not a Telegram link; {EXPECTED}")
     host = (parts.hostname or "").lower()
     if host.startswith("www."):
         host = host[4:]
-    if host not in HOSTS or parts.port not in (None, 80, 443) or parts.username:
+    if host not in HOSTS or port not in (None, 80, 443) or parts.username:
         raise InvalidTelegramLink(f"{raw!r} is not a Telegram link; {EXPECTED}")
     segments = [s for s in parts.path.split("/") if s]
     if not segments:
@@ -150,7 +154,10 @@ def _post(segment: str, raw: str) -> int:
 
 
 def _tg_scheme(text: str, raw: str) -> TelegramTarget:
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise InvalidTelegramLink(f"{raw!r} is not a supported tg:// link; {EXPECTED}") from None
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     verb = (parts.netloc or parts.path.strip("/")).lower()
     if verb == "resolve" and "domain" in query:

@@ -91,6 +91,9 @@ def test_order_search_by_any_form_of_the_link(admin_client):
     response = admin_client.get(url, {"q": "t.me/durov/5"})
     assert ids(response) == {order.pk}
     assert ids(admin_client.get(url, {"q": str(order.pk)})) == {order.pk}
+    # A digit to str.isdigit() that int() refuses, and more digits than any id: no order.
+    assert ids(admin_client.get(url, {"q": "²"})) == set()
+    assert ids(admin_client.get(url, {"q": "9" * 30})) == set()
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,11 @@ INVALID = [
     "tg://msg?text=hi",
     "https://t.me:8443/durov",
     "x" * 600,
+    # urlsplit and .port raise ValueError for these (a 500 in the panel API, once)
+    "https://t.me:abc/durov",
+    "t.me:99999999/durov",
+    "http://[::1/durov",
+    "tg://[x",
 ]
 
 

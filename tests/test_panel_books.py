@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from orders import money
 from orders.customers import BalanceEntry, Customer
-from orders.exceptions import NotEnoughFunds
+from orders.exceptions import BalanceTooLarge, NotEnoughFunds
 from orders.models import Order, Service
 from orders.services import balance_adjust, balances_verify, orders_settle, orders_settle_due
 from telegram_tasks.services import orders
@@ -150,3 +150,120 @@ def test_commands_print_their_value_last(capsys):
         call_command("create_service", "--name", "X", "--action", "view", "--rate", "0.000001",
                      "--min", "1", "--max", "2")  # fmt: skip
     call_command("check_balances", stdout=out)
+
+
+def test_the_sweep_is_not_held_up_by_ended_orders_still_in_flight():
+    """Ended orders whose units are still in flight wait; they must not take the places of
+    those that can be settled (with ``most`` of them in flight, none was settled, ever)."""
+    customer, key = make_customer("sweep2", "10")
+    make_accounts(4)
+    service = make_service(rate=Decimal("1"))
+    client = Client()
+    busy = post(client, key, action="add", service=service.pk, link="t.me/sw2_chan/1",
+                quantity=2)["order"]  # fmt: skip
+    deliver(busy, 0)  # handed out, not reported: in flight
+    # Placed after the pass: no task yet.
+    idle = post(client, key, action="add", service=service.pk, link="t.me/sw2_chan/2",
+                quantity=2)["order"]  # fmt: skip
+    now = timezone.now()
+    orders.orders_mark_canceled([busy, idle], now=now)
+    assert orders_settle_due(now=now, most=1) == 1
+    assert Order.objects.get(pk=idle).settled_at is not None
+    assert Order.objects.get(pk=busy).settled_at is None
+    assert balance(customer) == Decimal("10") - Decimal("0.002") == ledger_sum(customer)
+
+
+def test_a_cancel_that_meets_a_stop_says_how_the_order_ended(monkeypatch):
+    """The broker stopped the order (part delivered) between the cancel's check and its own
+    end: the answer says Partial, as status does, not "completed"."""
+    from orders.services import ending
+    from telegram_tasks.services import orders_stop
+
+    customer, key = make_customer("race", "10")
+    make_accounts(4)
+    service = make_service(rate=Decimal("1"))
+    client = Client()
+    pk = post(client, key, action="add", service=service.pk, link="t.me/race_chan/1",
+              quantity=3)["order"]  # fmt: skip
+    deliver(pk, 1)
+    cancel = ending.broker.orders_cancel
+
+    def stopped_first(*, order_ids, now):
+        orders_stop(order_ids=order_ids, reason="target_unavailable", now=now)
+        return cancel(order_ids=order_ids, now=now)
+
+    monkeypatch.setattr(ending.broker, "orders_cancel", stopped_first)
+    assert post(client, key, action="cancel", order=pk) == [
+        {"order": pk, "cancel": {"error": "Order is already partial"}}
+    ]
+    assert post(client, key, action="status", order=pk)["status"] == "Partial"
+    assert balance(customer) == Decimal("10") - Decimal("0.001") == ledger_sum(customer)
+
+
+def test_amounts_a_balance_cannot_hold_are_refused_with_a_reason(django_user_model):
+    customer, _ = make_customer("big", "1")
+    now = timezone.now()
+    with pytest.raises(BalanceTooLarge, match="the most a balance holds"):
+        balance_adjust(customer_id=customer.pk, amount=Decimal("9999999999.5"), note="x",
+                       actor="t", now=now)  # fmt: skip
+    with pytest.raises(CommandError, match="the most a balance holds"):
+        call_command("customer_balance", "big", "--add", "9999999999.5", "--note", "x")
+    with pytest.raises(CommandError, match="too large"):
+        call_command("customer_balance", "big", "--add", "99999999999", "--note", "x")
+    with pytest.raises(CommandError, match="too large"):
+        call_command("create_customer", "bigger", "--balance", "99999999999")
+    with pytest.raises(CommandError, match="1 to 150 characters"):
+        call_command("create_customer", "n" * 151)
+    with pytest.raises(CommandError, match="1 to 150 characters"):
+        call_command("create_customer", " ")
+    assert balance(customer) == Decimal("1") == ledger_sum(customer)
+    assert Customer.objects.count() == 1
+
+
+def test_an_order_model_without_start_count_costs_a_report_nothing_more(monkeypatch):
+    """The optional column: an order model that lacks it gets the report statements it had
+    before (no start count read from the data, no extra statement for a failed report)."""
+    from dataclasses import replace
+
+    from telegram_tasks.services import settle, sql
+
+    full = sql.order_table()
+    bare = replace(full, columns={k: v for k, v in full.columns.items() if k != "start_count"})
+    monkeypatch.setattr(sql, "order_table", lambda: bare)
+    settle._done_sql.cache_clear()
+    try:
+        for durable in (True, False):
+            for handed_out in (True, False):
+                text = settle._done_sql(durable=durable, handed_out=handed_out)
+                assert "start_count" not in text
+        with CaptureQueriesContext(connection) as queries:
+            orders.orders_note_start_count([(1, '{"start_count": 5}')])
+        assert len(queries) == 0
+    finally:
+        monkeypatch.undo()
+        settle._done_sql.cache_clear()
+    # (With the column, the same statement reads it.)
+    assert "start_count" in settle._done_sql(durable=False, handed_out=True)
+
+
+def test_a_cancel_while_redis_is_down_is_answered_and_refunded_once_its_tasks_end(
+    cut_redis, settings
+):
+    """The order is canceled (the ledger says so: nothing more is handed out), its tasks could
+    not be ended (that asks Redis): the panel hears cancel 1, not a 500, and the sweep refunds
+    the order once its tasks have ended."""
+    customer, key = make_customer("rdown", "10")
+    make_accounts(3)
+    service = make_service(rate=Decimal("1"))
+    client = Client()
+    pk = post(client, key, action="add", service=service.pk, link="t.me/rdown_chan/1",
+              quantity=3)["order"]  # fmt: skip
+    deliver(pk, 1)
+    caches, url = settings.CACHES, settings.REDIS_URL
+    cut_redis()
+    assert post(client, key, action="cancel", order=pk) == [{"order": pk, "cancel": 1}]
+    assert post(client, key, action="status", order=pk)["status"] == "Partial"
+    settings.CACHES, settings.REDIS_URL = caches, url  # Redis is back
+    tasks_fail(reason="order_canceled", now=timezone.now(), order_ids=[pk])  # housekeeping
+    assert orders_settle_due(now=timezone.now()) == 1
+    assert balance(customer) == Decimal("10") - Decimal("0.001") == ledger_sum(customer)

@@ -79,6 +79,15 @@ def test_a_refill_redelivers_the_drops_to_accounts_not_in_the_channel(panel):
     # A refill's id is not an order of the customer's.
     assert api.call("status", order=refill.pk) == {"error": "Incorrect order ID"}
     assert len(accounts) == 6
+    # Another customer sees neither the refill nor the order it refills.
+    _, bob_key = make_customer("bob", "1")
+    bob = Panel(api.url, bob_key)
+    assert bob.call("refill_status", refill=refill.pk) == {"error": "Refill not found"}
+    assert bob.call("refill_status", refills=str(refill.pk)) == [
+        {"refill": refill.pk, "status": {"error": "Refill not found"}}
+    ]
+    assert bob.call("refill", order=pk) == {"error": "Incorrect order ID"}
+    assert Order.objects.filter(refill_of=pk).count() == 1
 
 
 def test_no_refill_without_refill_days_or_after_the_period(panel):

@@ -83,6 +83,9 @@ def customer_create(
     now: datetime,
 ) -> tuple[Customer, NewKey]:  # fmt: skip
     """A customer with its first API key, and its opening balance as a ledger row."""
+    longest = Customer._meta.get_field("name").max_length
+    if not name.strip() or len(name) > longest:
+        raise ValueError(f"a customer's name is 1 to {longest} characters")
     wanted = currency or money.currency()
     if wanted != money.currency():
         raise ValueError(

@@ -12,26 +12,33 @@ row is locked, and only an order not settled yet is settled: one refund per orde
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from redis.exceptions import RedisError
 
 from orders import money
 from orders.customers import ApiKey
 from orders.exceptions import IncorrectOrder, PanelError
 from orders.models import Order
-from orders.selectors import status_word
+from orders.selectors import panel_id, status_word
 from orders.services.ledger import ledger_refund_many
 from telegram_tasks import services as broker
 from telegram_tasks.models import TelegramTask
+
+logger = logging.getLogger(__name__)
 
 ORDERS = Order._meta.db_table
 TASKS = TelegramTask._meta.db_table
 FINAL = [s.value for s in Order.Status if s not in Order.ACTIVE]
 LIVE = [s.value for s in TelegramTask.IN_FLIGHT]
+# An order none of whose units is in flight any more (its remains are final).
+NOTHING_IN_FLIGHT = f"""NOT EXISTS (SELECT 1 FROM {TASKS} AS t WHERE t.order_id = o.id
+                   AND t.status = ANY(%(live)s) AND t.membership_id IS NULL)"""  # noqa: S608
 
 
 def _rows(sql: str, params: Any) -> list[tuple]:
@@ -48,9 +55,7 @@ def _settle(where: str, params: dict[str, Any], *, note: str, now: datetime, ski
         f"""
         SELECT o.id, o.customer_id, o.charge, o.quantity, o.remains FROM {ORDERS} AS o
         WHERE ({where}) AND o.customer_id IS NOT NULL AND o.settled_at IS NULL
-          AND o.status = ANY(%(final)s)
-          AND NOT EXISTS (SELECT 1 FROM {TASKS} AS t WHERE t.order_id = o.id
-                          AND t.status = ANY(%(live)s) AND t.membership_id IS NULL)
+          AND o.status = ANY(%(final)s) AND {NOTHING_IN_FLIGHT}
         ORDER BY o.id {lock}
         """,  # noqa: S608
         {**params, "final": FINAL, "live": LIVE},
@@ -85,11 +90,13 @@ def orders_settle(*, order_ids: Sequence[int], reason: str, now: datetime) -> in
 
 def orders_settle_due(*, now: datetime, most: int = 1000) -> int:
     """Settle every ended panel order not settled yet (completed ones too, with nothing to
-    refund), at most ``most``; orders another transaction holds are left for the next run."""
+    refund), at most ``most``; orders another transaction holds, or with units still in flight,
+    are left for a later run (and do not take the places of those that can be settled)."""
     with transaction.atomic():
         return _settle(
-            f"o.id IN (SELECT id FROM {ORDERS} WHERE customer_id IS NOT NULL "  # noqa: S608
-            "AND settled_at IS NULL AND status = ANY(%(final)s) ORDER BY id LIMIT %(most)s)",
+            f"o.id IN (SELECT o.id FROM {ORDERS} AS o WHERE o.customer_id IS NOT NULL "  # noqa: S608
+            "AND o.settled_at IS NULL AND o.status = ANY(%(final)s) "
+            f"AND {NOTHING_IN_FLIGHT} ORDER BY o.id LIMIT %(most)s)",
             {"most": most}, note="undelivered part refunded (order ended)", now=now, skip=True,
         )  # fmt: skip
 
@@ -110,7 +117,7 @@ def orders_cancel_for(*, key: ApiKey, order_ids: Sequence[str], now: datetime) -
     """A customer's cancel of its orders: each one allowed (its own, its service allows cancel,
     still running) stops exactly as an operator's cancel does (the broker's ``orders_cancel``)
     and its undelivered part is refunded in the same step (``settle_ended``)."""
-    wanted = {raw: int(raw) for raw in order_ids if raw.isdigit() and len(raw) <= 18}
+    wanted = {raw: n for raw in order_ids if (n := panel_id(raw)) is not None}
     found = {
         o.pk: o
         for o in Order.objects.filter(
@@ -130,14 +137,20 @@ def orders_cancel_for(*, key: ApiKey, order_ids: Sequence[str], now: datetime) -
         else:
             allowed.append(order.pk)
     if allowed:
-        broker.orders_cancel(order_ids=sorted(set(allowed)), now=now)
-        ended = set(
-            Order.objects.filter(pk__in=allowed, status=Order.Status.CANCELED).values_list(
-                "pk", flat=True
-            )
-        )
+        try:
+            broker.orders_cancel(order_ids=sorted(set(allowed)), now=now)
+        except RedisError:
+            # The first step (the orders canceled) committed; the second (ending their tasks,
+            # which asks Redis whether each was COMMITted) could not run. Their tasks end when
+            # housekeeping meets them, and the settle sweep refunds each order then.
+            logger.warning("cancel: tasks not ended yet, Redis unavailable", exc_info=True)
+        after = {
+            o.pk: o
+            for o in Order.objects.filter(pk__in=allowed).only("status", "quantity", "remains")
+        }
         for raw in order_ids:
-            pk = wanted.get(raw)
-            if pk in allowed and pk not in ended:  # it completed meanwhile
-                errors[raw] = PanelError("Order is already completed")
+            order = after.get(wanted.get(raw, -1))
+            if order is not None and order.status != Order.Status.CANCELED:
+                # It ended otherwise meanwhile: completed, or stopped by the broker.
+                errors[raw] = PanelError(f"Order is already {status_word(order).lower()}")
     return [CancelOut(raw, errors.get(raw)) for raw in order_ids]

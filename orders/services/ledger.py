@@ -14,7 +14,8 @@ from typing import Any
 from django.db import connection
 
 from orders.customers import BalanceEntry, Customer
-from orders.exceptions import NotEnoughFunds
+from orders.exceptions import BalanceTooLarge, NotEnoughFunds
+from orders.money import LIMIT
 
 CUSTOMERS = Customer._meta.db_table
 LEDGER = BalanceEntry._meta.db_table
@@ -42,7 +43,8 @@ def _fetch(sql: str, params: Any) -> list[tuple]:
 
 def ledger_move(movement: Movement, *, now: datetime) -> Decimal:
     """Apply one movement: the balance changes only if it stays at or above zero (else
-    NotEnoughFunds, nothing written), and the row records the balance it left. Returns it.
+    NotEnoughFunds, nothing written) and below ``money.LIMIT`` (else BalanceTooLarge: the
+    column would overflow), and the row records the balance it left. Returns it.
     The update takes the customer's row lock until the caller's transaction ends, so
     concurrent movements of one customer queue, each seeing the balance the last one left."""
     rows = _fetch(
@@ -50,6 +52,7 @@ def ledger_move(movement: Movement, *, now: datetime) -> Decimal:
         WITH moved AS (
             UPDATE {CUSTOMERS} SET balance = balance + %(amount)s, updated_at = %(now)s
             WHERE id = %(customer)s AND balance + %(amount)s >= 0
+              AND balance + %(amount)s < %(limit)s
             RETURNING id, balance
         )
         INSERT INTO {LEDGER} (customer_id, kind, amount, balance_after, order_id, actor,
@@ -68,10 +71,11 @@ def ledger_move(movement: Movement, *, now: datetime) -> Decimal:
             "user": movement.user_id,
             "note": movement.note,
             "now": now,
+            "limit": LIMIT,
         },
     )
     if not rows:
-        raise NotEnoughFunds
+        raise NotEnoughFunds if movement.amount < 0 else BalanceTooLarge
     return rows[0][0]
 
 

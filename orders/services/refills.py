@@ -19,6 +19,7 @@ from django.db.models import F, Max, Q, Sum
 from orders.customers import ApiKey
 from orders.exceptions import IncorrectOrder, PanelError
 from orders.models import Order
+from orders.selectors import panel_id
 from telegram_tasks.models import Membership
 
 MS = Membership.State
@@ -87,11 +88,12 @@ def refill_create(*, key: ApiKey, order_ids: Sequence[str], now: datetime) -> li
     """Ask for a refill of each order (each in a transaction of its own)."""
     outs = []
     for raw in order_ids:
-        if not raw.isdigit() or len(raw) > 18:
+        pk = panel_id(raw)
+        if pk is None:
             outs.append(RefillOut(raw, error=IncorrectOrder()))
             continue
         try:
-            outs.append(RefillOut(raw, refill=_refill_one(key.customer_id, int(raw), now)))
+            outs.append(RefillOut(raw, refill=_refill_one(key.customer_id, pk, now)))
         except PanelError as exc:
             outs.append(RefillOut(raw, error=exc))
     return outs
