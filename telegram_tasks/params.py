@@ -136,8 +136,10 @@ def clean_reactions(value: object) -> list[str]:
 def clean_option(value: object) -> int:
     """A poll's option, 1-based: an integer, or a string of digits (the panel protocol's
     ``answer_number`` arrives as one)."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    text = value.strip() if isinstance(value, str) else None
+    # (ASCII digits only: str.isdigit also takes "²", which int() refuses.)
+    if text and text.isascii() and text.isdigit() and len(text) <= 18:
+        value = int(text)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_POLL_OPTION:
         raise InvalidParams(
             f"option must be a whole number from 1 to {MAX_POLL_OPTION} (the poll's answer, "

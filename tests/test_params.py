@@ -50,6 +50,8 @@ def test_valid_params_are_normalized(action, given, cleaned):
         ("poll_vote", {"option": True}, "from 1 to 100", "option"),
         ("poll_vote", {"option": 2.5}, "from 1 to 100", "option"),
         ("poll_vote", {"option": "two"}, "from 1 to 100", "option"),
+        ("poll_vote", {"option": "²"}, "from 1 to 100", "option"),  # a digit int() refuses
+        ("poll_vote", {"option": "9" * 5000}, "from 1 to 100", "option"),
         ("bot_start", {"start_param": "a b"}, "1-64 letters", "start_param"),
         ("view", {"reactions": ["👍"]}, "a view takes no parameter 'reactions' (it takes: none)",
          "reactions"),
