@@ -4,7 +4,7 @@ look like, what an account's limits look like right now. No writes here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import Count, Q, Sum
 
@@ -113,5 +113,43 @@ def account_limits(accounts: list[TelegramAccount], *, now: datetime) -> dict[in
             max_channels=tier.max_channels,
             channels_too_much=state.channels_too_much,
             actions=actions,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Handout:
+    """One hand-out of a task, as ``TelegramTask.handouts`` keeps it (``services.handouts``)."""
+
+    number: int  # 1 for the first kept
+    lease_id: str
+    leased_at: datetime
+    end: str  # how it ended (``handouts.ENDS``); "" while it runs
+    ended_at: datetime | None
+    pending_at: datetime | None
+    error: str
+
+
+def task_handouts(task: TelegramTask) -> list[Handout]:
+    """The task's hand-outs, oldest first (none for a task never handed out, or made before
+    the history was kept)."""
+
+    def moment(value: object) -> datetime | None:
+        return datetime.fromtimestamp(float(value), tz=UTC) if value is not None else None
+
+    out = []
+    for n, entry in enumerate(task.handouts or [], start=1):
+        if not isinstance(entry, dict) or entry.get("at") is None:
+            continue
+        out.append(
+            Handout(
+                number=n,
+                lease_id=str(entry.get("lease") or ""),
+                leased_at=moment(entry["at"]),
+                end=str(entry.get("end") or ""),
+                ended_at=moment(entry.get("ended")),
+                pending_at=moment(entry.get("pending")),
+                error=str(entry.get("error") or ""),
+            )
         )
     return out

@@ -178,6 +178,28 @@ def at_second(moment: Any) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S}" if moment else "—"
 
 
+def at_short(moment: Any, *, now: Any = None) -> str:
+    """A moment in a list's column: the time alone when it is today, else the date too."""
+    if not moment:
+        return "—"
+    local = timezone.localtime(moment)
+    if local.date() == timezone.localtime(now or timezone.now()).date():
+        return f"{local:%H:%M:%S}"
+    return f"{local:%Y-%m-%d %H:%M}"
+
+
+def duration(seconds: float) -> str:
+    """A span as an operator reads it: "42 s", "3 min", "2 h 05 min", "3 d 4 h"."""
+    s = int(abs(seconds))
+    if s < 120:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 2 * 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
 def progress_bar(delivered: int, in_flight: int, remaining: int) -> SafeString:
     """Delivered / in flight / still to do, as one bar (and the numbers)."""
     total = max(delivered + in_flight + remaining, 1)
