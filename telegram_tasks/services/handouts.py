@@ -14,6 +14,9 @@ column as the statement names it (``t.handouts`` under an alias)."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
 from telegram_tasks.services import sql
 
 # How a hand-out ended.
@@ -63,17 +66,24 @@ def parked(*, col: str = "handouts", at: str = "%(now)s") -> str:
     return f"handouts = {_close(col, pending)}"
 
 
-def leased(*, lease_id: str, at: str = "%(now)s", alias: str = "t") -> str:
-    """A new hand-out begins (the lease statement, over the task's old row as ``alias``). A task
-    still ``leased`` is a lease that ran out: that one ends ``expired`` when it ran out (its
+def leased(*, entry: str = "%(handout)s::jsonb", alias: str = "t") -> str:
+    """A new hand-out begins (the lease statement, over the task's old row as ``alias``):
+    ``entry`` (SQL; ``entry_param`` makes it, once per batch) is appended. A task still
+    ``leased`` is a lease that ran out: that one ends ``expired`` when it ran out (its
     ``leased_until``). A push hand-out sent again (``redeliver``) is the same hand-out: nothing
     new."""
     col = f"{alias}.handouts"
     expired = _close(col, f"'end', '{EXPIRED}', 'ended', {_epoch(f'{alias}.leased_until')}")
-    relet = f"{alias}.status = {sql.LEASED}"
-    before = f"COALESCE(CASE WHEN {relet} THEN {expired} ELSE {col} END, '[]')"
-    trimmed = (
-        f"CASE WHEN jsonb_array_length({before}) >= {KEEP} THEN {before} - 0 ELSE {before} END"
+    before = (
+        f"COALESCE(CASE WHEN {alias}.status = {sql.LEASED} THEN {expired} ELSE {col} END, '[]')"
     )
-    entry = f"jsonb_build_object('lease', {lease_id}, 'at', {_epoch(at)})"
-    return f"handouts = CASE WHEN {alias}.redeliver THEN {col} ELSE ({trimmed}) || {entry} END"
+    return (
+        f"handouts = CASE WHEN {alias}.redeliver THEN {col} "
+        f"WHEN jsonb_array_length({col}) >= {KEEP} THEN ({before} - 0) || {entry} "
+        f"ELSE {before} || {entry} END"
+    )
+
+
+def entry_param(*, lease_id: str, now: datetime) -> str:
+    """The entry of a batch's new hand-outs (the same for every task of one lease statement)."""
+    return json.dumps({"lease": lease_id, "at": round(now.timestamp(), 3)})
