@@ -401,6 +401,9 @@ class OrderPassStats(models.Model):
     starved_total = models.PositiveBigIntegerField(default=0)
     # The last few passes, newest first: [{"at", "created", "starved", "refusals"}, …].
     recent = models.JSONField(default=list)
+    # Slots starved per ten minutes, the last two hours: {"<Unix seconds of the ten minutes'
+    # start>": slots}, for "starved in the last hour" and its trend.
+    starved_recent = models.JSONField(default=dict)
 
     class Meta:
         db_table = "telegram_order_pass_stats"
@@ -436,5 +439,6 @@ from telegram_tasks.records import (  # noqa: E402, F401
     PassRun,
     RollupMark,
     TaskHour,
+    TaskMinute,
     TaskTotal,
 )

@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from tests.factories import make_account, make_order, make_task
+from tests.factories import make_account, make_accounts, make_order, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +58,7 @@ def test_task_cannot_be_added_or_edited_by_post(admin_client, objects):
 
 
 def test_order_add_page_renders_and_creates_a_normalized_order(admin_client):
+    make_accounts(3)
     assert admin_client.get(reverse("admin:orders_order_add")).status_code == 200
     response = admin_client.post(
         reverse("admin:orders_order_add"),
@@ -215,6 +216,7 @@ def test_order_add_page_offers_the_emoji_picker_and_the_option(admin_client):
 def test_order_add_keeps_the_params_of_the_chosen_action(admin_client, fields, params):
     from orders.models import Order
 
+    make_accounts(3)
     response = _add_order(admin_client, **fields)
     assert response.status_code == 302, response.content.decode()[:3000]
     assert Order.objects.get().params == params

@@ -139,8 +139,10 @@ def test_order_page_progress_and_latest_tasks(admin_client, farm):
 
 def test_order_form_offers_the_configured_actions_and_says_everything_at_once(admin_client):
     page = admin_client.get(f"{ORDERS}add/").content.decode()
-    assert '<select name="action"' in page and '<option value="subscribe">' in page
-    assert "Units one task delivers" in page  # help text on the fields
+    assert '<select name="action"' in page
+    assert '<option value="subscribe">subscribe: join a channel or group</option>' in page
+    assert "How many one account delivers at a time" in page  # help text on the fields
+    assert "TELEGRAM_TASKS" not in page  # in the operator's words
     response = admin_client.post(
         f"{ORDERS}add/", {"action": "view", "link": "https://example.com/x", "quantity": "",
                           "per_call": 1, "interval_seconds": 0, "priority": 0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.urls import reverse
@@ -54,7 +55,7 @@ def limits_table(limits: selectors.AccountLimits) -> SafeString:
                 a.action,
                 of_limit(a.today, a.daily_cap),
                 f"{seconds_left(a.cooldown_left)} (policy {a.cooldown} s)",
-                a.lock_token or "—",
+                task_link(a.lock_token) if a.lock_token else "—",
             )
             for a in limits.actions
         ),
@@ -67,6 +68,14 @@ def limits_table(limits: selectors.AccountLimits) -> SafeString:
     )
 
 
+def task_link(task_id: str) -> SafeString:
+    return format_html(
+        '<a href="{}">{}</a>',
+        reverse("admin:telegram_tasks_telegramtask_change", args=[task_id]),
+        task_id,
+    )
+
+
 def pass_stats_html(stats: OrderPassStats | None) -> SafeString:
     """What the last generation passes found for an order: why it is slow, if it is."""
     if stats is None:
@@ -76,7 +85,7 @@ def pass_stats_html(stats: OrderPassStats | None) -> SafeString:
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         (
             (
-                p.get("at", ""),
+                pass_time(p.get("at")),
                 p.get("created", 0),
                 p.get("starved", 0),
                 ", ".join(f"{k} {v}" for k, v in sorted((p.get("refusals") or {}).items())) or "—",
@@ -92,6 +101,14 @@ def pass_stats_html(stats: OrderPassStats | None) -> SafeString:
         stats.starved_total,
         rows,
     )
+
+
+def pass_time(value: Any) -> str:
+    """A pass's moment as the records keep it (ISO text in JSON), like every other time."""
+    try:
+        return at_second(datetime.fromisoformat(value)) if value else "—"
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def pass_stats_short(stats: OrderPassStats | None) -> str:
@@ -200,8 +217,11 @@ def duration(seconds: float) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
-def progress_bar(delivered: int, in_flight: int, remaining: int) -> SafeString:
-    """Delivered / in flight / still to do, as one bar (and the numbers)."""
+def progress_bar(
+    delivered: int, in_flight: int, remaining: int, *, failed: int = 0, failed_url: str = ""
+) -> SafeString:
+    """Delivered / in flight / still to do, as one bar (and the numbers); the tasks that
+    failed on the way (their units went back to "still to do"), linked to them."""
     total = max(delivered + in_flight + remaining, 1)
     parts = [
         (delivered, "#5b9a57", "delivered"),
@@ -214,12 +234,23 @@ def progress_bar(delivered: int, in_flight: int, remaining: int) -> SafeString:
         "</span>",
         ((n, label, round(100 * n / total, 2), colour) for n, colour, label in parts if n),
     )
+    failures = (
+        format_html(
+            ' · <a class="tg-failed" href="{}">{} task{} failed</a>',
+            failed_url,
+            failed,
+            "" if failed == 1 else "s",
+        )
+        if failed
+        else format_html("{}", " · no task failed")
+    )
     return format_html(
         '<div class="tg-progress" style="width:420px;max-width:100%;border:1px solid '
         'var(--hairline-color);display:flex">{}</div><div>{} delivered · {} in flight · '
-        "{} not yet in a task</div>",
+        "{} not yet in a task{}</div>",
         bars,
         delivered,
         in_flight,
         remaining,
+        failures,
     )

@@ -23,6 +23,15 @@ from telegram_tasks.models import LIVE_STATUSES, TaskStatus, ulid_floor, ulid_ti
 COUNT_CAP = 10_000
 
 
+class NoDelete:
+    """Rows of the ledger nobody deletes in the admin, superusers included (no "Delete
+    selected", no Delete button): an order is canceled, an account deactivated, a service or a
+    customer disabled. A deliberate delete is the shell's (``manage.py shell``)."""
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 class MachineWritten:
     """Rows the services write: seen with the view permission, never added, edited or deleted
     in the admin (superusers included); operators act through the admin actions only."""

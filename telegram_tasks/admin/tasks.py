@@ -6,16 +6,14 @@ import re
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from telegram_tasks import selectors, services
 from telegram_tasks.admin import reasons
+from telegram_tasks.admin.buttons import Button, ObjectButtons
 from telegram_tasks.admin.display import at_second, at_short, duration, pretty_json
 from telegram_tasks.admin.lists import (
     ActionFilter,
@@ -44,6 +42,10 @@ STATUS_ORDERING = {
 }
 
 
+def is_live(task: TelegramTask) -> bool:
+    return task.status in LIVE_STATUSES
+
+
 def of_order(order_id: int) -> Q:
     """An order's tasks as its two partial indexes see them: live, or finished."""
     return Q(order_id=order_id, status__in=LIVE_STATUSES) | Q(
@@ -58,7 +60,7 @@ def of_account(account_id: int) -> Q:
 
 
 @admin.register(TelegramTask)
-class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
+class TelegramTaskAdmin(ObjectButtons, MachineWritten, admin.ModelAdmin):
     """Tasks are written by machines only; operators change them through admin actions."""
 
     list_display = (
@@ -110,54 +112,15 @@ class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
         "updated_at",
     )
     readonly_fields = fields
-    change_form_template = "admin/telegram_tasks/telegramtask/change_form.html"
+    buttons = (
+        Button("requeue", "Requeue", "requeue_tasks", "requeue",
+               "Back to the queue now, same account, fresh reservation", applies=is_live),
+        Button("fail", "Fail", "fail_tasks", "fail", "Fail it and roll back its reservation",
+               applies=is_live),
+    )  # fmt: skip
 
     class Media:
         css = {"all": ["telegram_tasks/admin.css"]}
-
-    def get_urls(self) -> list[Any]:
-        own = [
-            path(
-                "<path:object_id>/requeue/",
-                self.admin_site.admin_view(self.requeue_one),
-                name="telegram_tasks_telegramtask_requeue",
-            ),
-            path(
-                "<path:object_id>/fail/",
-                self.admin_site.admin_view(self.fail_one),
-                name="telegram_tasks_telegramtask_fail",
-            ),
-        ]
-        return own + super().get_urls()
-
-    def change_view(
-        self, request: Any, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> Any:
-        extra = {
-            "can_requeue": self.has_requeue_permission(request),
-            "can_fail": self.has_fail_permission(request),
-            "live_statuses": [s.value for s in LIVE_STATUSES],
-            **(extra_context or {}),
-        }
-        return super().change_view(request, object_id, form_url, extra)
-
-    def requeue_one(self, request: Any, object_id: str) -> HttpResponse:
-        """The Requeue button of a task's page (the list's action, for one task)."""
-        return self._one(request, object_id, self.has_requeue_permission, self.requeue_tasks)
-
-    def fail_one(self, request: Any, object_id: str) -> HttpResponse:
-        """The Fail button of a task's page."""
-        return self._one(request, object_id, self.has_fail_permission, self.fail_tasks)
-
-    def _one(self, request: Any, object_id: str, allowed: Any, action: Any) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not allowed(request):
-            raise PermissionDenied
-        action(request, TelegramTask.objects.filter(pk=object_id))
-        return HttpResponseRedirect(
-            reverse("admin:telegram_tasks_telegramtask_change", args=[object_id])
-        )
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: TelegramTask) -> str:

@@ -1,5 +1,6 @@
 """The rollup behind the dashboard and the metrics: tasks created, done and failed (by reason)
-per action and hour (``TaskHour``), running totals of the same (``TaskTotal``), and each
+per action and hour (``TaskHour``), done and failed per minute for the dashboard's short ranges
+(``TaskMinute``, kept a few hours), running totals of the same (``TaskTotal``), and each
 account's successes per action and local day (``AccountDay``: who is capped today).
 
 Each housekeeping pass counts only what happened since the last one — tasks created (a range of
@@ -22,6 +23,7 @@ from telegram_tasks.models import (
     GenerationPass,
     RollupMark,
     TaskHour,
+    TaskMinute,
     TaskTotal,
     ulid_floor,
 )
@@ -35,8 +37,11 @@ FIRST = timedelta(hours=48)
 
 # Each account's successes per day are kept this long (today's caps, yesterday's by the hour).
 DAYS_KEPT = timedelta(days=2)
+# Done and failed per minute are kept this long: the dashboard's 6-hour range, and some.
+MINUTES_KEPT = timedelta(hours=7)
 
 HOURS = TaskHour._meta.db_table
+MINUTES = TaskMinute._meta.db_table
 DAYS = AccountDay._meta.db_table
 TOTALS = TaskTotal._meta.db_table
 MARK = RollupMark._meta.db_table
@@ -82,6 +87,18 @@ def rollup(*, now: datetime) -> int:
                 ON CONFLICT ON CONSTRAINT tg_account_day_unique
                 DO UPDATE SET done = d.done + EXCLUDED.done
                 RETURNING 1
+            ), minutes AS (
+                INSERT INTO {MINUTES} AS m (minute, action, outcome, reason, count)
+                SELECT date_trunc('minute', finished_at), action, status,
+                       CASE WHEN status = {sql.FAILED} THEN failure_reason ELSE '' END, count(*)
+                FROM finished
+                WHERE finished_at >= %(minutes_from)s
+                GROUP BY 1, 2, 3, 4
+                ON CONFLICT ON CONSTRAINT tg_task_minute_unique
+                DO UPDATE SET count = m.count + EXCLUDED.count
+                RETURNING 1
+            ), pruned AS (
+                DELETE FROM {MINUTES} WHERE minute < %(minutes_from)s RETURNING 1
             ), counted AS (
                 SELECT * FROM made UNION ALL SELECT * FROM ended
             ), hours AS (
@@ -107,6 +124,7 @@ def rollup(*, now: datetime) -> int:
                 "zone": settings.TIME_ZONE,
                 # (A fresh rollup counts the hours back to FIRST; the days it needs are two.)
                 "days_from": upto - DAYS_KEPT,
+                "minutes_from": upto - MINUTES_KEPT,
             },
         )
         mark.created_until = mark.finished_until = upto
