@@ -18,6 +18,7 @@ from telegram_tasks.admin import pass_stats_html, pass_stats_short, pretty_json,
 from telegram_tasks.admin.buttons import Button, ObjectButtons
 from telegram_tasks.admin.display import (
     at_second,
+    at_short,
     order_recent_tasks,
     order_tasks_url,
     progress_bar,
@@ -68,18 +69,9 @@ class OrderAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
     # What an operator scans a list for (newest first: ids follow creation); per call, interval
     # and the moments are on the order's page.
     list_display = (
-        "id",
-        "action",
-        "target",
-        "state",
-        "mode",
-        "priority",
-        "delivered",
-        "failed",
-        "customer",
-        "next_run_at",
-        "last_pass",
-    )
+        "id", "action_text", "target", "state", "priority", "delivered", "failed", "customer",
+        "next_run", "last_pass",
+    )  # fmt: skip
     list_select_related = ("pass_stats", "customer")
     list_filter = (
         "status", ActionFilter, "execution_mode", ("paused_at", admin.EmptyFieldListFilter),
@@ -123,7 +115,7 @@ class OrderAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
             # "Create it anyway" once the form has been sent (it is asked only then: see
             # OrderForm).
             anyway = ["make_anyway"] if request.method == "POST" else []
-            return [*editable, "execution_meta", *anyway]
+            return [*anyway, *editable, "execution_meta"]
         panel = ["customer", "service", "paid", "start_count", "refill_of", "refills_html"]
         subscribes = obj.action in app_settings.ACTIONS and (
             app_settings.policy(obj.action).gate == "subscribe"
@@ -165,7 +157,7 @@ class OrderAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
             return f"{label} (paused)"
         if obj.end_reason and obj.end_reason != "order_canceled":
             return format_html(
-                '{}: <span title="{}">{}</span>',
+                '{}:<br><span class="tg-muted" title="{}">{}</span>',
                 label,
                 obj.end_reason,
                 reasons.words(obj.end_reason),
@@ -193,16 +185,22 @@ class OrderAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
 
     @admin.display(description="target", ordering="link")
     def target(self, obj: Order) -> str:
-        parts = [
-            obj.link,
-            f"post {obj.post_id}" if obj.post_id is not None else "",
-            params_summary(obj.params),
-        ]
-        return " · ".join(p for p in parts if p)
+        """The link as an operator writes it (with the post), and the order's params."""
+        return " · ".join(p for p in (obj.target, params_summary(obj.params)) if p)
 
-    @admin.display(description="mode", ordering="execution_mode")
-    def mode(self, obj: Order) -> str:
-        return obj.execution_mode
+    @admin.display(description="action", ordering="action")
+    def action_text(self, obj: Order) -> str:
+        """The action, and its execution mode when it is push."""
+        return (
+            obj.action if obj.execution_mode == "pull" else f"{obj.action} ({obj.execution_mode})"
+        )
+
+    @admin.display(description="next run", ordering="next_run_at")
+    def next_run(self, obj: Order) -> str:
+        """When the next task is due, for an order still running."""
+        if not is_active(obj):
+            return "—"
+        return at_short(obj.next_run_at) if obj.next_run_at else "now"
 
     @admin.display(description="delivered")
     def delivered(self, obj: Order) -> str:
@@ -226,12 +224,20 @@ class OrderAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
         return tasks_table(order_recent_tasks(obj.pk), more=order_tasks_url(obj.pk))
 
     @admin.display(description="last pass")
-    def last_pass(self, obj: Order) -> str:
+    def last_pass(self, obj: Order) -> SafeString | str:
         """What the last pass found, for an order that still gets tasks (an ended or paused
-        order's last record is history)."""
+        order's last record is history): on one line, the refusals on hover."""
         if not is_active(obj) or obj.paused_at:
             return ""
-        return pass_stats_short(getattr(obj, "pass_stats", None))
+        stats = getattr(obj, "pass_stats", None)
+        if stats is None:
+            return "—"
+        return format_html(
+            '<span class="tg-nowrap" title="{}">made {} · starved {}</span>',
+            pass_stats_short(stats),
+            stats.created,
+            stats.starved_slots,
+        )
 
     @admin.display(description="what the last passes found")
     def passes(self, obj: Order) -> SafeString:

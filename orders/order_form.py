@@ -126,23 +126,33 @@ class OrderForm(forms.ModelForm):
         eligible = selectors.eligible_accounts(
             action=action, link_hash=target.link_hash, post_id=post_id
         )
-        needed = ceil(data["quantity"] / (data.get("per_call") or 1))
+        per_call = data.get("per_call") or 1
+        needed = ceil(data["quantity"] / per_call)
         if eligible is None or needed <= eligible:
             return
+        policy = app_settings.policy(action)
+        if policy.one_shot:
+            why = (
+                f"an account can {ACTION_WORDS.get(action, action)} only once",
+                ("have not done it on this target yet"),
+            )
+        elif policy.gate == "subscribe":
+            why = "an account joins a channel once", "are not in this channel yet"
+        else:
+            why = "only an account in the channel can leave it", "are in this channel"
         self.add_error(
             None,
             ValidationError(
-                "This order cannot finish: it needs %(needed)s distinct accounts, and only "
-                "%(eligible)s active accounts can %(what)s (the others %(why)s). It would deliver "
-                "%(most)s and then wait. Add accounts or lower the quantity, or tick "
-                '"Create it anyway".',
+                "This order cannot finish: it needs %(needed)s distinct accounts (%(rule)s), and "
+                "only %(eligible)s active accounts %(who)s. It would deliver %(most)s and then "
+                'wait. Add accounts or lower the quantity, or tick "Create it anyway".',
                 code="cannot_finish",
                 params={
                     "needed": needed,
+                    "rule": why[0],
                     "eligible": max(eligible, 0),
-                    "what": ACTION_WORDS.get(action, action) + " on this target",
-                    "why": "already did" if app_settings.policy(action).one_shot else "cannot",
-                    "most": max(eligible, 0) * (data.get("per_call") or 1),
+                    "who": why[1],
+                    "most": max(eligible, 0) * per_call,
                 },
             ),
         )

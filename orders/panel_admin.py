@@ -24,7 +24,7 @@ from orders.exceptions import NotEnoughFunds
 from orders.models import Service
 from orders.services import api_key_create, api_key_revoke, balance_adjust
 from telegram_tasks.admin.display import at_second
-from telegram_tasks.admin.lists import CappedPaginator, MachineWritten, NoDelete
+from telegram_tasks.admin.lists import ActionFilter, CappedPaginator, MachineWritten, NoDelete
 from telegram_tasks.conf import app_settings
 
 
@@ -48,11 +48,24 @@ class ServiceForm(forms.ModelForm):
 class ServiceAdmin(NoDelete, admin.ModelAdmin):
     form = ServiceForm
     list_display = (
-        "id", "name", "category", "action", "rate", "min_quantity", "max_quantity", "dripfeed",
-        "cancel", "refill_days", "enabled",
+        "id", "name", "category", "action", "rate", "min_q", "max_q", "dripfeed", "cancel",
+        "refill", "enabled",
     )  # fmt: skip
-    list_filter = ("enabled", "action", "category")
+    list_filter = ("enabled", ActionFilter, "category")
     search_fields = ("name",)
+
+    # Short headers: the list keeps its last column in sight at 1366 px.
+    @admin.display(description="min", ordering="min_quantity")
+    def min_q(self, obj: Service) -> int:
+        return obj.min_quantity
+
+    @admin.display(description="max", ordering="max_quantity")
+    def max_q(self, obj: Service) -> int:
+        return obj.max_quantity
+
+    @admin.display(description="refill", ordering="refill_days")
+    def refill(self, obj: Service) -> str:
+        return f"{obj.refill_days} d" if obj.refill_days else "—"
 
 
 class AdjustForm(forms.Form):

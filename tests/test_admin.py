@@ -177,7 +177,7 @@ def test_order_page_shows_subscriptions_and_what_passes_found(admin_client):
     assert "0 subscribed · 0 unsubscribed · 0 due for unsubscribe" in page
     assert "short of accounts now; 3 slot(s) starved" in page
     listing = admin_client.get(reverse("admin:orders_order_changelist")).content.decode()
-    assert "made 0, starved 3" in listing
+    assert "made 0 · starved 3" in listing
     memberships = admin_client.get(
         reverse("admin:telegram_tasks_membership_changelist") + f"?order__id__exact={order.pk}"
     )
@@ -268,4 +268,4 @@ def test_order_list_shows_each_orders_params(admin_client):
     make_order(action="reaction", link="t.me/durov/4", params={"reactions": ["👍", "🔥"]})
     make_order(action="poll_vote", link="t.me/durov/5", params={"option": 2})
     body = admin_client.get(reverse("admin:orders_order_changelist")).content.decode()
-    assert "post 4 · 👍 🔥" in body and "post 5 · option 2" in body
+    assert "t.me/durov/4 · 👍 🔥" in body and "t.me/durov/5 · option 2" in body

@@ -116,8 +116,7 @@ def is_active(account: TelegramAccount) -> bool:
 class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
     form = AccountForm
     list_display = (
-        "id", "provider_account_id", "phone", "tier", "state", "cooldowns", "today", "channels",
-        "locks",
+        "id", "provider_id", "phone", "tier", "state", "cooldowns", "today", "channels", "locks",
     )  # fmt: skip
     list_filter = ("is_active", HeldFilter, LimitedFilter, TierFilter, FieldCreatedFilter)
     search_fields = ("=id", "=provider_account_id", "=phone")
@@ -172,7 +171,7 @@ class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
         if limits is not None and limits.hold_left > 0:
             left = seconds_left(limits.hold_left)
         elif obj.held_until and obj.held_until > timezone.now():
-            left = f"until {timezone.localtime(obj.held_until):%H:%M:%S}"
+            left = seconds_left((obj.held_until - timezone.now()).total_seconds())
         else:
             return "active"
         return format_html(
@@ -186,7 +185,7 @@ class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
     def hold(self, obj: TelegramAccount) -> str:
         return hold_text(obj) if obj.held_until else "not held"
 
-    @admin.display(description="cooldown left")
+    @admin.display(description="cooldown")
     def cooldowns(self, obj: TelegramAccount) -> str:
         limits = getattr(obj, "limits", None)
         if limits is None:
@@ -237,12 +236,17 @@ class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
         return f"{text} FULL" if limits.channels_too_much else text
 
     @admin.display(description="locks")
-    def locks(self, obj: TelegramAccount) -> str:
+    def locks(self, obj: TelegramAccount) -> SafeString | str:
         limits = getattr(obj, "limits", None)
         if limits is None:
             return "?"
         held = [a.action for a in limits.actions if a.lock_token]
-        return ", ".join(held) or "—"
+        # One a line, as today / cap: the column stays as narrow as its longest action.
+        return format_html_join(mark_safe("<br>"), "{}", ((a,) for a in held)) if held else "—"
+
+    @admin.display(description="provider id", ordering="provider_account_id")
+    def provider_id(self, obj: TelegramAccount) -> str:
+        return obj.provider_account_id or "—"
 
     # --- actions, through the services -------------------------------------------------------
 

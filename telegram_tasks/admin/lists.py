@@ -144,7 +144,7 @@ class StateFilter(ChoicesFilter):
     """Unfinished tasks by where they stand now: due or waiting in the queue, a lease running or
     run out. Each reads its status's own index."""
 
-    title = "now"
+    title = "state now"
     parameter_name = "state"
 
     def choices_list(self) -> list[tuple[str, str]]:

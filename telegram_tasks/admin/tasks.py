@@ -64,15 +64,8 @@ class TelegramTaskAdmin(ObjectButtons, MachineWritten, admin.ModelAdmin):
     """Tasks are written by machines only; operators change them through admin actions."""
 
     list_display = (
-        "id",
-        "order_id",
-        "action",
-        "status",
-        "provider_account_id",
-        "attempt",
-        "when",
-        "reason",
-    )
+        "id", "order_no", "action", "status", "account_text", "attempt", "when", "reason",
+    )  # fmt: skip
     list_filter = (
         "status", StateFilter, ActionFilter, ReasonFilter, FinishedFilter, "execution_mode",
         UlidCreatedFilter,
@@ -160,6 +153,15 @@ class TelegramTaskAdmin(ObjectButtons, MachineWritten, admin.ModelAdmin):
         return format_html(
             '<span title="{}">{}</span>', reasons.words(obj.failure_reason), obj.failure_reason
         )
+
+    # Short headers: the list keeps its last column in sight at 1366 px.
+    @admin.display(description="order", ordering="order_id")
+    def order_no(self, obj: TelegramTask) -> int | None:
+        return obj.order_id
+
+    @admin.display(description="account", ordering="provider_account_id")
+    def account_text(self, obj: TelegramTask) -> str:
+        return obj.provider_account_id or "—"
 
     # --- the task's page ---------------------------------------------------------------------
 

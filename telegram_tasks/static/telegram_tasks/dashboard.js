@@ -129,6 +129,7 @@
       .then(schedule);
   }
 
+  window.tgRefresh = refresh;  // (a refresh now: the browser tests, a console)
   toggle.addEventListener("click", function () {
     paused = !paused;
     toggle.textContent = paused ? "Resume" : "Pause";
