@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin.views.main import ChangeList
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -12,102 +11,57 @@ from django.utils.safestring import SafeString
 
 from orders import money
 from orders.models import Order
+from orders.order_form import OrderForm
 from orders.selectors import panel_id, refill_word, status_word
 from telegram_tasks import selectors, services
-from telegram_tasks.admin import pass_stats_html, pass_stats_short, pretty_json
+from telegram_tasks.admin import pass_stats_html, pass_stats_short, pretty_json, reasons
+from telegram_tasks.admin.buttons import Button, ObjectButtons
 from telegram_tasks.admin.display import (
+    at_second,
+    at_short,
     order_recent_tasks,
     order_tasks_url,
     progress_bar,
     tasks_table,
 )
-from telegram_tasks.admin.lists import ActionFilter, CappedPaginator, FieldCreatedFilter
-from telegram_tasks.admin.params import (
-    FORM_PARAMS,
-    action_params_json,
-    option_field,
-    params_summary,
-    reactions_field,
+from telegram_tasks.admin.lists import (
+    ActionFilter,
+    CappedPaginator,
+    FieldCreatedFilter,
+    NoDelete,
 )
+from telegram_tasks.admin.params import FORM_PARAMS, params_summary
 from telegram_tasks.conf import app_settings
 from telegram_tasks.links import InvalidTelegramLink, normalize_link
 from telegram_tasks.params import declared
 
-HELP = {
-    "action": "What each unit is: one of the configured actions (TELEGRAM_TASKS['ACTIONS']).",
-    "link": "The Telegram target: t.me/channel, @channel, t.me/channel/123 (a post), "
-    "t.me/+invite, t.me/name_bot?start=ref (a bot start). Stored normalized.",
-    "post_id": "The post a view or reaction acts on; taken from the link when it names one.",
-    "quantity": "Units to deliver in all (each task delivers per_call of them).",
-    "per_call": "Units one task delivers (one account, one action).",
-    "interval_seconds": "Drip-feed: at most one task per this many seconds (0: as fast as "
-    "accounts allow).",
-    "priority": "Higher first when orders of one action want more accounts than there are.",
-    "duration_days": "Subscribe orders: each account unsubscribes this many days after its "
-    "subscription (empty: it stays).",
-    "execution_mode": "pull: the provider pulls the tasks; push: the dispatcher sends each one.",
-    "next_run_at": "Not before this moment (empty: now). Generation moves it as it schedules.",
-    "execution_meta": "Free JSON kept with the order for the provider's own use.",
-}
+
+def is_active(order: Order) -> bool:
+    return order.status in Order.ACTIVE
 
 
-class OrderForm(forms.ModelForm):
-    """The order form: the action chosen among the configured ones, every field explained, and
-    a field for each parameter an action may take (``params``): only the chosen action's are
-    shown and kept; a missing or invalid one is that field's error."""
+class OrderChangeList(ChangeList):
+    """Counts the failed tasks of the page's orders in one statement, once its rows are known."""
 
-    action = forms.ChoiceField(choices=(), help_text=HELP["action"])
-    reactions = reactions_field()
-    option = option_field()
-
-    class Meta:
-        model = Order
-        fields = (
-            "action", "link", "post_id", "quantity", "per_call", "interval_seconds", "priority",
-            "duration_days", "execution_mode", "next_run_at", "execution_meta",
-        )  # fmt: skip
-        help_texts = HELP
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if "action" in self.fields:  # (read-only once the order exists)
-            self.fields["action"].choices = [(a, a) for a in app_settings.ACTIONS]
-            self.fields["action"].widget.attrs["data-action-params"] = action_params_json()
-        params = self.instance.params if isinstance(self.instance.params, dict) else {}
-        if isinstance(params.get("reactions"), list):
-            self.initial.setdefault("reactions", " ".join(map(str, params["reactions"])))
-        self.initial.setdefault("option", params.get("option"))
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        takes = declared(data.get("action") or self.instance.action)
-        # The fields of the chosen action's parameters replace its stored values; a start
-        # parameter comes from the link (Order.clean).
-        params = self.instance.params if isinstance(self.instance.params, dict) else {}
-        params = {k: v for k, v in params.items() if k not in FORM_PARAMS}
-        for name in FORM_PARAMS:
-            if name in takes and data.get(name) not in (None, ""):
-                params[name] = data[name]
-        self.instance.params = params
-        return data
-
-    def add_error(self, field: str | None, error: Any) -> None:
-        """Order.clean says which parameter is at fault (the error's code): its field shows it;
-        a start parameter's error shows on the link."""
-        errors = getattr(error, "error_dict", None)
-        if field is None and errors and "params" in errors and "params" not in self.fields:
-            for problem in errors.pop("params"):
-                name = {"start_param": "link"}.get(problem.code, problem.code)
-                super().add_error(name if name in self.fields else None, problem)
-            if not errors:
-                return
-            error = ValidationError(errors)
-        super().add_error(field, error)
+    def get_results(self, request: Any) -> None:
+        super().get_results(request)
+        failed = selectors.orders_failed_tasks([o.pk for o in self.result_list])
+        for order in self.result_list:
+            order.failed_tasks = failed.get(order.pk, 0)
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
     form = OrderForm
+    buttons = (
+        Button("pause", "Pause", "pause_orders", "pause", "No new tasks; queued ones released",
+               applies=lambda o: is_active(o) and o.paused_at is None),
+        Button("resume", "Resume", "resume_orders", "pause", "Due again at once",
+               applies=lambda o: is_active(o) and o.paused_at is not None),
+        Button("cancel", "Cancel", "cancel_orders", "cancel",
+               "End it now: its unfinished tasks fail and give back their accounts; a panel "
+               "order's undelivered part is refunded", applies=is_active),
+    )  # fmt: skip
 
     class Media:
         css = {"all": ["telegram_tasks/admin.css"]}
@@ -115,17 +69,9 @@ class OrderAdmin(admin.ModelAdmin):
     # What an operator scans a list for (newest first: ids follow creation); per call, interval
     # and the moments are on the order's page.
     list_display = (
-        "id",
-        "action",
-        "target",
-        "state",
-        "mode",
-        "priority",
-        "delivered",
-        "customer",
-        "next_run_at",
-        "last_pass",
-    )
+        "id", "action_text", "target", "state", "priority", "delivered", "failed", "customer",
+        "next_run", "last_pass",
+    )  # fmt: skip
     list_select_related = ("pass_stats", "customer")
     list_filter = (
         "status", ActionFilter, "execution_mode", ("paused_at", admin.EmptyFieldListFilter),
@@ -139,7 +85,7 @@ class OrderAdmin(admin.ModelAdmin):
     paginator = CappedPaginator
     list_per_page = 100
     readonly_fields = (
-        "progress", "latest_tasks", "link_hash", "remains", "status", "paused_at",
+        "progress", "latest_tasks", "link_hash", "remains", "status", "ended", "paused_at",
         "subscriptions", "passes", "meta_pretty", "created_at", "updated_at", "customer",
         "service", "paid", "start_count", "refill_of", "refills_html",
     )  # fmt: skip
@@ -166,21 +112,29 @@ class OrderAdmin(admin.ModelAdmin):
             "next_run_at",
         ]
         if obj is None:
-            return [*editable, "execution_meta"]
+            # "Create it anyway" once the form has been sent (it is asked only then: see
+            # OrderForm).
+            anyway = ["make_anyway"] if request.method == "POST" else []
+            return [*anyway, *editable, "execution_meta"]
         panel = ["customer", "service", "paid", "start_count", "refill_of", "refills_html"]
+        subscribes = obj.action in app_settings.ACTIONS and (
+            app_settings.policy(obj.action).gate == "subscribe"
+        )
+        # execution_meta once: editable where the user may change the order, else formatted.
+        meta = "execution_meta" if self.has_change_permission(request, obj) else "meta_pretty"
         return [
             "progress",
+            *(["ended"] if obj.end_reason else []),
             *(panel if obj.customer_id else []),
             *editable,
             "status",
             "paused_at",
             "remains",
             "latest_tasks",
-            "subscriptions",
-            "passes",
+            *(["subscriptions"] if subscribes else []),
+            *(["passes"] if is_active(obj) else []),
             "link_hash",
-            "execution_meta",
-            "meta_pretty",
+            meta,
             "created_at",
             "updated_at",
         ]
@@ -192,23 +146,61 @@ class OrderAdmin(admin.ModelAdmin):
             return list(FORM_PARAMS)
         return [p for p in FORM_PARAMS if p in declared(obj.action)]
 
+    def get_changelist(self, request: Any, **kwargs: Any) -> type[ChangeList]:
+        return OrderChangeList
+
     @admin.display(description="state", ordering="status")
-    def state(self, obj: Order) -> str:
+    def state(self, obj: Order) -> SafeString | str:
+        """The status in words, paused or not; an order the broker ended says why."""
         label = obj.get_status_display()
-        return f"{label} (paused)" if obj.paused_at else label
+        if obj.paused_at and is_active(obj):
+            return f"{label} (paused)"
+        if obj.end_reason and obj.end_reason != "order_canceled":
+            return format_html(
+                '{}:<br><span class="tg-muted" title="{}">{}</span>',
+                label,
+                obj.end_reason,
+                reasons.words(obj.end_reason),
+            )
+        return label
+
+    @admin.display(description="ended")
+    def ended(self, obj: Order) -> SafeString | str:
+        if not obj.end_reason:
+            return "—"
+        return format_html("{} (<code>{}</code>)", reasons.words(obj.end_reason), obj.end_reason)
+
+    @admin.display(description="failed")
+    def failed(self, obj: Order) -> SafeString | str:
+        """Its failed tasks (a link to them); counted for the whole page at once."""
+        n = getattr(obj, "failed_tasks", 0)
+        if not n:
+            return "—"
+        cap = selectors.FAILED_COUNT_CAP
+        return format_html(
+            '<a href="{}&amp;status__exact=failed">{}</a>',
+            order_tasks_url(obj.pk),
+            f"{cap}+" if n >= cap else n,
+        )
 
     @admin.display(description="target", ordering="link")
     def target(self, obj: Order) -> str:
-        parts = [
-            obj.link,
-            f"post {obj.post_id}" if obj.post_id is not None else "",
-            params_summary(obj.params),
-        ]
-        return " · ".join(p for p in parts if p)
+        """The link as an operator writes it (with the post), and the order's params."""
+        return " · ".join(p for p in (obj.target, params_summary(obj.params)) if p)
 
-    @admin.display(description="mode", ordering="execution_mode")
-    def mode(self, obj: Order) -> str:
-        return obj.execution_mode
+    @admin.display(description="action", ordering="action")
+    def action_text(self, obj: Order) -> str:
+        """The action, and its execution mode when it is push."""
+        return (
+            obj.action if obj.execution_mode == "pull" else f"{obj.action} ({obj.execution_mode})"
+        )
+
+    @admin.display(description="next run", ordering="next_run_at")
+    def next_run(self, obj: Order) -> str:
+        """When the next task is due, for an order still running."""
+        if not is_active(obj):
+            return "—"
+        return at_short(obj.next_run_at) if obj.next_run_at else "now"
 
     @admin.display(description="delivered")
     def delivered(self, obj: Order) -> str:
@@ -218,15 +210,34 @@ class OrderAdmin(admin.ModelAdmin):
     def progress(self, obj: Order) -> SafeString:
         delivered = obj.quantity - obj.remains
         in_flight = min(selectors.order_units_in_flight(obj.pk), obj.remains)
-        return progress_bar(delivered, in_flight, obj.remains - in_flight)
+        failed = selectors.orders_failed_tasks([obj.pk]).get(obj.pk, 0)
+        return progress_bar(
+            delivered,
+            in_flight,
+            obj.remains - in_flight,
+            failed=failed,
+            failed_url=f"{order_tasks_url(obj.pk)}&status__exact=failed",
+        )
 
     @admin.display(description="latest tasks")
     def latest_tasks(self, obj: Order) -> SafeString:
         return tasks_table(order_recent_tasks(obj.pk), more=order_tasks_url(obj.pk))
 
     @admin.display(description="last pass")
-    def last_pass(self, obj: Order) -> str:
-        return pass_stats_short(getattr(obj, "pass_stats", None))
+    def last_pass(self, obj: Order) -> SafeString | str:
+        """What the last pass found, for an order that still gets tasks (an ended or paused
+        order's last record is history): on one line, the refusals on hover."""
+        if not is_active(obj) or obj.paused_at:
+            return ""
+        stats = getattr(obj, "pass_stats", None)
+        if stats is None:
+            return "—"
+        return format_html(
+            '<span class="tg-nowrap" title="{}">made {} · starved {}</span>',
+            pass_stats_short(stats),
+            stats.created,
+            stats.starved_slots,
+        )
 
     @admin.display(description="what the last passes found")
     def passes(self, obj: Order) -> SafeString:
@@ -249,7 +260,7 @@ class OrderAdmin(admin.ModelAdmin):
     @admin.display(description="money")
     def paid(self, obj: Order) -> str:
         """What the customer paid, got back and is charged in the end (the panel's status)."""
-        settled = f"settled {obj.settled_at:%Y-%m-%d %H:%M:%S}" if obj.settled_at else "open"
+        settled = f"settled {at_second(obj.settled_at)}" if obj.settled_at else "open"
         return (
             f"charged {money.text(obj.charge)} · refunded {money.text(obj.refund)} · "
             f"net {money.text(obj.charge - obj.refund)} {obj.customer.currency} · {settled} · "
@@ -271,7 +282,7 @@ class OrderAdmin(admin.ModelAdmin):
         ]
         return format_html("<ul>{}</ul>", format_html("".join(rows))) if rows else "none"
 
-    @admin.display(description="execution_meta (formatted)")
+    @admin.display(description="execution meta")
     def meta_pretty(self, obj: Order) -> str:
         return pretty_json(obj.execution_meta)
 

@@ -130,6 +130,9 @@ class Order(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AWAITING)
     # Paused by an operator: no new tasks until resumed (the status is left as it was).
     paused_at = models.DateTimeField(null=True, blank=True)
+    # Why the broker ended it, when it did (a failure reason: ``order_canceled``,
+    # ``target_unavailable`` …); empty for an order that completed or still runs.
+    end_reason = models.CharField(max_length=64, blank=True, default="", editable=False)
     # What the provider needs beyond the link, as the action declares it (telegram_tasks.params):
     # {"reactions": ["👍", "🔥"]}, {"option": 2}, {"start_param": "ref123"}, {}.
     params = models.JSONField(default=dict, blank=True)
@@ -209,7 +212,7 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.action} {self.link} ({self.status})"
+        return f"#{self.pk} {self.action} {self.target} · {self.get_status_display()}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.remains is None:
@@ -223,6 +226,14 @@ class Order(models.Model):
         ):
             self.normalize_params()
         super().save(*args, **kwargs)
+
+    @property
+    def target(self) -> str:
+        """The link as an operator writes it, with the post: ``t.me/news/42``."""
+        short = self.link.removeprefix("https://")
+        if self.post_id is not None and "?" not in short:
+            return f"{short}/{self.post_id}"
+        return short
 
     def normalize_target(self) -> None:
         """Canonical link, post id and link_hash; ValidationError on a non-Telegram link. An

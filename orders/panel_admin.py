@@ -23,7 +23,8 @@ from orders.customers import ApiKey, BalanceEntry, Customer
 from orders.exceptions import NotEnoughFunds
 from orders.models import Service
 from orders.services import api_key_create, api_key_revoke, balance_adjust
-from telegram_tasks.admin.lists import CappedPaginator, MachineWritten
+from telegram_tasks.admin.display import at_second
+from telegram_tasks.admin.lists import ActionFilter, CappedPaginator, MachineWritten, NoDelete
 from telegram_tasks.conf import app_settings
 
 
@@ -44,14 +45,27 @@ class ServiceForm(forms.ModelForm):
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(NoDelete, admin.ModelAdmin):
     form = ServiceForm
     list_display = (
-        "id", "name", "category", "action", "rate", "min_quantity", "max_quantity", "dripfeed",
-        "cancel", "refill_days", "enabled",
+        "id", "name", "category", "action", "rate", "min_q", "max_q", "dripfeed", "cancel",
+        "refill", "enabled",
     )  # fmt: skip
-    list_filter = ("enabled", "action", "category")
+    list_filter = ("enabled", ActionFilter, "category")
     search_fields = ("name",)
+
+    # Short headers: the list keeps its last column in sight at 1366 px.
+    @admin.display(description="min", ordering="min_quantity")
+    def min_q(self, obj: Service) -> int:
+        return obj.min_quantity
+
+    @admin.display(description="max", ordering="max_quantity")
+    def max_q(self, obj: Service) -> int:
+        return obj.max_quantity
+
+    @admin.display(description="refill", ordering="refill_days")
+    def refill(self, obj: Service) -> str:
+        return f"{obj.refill_days} d" if obj.refill_days else "—"
 
 
 class AdjustForm(forms.Form):
@@ -67,7 +81,7 @@ class KeyForm(forms.Form):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(NoDelete, admin.ModelAdmin):
     list_display = ("name", "balance_text", "currency", "enabled", "created_at")
     list_filter = ("enabled",)
     search_fields = ("name",)
@@ -82,8 +96,9 @@ class CustomerAdmin(admin.ModelAdmin):
     def keys(self, obj: Customer) -> SafeString:
         rows = format_html_join(
             "", "<tr><td><code>{}…</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((k.prefix, k.name, k.created_at, k.last_used_at or "never",
-              f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "live")
+            ((k.prefix, k.name, at_second(k.created_at),
+              at_second(k.last_used_at) if k.last_used_at else "never",
+              f"revoked {at_second(k.revoked_at)}" if k.revoked_at else "live")
              for k in obj.api_keys.all()),
         )  # fmt: skip
         url = reverse("admin:orders_apikey_changelist")
@@ -98,7 +113,7 @@ class CustomerAdmin(admin.ModelAdmin):
         rows = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
             "<td>{}</td></tr>",
-            ((e.created_at, e.kind, money.text(e.amount), money.text(e.balance_after),
+            ((at_second(e.created_at), e.kind, money.text(e.amount), money.text(e.balance_after),
               e.order_id or "", e.actor, e.note) for e in obj.ledger.all()[:20]),
         )  # fmt: skip
         url = reverse("admin:orders_balanceentry_changelist")

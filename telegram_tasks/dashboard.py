@@ -1,10 +1,15 @@
-"""What the operator's dashboard and the metrics show, each from a cheap query: the hourly
-rollup (never the ledger's history), the live tasks' own indexes, the last passes, the orders
-the last passes found short, and a snapshot of the accounts that housekeeping refreshes."""
+"""What the operator's dashboard and the metrics show, each from a cheap query: the rollup
+(``activity``: never the ledger's history), the live tasks' own indexes, the last passes, the
+orders the last passes found short, and a snapshot of the accounts that housekeeping refreshes.
+
+Every count here is one the admin's lists can show filtered (the page links each to its list):
+a queue per action and mode, leases running or run out, pending tasks, done and failed in a
+window, held, cooling or capped accounts. A breakdown by another key (a provider) adds that key
+to the grouping of ``queues`` and to the rollup's rows, and a filter of the same name to the
+lists."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,14 +20,19 @@ from django.db.models import QuerySet
 from redis.exceptions import RedisError
 
 from telegram_tasks import claims
+from telegram_tasks.activity import Activity, activity, default_range
 from telegram_tasks.conf import app_settings, get_order_model
-from telegram_tasks.models import ExecutionMode, GenerationPass, OrderPassStats, TaskHour
+from telegram_tasks.models import ExecutionMode, GenerationPass, OrderPassStats
 from telegram_tasks.services import sql
 from telegram_tasks.services.farm import AccountCounts, account_counts
+from telegram_tasks.services.generation import (
+    STARVED_BUCKET_SECONDS,
+    STARVED_BUCKETS,
+    starved_bucket,
+)
 from telegram_tasks.services.liveness import pass_liveness
 from telegram_tasks.services.orders import active_statuses
 
-HOURS = 48
 PASSES = 120
 STARVED = 10
 # An order the passes have not found short of accounts for this long is not shown as starved:
@@ -43,10 +53,7 @@ class Queue:
 @dataclass
 class Dashboard:
     now: datetime
-    hours: list[str] = field(default_factory=list)  # labels, local time
-    done_by_action: dict[str, list[int]] = field(default_factory=dict)
-    failed_by_action: dict[str, list[int]] = field(default_factory=dict)
-    failed_by_reason: list[tuple[str, int]] = field(default_factory=list)
+    activity: Activity  # done and failed over the chosen range
     queues: list[Queue] = field(default_factory=list)
     leases_live: int = 0
     leases_expired: int = 0
@@ -82,9 +89,11 @@ class PassState:
         return f"{age} s ago"
 
 
-def dashboard(*, now: datetime) -> Dashboard:
-    board = Dashboard(now=now)
-    _history(board, now)
+def dashboard(*, now: datetime, range_key: str | None = None) -> Dashboard:
+    """Everything the page shows; ``range_key`` (``activity.RANGES``): the range of the charts,
+    by default the one that shows the recent work (``activity.default_range``)."""
+    board = Dashboard(now=now, activity=activity(range_key=range_key or default_range(now=now),
+                                                 now=now))  # fmt: skip
     board.queues = queues(now=now)
     _leases(board, now)
     _passes(board)
@@ -129,33 +138,6 @@ def push_problem(board: Dashboard, *, now: datetime) -> str:
             "(is beat running, and a Celery worker?)"
         )
     return ""
-
-
-def _history(board: Dashboard, now: datetime) -> None:
-    """Done and failed per action per hour, the last HOURS hours; failures by reason."""
-    zone = ZoneInfo(settings.TIME_ZONE)
-    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
-    hours = [start + timedelta(hours=i) for i in range(HOURS)]
-    board.hours = [h.astimezone(zone).strftime("%d %H:00") for h in hours]
-    index = {h: i for i, h in enumerate(hours)}
-    done: dict[str, list[int]] = defaultdict(lambda: [0] * HOURS)
-    failed: dict[str, list[int]] = defaultdict(lambda: [0] * HOURS)
-    reasons: dict[str, int] = defaultdict(int)
-    for hour, action, outcome, reason, count in TaskHour.objects.filter(
-        hour__gte=start, outcome__in=[TaskHour.Outcome.DONE, TaskHour.Outcome.FAILED]
-    ).values_list("hour", "action", "outcome", "reason", "count"):
-        i = index.get(hour)
-        if i is None:
-            continue
-        if outcome == TaskHour.Outcome.DONE:
-            done[action][i] += count
-        else:
-            failed[action][i] += count
-            reasons[reason or "unknown"] += count
-    for action in app_settings.ACTIONS:
-        board.done_by_action[action] = done[action]
-        board.failed_by_action[action] = failed[action]
-    board.failed_by_reason = sorted(reasons.items(), key=lambda kv: -kv[1])
 
 
 def queues(*, now: datetime) -> list[Queue]:
@@ -213,13 +195,18 @@ def short_of_accounts(*, now: datetime) -> QuerySet[OrderPassStats]:
 
 
 def starved_orders(*, now: datetime) -> list[dict[str, Any]]:
-    """The orders the last passes found short of accounts, most starved first, with why."""
+    """The orders the last passes found short of accounts, most starved in the last pass first,
+    with why, and their slots starved in the last hour against the hour before (the trend),
+    per ten minutes over two hours (oldest first)."""
     Order = get_order_model()
     stats = list(
         short_of_accounts(now=now)
-        .order_by("-starved_total")
-        .values("order_id", "starved_slots", "starved_total", "refusals", "last_pass_at")[:STARVED]
-    )
+        .order_by("-starved_slots", "-starved_total")
+        .values(
+            "order_id", "starved_slots", "starved_total", "refusals", "last_pass_at",
+            "starved_recent",
+        )[:STARVED]
+    )  # fmt: skip
     orders = Order.objects.in_bulk([s["order_id"] for s in stats])
     out = []
     for s in stats:
@@ -227,8 +214,23 @@ def starved_orders(*, now: datetime) -> list[dict[str, Any]]:
         if order is None:
             continue
         refusals = sorted((s["refusals"] or {}).items(), key=lambda kv: -kv[1])
-        out.append({**s, "order": order, "refusals": refusals})
+        tens = starved_per_ten_minutes(s["starved_recent"], now=now)
+        half = len(tens) // 2
+        out.append(
+            {**s, "order": order, "refusals": refusals, "per_ten_minutes": tens,
+             "last_hour": sum(tens[half:]), "hour_before": sum(tens[:half])}
+        )  # fmt: skip
     return out
+
+
+def starved_per_ten_minutes(recent: dict[str, int] | None, *, now: datetime) -> list[int]:
+    """Slots starved in each of the last STARVED_BUCKETS ten minutes, oldest first (the current
+    ten minutes last)."""
+    current = starved_bucket(now)
+    return [
+        int((recent or {}).get(str(current - STARVED_BUCKET_SECONDS * back), 0))
+        for back in range(STARVED_BUCKETS - 1, -1, -1)
+    ]
 
 
 def circuit(*, now: datetime) -> str:

@@ -22,6 +22,10 @@ class TelegramAccount(models.Model):
     # A flood wait (FLOOD_WAIT, PEER_FLOOD) keeps the account off every action until then: the
     # ledger's copy of the Redis hold, so pulls skip its tasks and a rebuild restores it.
     held_until = models.DateTimeField(null=True, blank=True)
+    # Why and since when the hold runs (the failure reason that set it: ``flood_wait``,
+    # ``peer_flood`` …), for the operator; written with ``held_until``.
+    hold_reason = models.CharField(max_length=64, blank=True, default="")
+    held_since = models.DateTimeField(null=True, blank=True)
     meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -140,6 +144,10 @@ class TelegramTask(models.Model):
     provider_task_id = models.CharField(max_length=255, null=True, blank=True)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     last_error = models.TextField(blank=True, default="")
+    # Each hand-out (lease) of the task, newest last: when, its lease id, how it ended, the
+    # error; written by the statements that lease and end them (``services.handouts``). Null
+    # until the task is first handed out.
+    handouts = models.JSONField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -227,6 +235,12 @@ class TelegramTask(models.Model):
                 fields=["failure_reason", "finished_at"],
                 condition=Q(status=TaskStatus.FAILED),
                 name="tg_task_failed_reason",
+            ),
+            # An order's failed tasks, counted for the admin's order list and page.
+            models.Index(
+                fields=["order"],
+                condition=Q(status=TaskStatus.FAILED),
+                name="tg_task_order_failed",
             ),
             # The admin's status filter on failed tasks, newest first (failures may be rare).
             models.Index(
@@ -387,6 +401,9 @@ class OrderPassStats(models.Model):
     starved_total = models.PositiveBigIntegerField(default=0)
     # The last few passes, newest first: [{"at", "created", "starved", "refusals"}, …].
     recent = models.JSONField(default=list)
+    # Slots starved per ten minutes, the last two hours: {"<Unix seconds of the ten minutes'
+    # start>": slots}, for "starved in the last hour" and its trend.
+    starved_recent = models.JSONField(default=dict)
 
     class Meta:
         db_table = "telegram_order_pass_stats"
@@ -421,5 +438,6 @@ from telegram_tasks.records import (  # noqa: E402, F401
     PassRun,
     RollupMark,
     TaskHour,
+    TaskMinute,
     TaskTotal,
 )

@@ -56,6 +56,29 @@ class TaskHour(models.Model):
         return f"{self.hour:%Y-%m-%d %H}:00 {self.action} {self.outcome} {self.reason} {self.count}"
 
 
+class TaskMinute(models.Model):
+    """Tasks done and failed (by reason) per action in one minute: the dashboard's short ranges
+    (the last hour, the last six), rolled up with the hours by the same statement. Kept a few
+    hours (``rollup.MINUTES_KEPT``)."""
+
+    minute = models.DateTimeField()
+    action = models.CharField(max_length=50)
+    outcome = models.CharField(max_length=8, choices=TaskHour.Outcome.choices)
+    reason = models.CharField(max_length=64, blank=True, default="")
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "telegram_task_minutes"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "action", "outcome", "reason"], name="tg_task_minute_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.action} {self.outcome} {self.reason}"
+
+
 class TaskTotal(models.Model):
     """Running totals of the same (created, done, failed by reason, per action) since the
     rollup began: they only grow, as Prometheus counters must (hourly rows are deleted with

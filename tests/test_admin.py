@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from tests.factories import make_account, make_order, make_task
+from tests.factories import make_account, make_accounts, make_order, make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +58,7 @@ def test_task_cannot_be_added_or_edited_by_post(admin_client, objects):
 
 
 def test_order_add_page_renders_and_creates_a_normalized_order(admin_client):
+    make_accounts(3)
     assert admin_client.get(reverse("admin:orders_order_add")).status_code == 200
     response = admin_client.post(
         reverse("admin:orders_order_add"),
@@ -176,7 +177,7 @@ def test_order_page_shows_subscriptions_and_what_passes_found(admin_client):
     assert "0 subscribed · 0 unsubscribed · 0 due for unsubscribe" in page
     assert "short of accounts now; 3 slot(s) starved" in page
     listing = admin_client.get(reverse("admin:orders_order_changelist")).content.decode()
-    assert "made 0, starved 3" in listing
+    assert "made 0 · starved 3" in listing
     memberships = admin_client.get(
         reverse("admin:telegram_tasks_membership_changelist") + f"?order__id__exact={order.pk}"
     )
@@ -215,6 +216,7 @@ def test_order_add_page_offers_the_emoji_picker_and_the_option(admin_client):
 def test_order_add_keeps_the_params_of_the_chosen_action(admin_client, fields, params):
     from orders.models import Order
 
+    make_accounts(3)
     response = _add_order(admin_client, **fields)
     assert response.status_code == 302, response.content.decode()[:3000]
     assert Order.objects.get().params == params
@@ -266,4 +268,4 @@ def test_order_list_shows_each_orders_params(admin_client):
     make_order(action="reaction", link="t.me/durov/4", params={"reactions": ["👍", "🔥"]})
     make_order(action="poll_vote", link="t.me/durov/5", params={"option": 2})
     body = admin_client.get(reverse("admin:orders_order_changelist")).content.decode()
-    assert "post 4 · 👍 🔥" in body and "post 5 · option 2" in body
+    assert "t.me/durov/4 · 👍 🔥" in body and "t.me/durov/5 · option 2" in body

@@ -56,7 +56,23 @@ def test_filters_offer_configured_choices_without_reading_the_table(admin_client
         world[k].pk for k in ("mine", "theirs", "failed")
     }
     page = admin_client.get(TASKS).content.decode()
-    assert "?reason=wait_too_long" in page  # every reason is offered, seen or not
+    # The reasons in their groups: the groups, then the chosen group's reasons, seen or not.
+    assert "?reason=group%3Aaccount" in page and "?reason=wait_too_long" not in page
+    account = admin_client.get(TASKS, {"reason": "group:account"})
+    assert "?reason=wait_too_long" in account.content.decode() and not ids(account)
+    assert ids(admin_client.get(TASKS, {"reason": "group:time"})) == {world["failed"].pk}
+    assert "?reason=lock_lost" in admin_client.get(TASKS, {"reason": "lock_lost"}).content.decode()
+
+
+def test_every_failure_reason_is_in_one_group_and_has_words():
+    from telegram_tasks.admin import reasons
+    from telegram_tasks.failures import Reason
+
+    grouped = [r for g in reasons.GROUPS for r in g.reasons]
+    assert sorted(grouped) == sorted(Reason) and len(set(grouped)) == len(grouped)
+    assert all(reasons.WORDS.get(r) for r in Reason)
+    assert reasons.words("push_http_410") == "push: the provider refused it (HTTP 410)"
+    assert reasons.group_of("push_http_410").key == "provider"
 
 
 def test_drill_down_by_year_month_day_is_a_key_range(admin_client, world):

@@ -56,7 +56,7 @@ def test_accounts_list_shows_what_redis_says_in_one_round_trip(admin_client, far
     )
     page = admin_client.get(ACCOUNTS).content.decode()
     assert len(calls) == 1  # the whole page's accounts at once
-    assert "inactive" in page and "held until" in page
+    assert "inactive" in page and re.search(r"held (\d+h \d\dm|\d+m \d\ds)", page)
     assert "view 1 / 1" in page  # today / cap
     assert re.search(r"view (9|10)m \d\ds", page)  # cooldown left
     assert "tg-capped" in page
@@ -147,8 +147,10 @@ def test_order_page_progress_and_latest_tasks(admin_client, farm):
 
 def test_order_form_offers_the_configured_actions_and_says_everything_at_once(admin_client):
     page = admin_client.get(f"{ORDERS}add/").content.decode()
-    assert '<select name="action"' in page and '<option value="subscribe">' in page
-    assert "Units one task delivers" in page  # help text on the fields
+    assert '<select name="action"' in page
+    assert '<option value="subscribe">subscribe: join a channel or group</option>' in page
+    assert "How many one account delivers at a time" in page  # help text on the fields
+    assert "TELEGRAM_TASKS" not in page  # in the operator's words
     response = admin_client.post(
         f"{ORDERS}add/", {"action": "view", "link": "https://example.com/x", "quantity": "",
                           "per_call": 1, "interval_seconds": 0, "priority": 0,

@@ -8,11 +8,13 @@ from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from telegram_tasks import dashboard
+from telegram_tasks import activity, dashboard
 from telegram_tasks.models import (
     GenerationPass,
     OrderPassStats,
+    RollupMark,
     TaskHour,
+    TaskMinute,
     TaskTotal,
     TelegramAccount,
     TelegramTask,
@@ -113,21 +115,25 @@ def test_accounts_by_state(settings):
 def test_the_dashboard_page(admin_client, worked):
     with TestCase.captureOnCommitCallbacks(execute=True):
         tasks_housekeep(now=T0 + timedelta(minutes=5))
-    board = dashboard.dashboard(now=T0 + timedelta(minutes=5))
-    assert board.done_by_action["view"][-1] == 1
+    board = dashboard.dashboard(now=T0 + timedelta(minutes=5), range_key="1h")
+    act = board.activity
+    assert act.done == {"view": [0] * 54 + [1] + [0] * 5}  # T0 + 5 s, in the minute of T0
     # (What housekeeping itself ended then is counted by the next rollup: within the lag.)
     reasons = TelegramTask.objects.filter(
         status="failed", finished_at__lt=T0 + timedelta(minutes=3)
     ).values_list("failure_reason")
-    assert sorted(board.failed_by_reason) == sorted((r, 1) for (r,) in reasons)
+    assert sorted(act.failed_by_reason()) == sorted((r, 1) for (r,) in reasons)
+    assert act.counted_until == T0 + timedelta(minutes=3)  # the rollup's lag
+    assert act.counted_buckets == 57
     # The third lease ran out and housekeeping ended it (lease_abandoned).
     assert (board.leases_live, board.leases_expired, board.pending) == (0, 0, 0)
     assert [p["created"] for p in board.passes] == [3]
     page = admin_client.get(URL)
     assert page.status_code == 200
     html = page.content.decode()
-    for marker in ("chart-hourly", "chart-reasons", "chart-passes", "chart-4.6.1.umd.min.js",
-                   "starved-orders", "card-accounts", "card-push"):  # fmt: skip
+    for marker in ("chart-done", "chart-failed", "chart-passes", "chart-4.6.1.umd.min.js",
+                   "starved-orders", "card-accounts", "card-push", "refusal-key", "id=\"passes\"",
+                   "data-refresh-seconds"):  # fmt: skip
         assert marker in html, marker
     assert "/admin/dashboard/" in admin_client.get("/admin/").content.decode()
 
@@ -258,3 +264,116 @@ def test_a_starved_order_links_to_the_order_models_own_admin_page(admin_client, 
     assert page.status_code == 200
     html = page.content.decode()
     assert f"#{starved[0]}" in html and "/admin/orders/order/" not in html
+
+
+def _listed(admin_client, url: str) -> int:
+    response = admin_client.get(url)
+    assert response.status_code == 200, url
+    return response.context["cl"].result_count
+
+
+def test_every_count_opens_the_list_of_those_very_rows(admin_client):
+    """The dashboard's numbers and the lists they link to agree: the queue per action (due,
+    queued), leases running and run out, pending, done and failed in the range (per action, and
+    per failure reason), each with the window the rollup counted."""
+    now = timezone.now()
+    before = now - timedelta(minutes=6)
+    make_accounts(8)
+    make_order(action="view", link="t.me/durov/5", quantity=8)
+    tasks_generate(limit=50, now=before)
+    tasks = tasks_pull(limit=50, now=before).tasks
+    earlier = now - timedelta(minutes=5)
+    report(*[ReportIn(t["task_id"], "done") for t in tasks[:3]], now=earlier)
+    report(ReportIn(tasks[3]["task_id"], "failed", error_code="SOMETHING"), now=earlier)
+    report(ReportIn(tasks[4]["task_id"], "failed", error_code="USER_DEACTIVATED"), now=earlier)
+    report(ReportIn(tasks[5]["task_id"], "pending"), now=earlier)
+    # tasks[6:]: their leases ran out at before + 60 s. Queued work, due now and later:
+    make_order(action="subscribe", link="t.me/durov", quantity=3)
+    make_order(
+        action="subscribe", link="t.me/later", quantity=2, next_run_at=now + timedelta(hours=1)
+    )
+    tasks_generate(limit=50, now=now - timedelta(seconds=1))
+    rollup.rollup(now=now)
+
+    page = admin_client.get(URL, {"range": "1h"}).context
+    pairs = [(page["totals"]["done"], page["totals"]["done_url"]),
+             (page["totals"]["failed"], page["totals"]["failed_url"]),
+             (page["board"].leases_expired, page["leases_urls"]["expired"]),
+             (page["board"].pending, page["leases_urls"]["pending"])]  # fmt: skip
+    pairs += [(q["queue"].due, q["due_url"]) for q in page["queues"]]
+    pairs += [(q["queue"].queued, q["queued_url"]) for q in page["queues"]]
+    pairs += [(a["done"], a["done_url"]) for a in page["actions"]]
+    pairs += [(a["failed"], a["failed_url"]) for a in page["actions"]]
+    pairs += [(f["count"], f["url"]) for f in page["failures"]]
+    counts = [count for count, _ in pairs]
+    assert counts[:4] == [3, 2, 2, 1] and len(page["failures"]) == 2, counts
+    for count, url in pairs:
+        assert _listed(admin_client, url) == count, url
+    # The live leases: running ones, none (all ran out or ended).
+    assert _listed(admin_client, page["leases_urls"]["live"]) == page["board"].leases_live == 0
+
+
+def test_the_range_shows_the_recent_work_by_default_and_the_choice_is_kept(admin_client):
+    now = timezone.now()
+    assert activity.default_range(now=now) == "1h"  # nothing done yet
+
+    def counted(at):
+        TaskHour.objects.create(hour=at.replace(minute=0, second=0, microsecond=0),
+                                action="view", outcome="done", count=1)  # fmt: skip
+        TaskMinute.objects.create(minute=at.replace(second=0, microsecond=0),
+                                  action="view", outcome="done", count=1)  # fmt: skip
+
+    counted(now - timedelta(minutes=20))
+    assert activity.default_range(now=now) == "1h"
+    counted(now - timedelta(hours=3))
+    assert activity.default_range(now=now) == "6h"
+    TaskHour.objects.create(hour=now - timedelta(hours=30), action="view", outcome="done", count=1)
+    assert activity.default_range(now=now) == "48h"
+    assert admin_client.get(URL).context["board"].activity.range.key == "48h"
+    chosen = admin_client.get(URL, {"range": "6h"})
+    assert chosen.context["board"].activity.range.key == "6h"
+    assert admin_client.get(URL).context["board"].activity.range.key == "6h"  # kept (cookie)
+    assert admin_client.get(URL, {"range": "nonsense"}).status_code == 200
+
+
+def test_buckets_of_each_range_and_their_windows():
+    now = datetime(2026, 3, 10, 12, 34, 56, tzinfo=UTC)
+    RollupMark.objects.create(pk=1, finished_until=now - timedelta(minutes=2))
+    TaskMinute.objects.create(minute=now.replace(second=0) - timedelta(minutes=4), action="view",
+                              outcome="failed", reason="flood_wait", count=3)  # fmt: skip
+    six = activity.activity(range_key="6h", now=now)
+    assert len(six.buckets) == 72 and six.buckets[-1] == datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
+    assert six.failed == {("view", "flood_wait"): [0] * 71 + [3]}
+    assert six.window(71) == (six.buckets[-1], now - timedelta(minutes=2))  # as counted
+    assert six.counted_buckets == 72
+    week = activity.activity(range_key="7d", now=now)
+    assert len(week.buckets) == 56 and week.buckets[1] - week.buckets[0] == timedelta(hours=3)
+
+
+def test_the_rollup_keeps_minutes_a_few_hours(now_worked):
+    rollup.rollup(now=now_worked + timedelta(minutes=5))
+    assert TaskMinute.objects.filter(outcome="done").count() == 1
+    rollup.rollup(now=now_worked + rollup.MINUTES_KEPT + timedelta(minutes=5))
+    assert not TaskMinute.objects.exists()
+    assert TaskHour.objects.filter(outcome="done").count() == 1  # hours stay
+
+
+def test_a_starved_order_shows_its_last_hour_against_the_hour_before():
+    """Slots starved per ten minutes, kept two hours in the order's pass record: the last hour
+    against the hour before (no account at all: every slot of every pass starves)."""
+    from telegram_tasks.services.generation import starved_bucket
+
+    order = make_order(action="subscribe", link="t.me/starving", quantity=4)
+    at = datetime(2026, 3, 10, 12, 5, tzinfo=UTC)
+    for minutes in (0, 70, 80):  # more than an hour ago, then twice within the hour
+        tasks_generate(limit=20, now=at + timedelta(minutes=minutes))
+    [s] = dashboard.starved_orders(now=at + timedelta(minutes=85))
+    assert (s["order_id"], s["starved_slots"]) == (order.pk, 4)
+    assert s["per_ten_minutes"] == [0, 0, 4, 0, 0, 0, 0, 0, 0, 4, 4, 0]
+    assert (s["last_hour"], s["hour_before"]) == (8, 4)
+    # Three hours on, the buckets older than two hours are gone from the record.
+    later = at + timedelta(hours=3)
+    tasks_generate(limit=20, now=later)
+    recent = OrderPassStats.objects.get(order_id=order.pk).starved_recent
+    kept = [at + timedelta(minutes=70), at + timedelta(minutes=80), later]
+    assert recent == {str(starved_bucket(t)): 4 for t in kept}

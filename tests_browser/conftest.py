@@ -87,6 +87,17 @@ class Screen:
             ".every(box => box.scrollWidth <= box.clientWidth)"
         )
 
+    def too_wide(self) -> list[str]:
+        """What sticks out past the window's right edge (to say why a page does not fit)."""
+        return self.page.evaluate(
+            "[`page ${document.documentElement.scrollWidth} > ${window.innerWidth}`]"
+            ".concat([...document.querySelectorAll('.results')].filter(b => b.scrollWidth > "
+            "b.clientWidth).map(b => `list ${b.scrollWidth} > ${b.clientWidth}`))"
+            ".concat([...document.querySelectorAll('body *')].filter(e => "
+            "e.getBoundingClientRect().right > window.innerWidth + 1).slice(-5).map(e => "
+            "e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)))"
+        )
+
     def login(self, username: str, password: str = PASSWORD) -> None:
         self.go("/admin/login/")
         self.page.fill("#id_username", username)

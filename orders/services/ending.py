@@ -103,7 +103,10 @@ def orders_settle_due(*, now: datetime, most: int = 1000) -> int:
 
 def settle_ended(sender: Any, *, order_ids: list[int], now: datetime, reason: str = "",
                  **kwargs: Any) -> None:  # fmt: skip
-    """Receiver of ``telegram_tasks.signals.orders_ended``."""
+    """Receiver of ``telegram_tasks.signals.orders_ended``: why each order ended (for the
+    operator; the first reason stays), then the settlement."""
+    if reason:
+        Order.objects.filter(pk__in=order_ids, end_reason="").update(end_reason=reason[:64])
     orders_settle(order_ids=order_ids, reason=reason or "order ended", now=now)
 
 

@@ -15,16 +15,20 @@ from django.utils.safestring import SafeString, mark_safe
 from redis.exceptions import RedisError
 
 from telegram_tasks import selectors, services
+from telegram_tasks.admin import reasons
+from telegram_tasks.admin.buttons import Button, ObjectButtons
 from telegram_tasks.admin.display import (
     account_recent_tasks,
     account_tasks_url,
+    at_second,
+    duration,
     limits_table,
     of_limit,
     pretty_json,
     seconds_left,
     tasks_table,
 )
-from telegram_tasks.admin.lists import CappedPaginator, FieldCreatedFilter, TierFilter
+from telegram_tasks.admin.lists import CappedPaginator, FieldCreatedFilter, NoDelete, TierFilter
 from telegram_tasks.conf import DEFAULT_TIER, app_settings
 from telegram_tasks.models import TelegramAccount
 from telegram_tasks.services import farm
@@ -106,12 +110,19 @@ class AccountForm(forms.ModelForm):
         )
 
 
+def is_held(account: TelegramAccount) -> bool:
+    return account.held_until is not None
+
+
+def is_active(account: TelegramAccount) -> bool:
+    return account.is_active
+
+
 @admin.register(TelegramAccount)
-class TelegramAccountAdmin(admin.ModelAdmin):
+class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
     form = AccountForm
     list_display = (
-        "id", "provider_account_id", "phone", "tier", "state", "cooldowns", "today", "channels",
-        "locks",
+        "id", "provider_id", "phone", "tier", "state", "cooldowns", "today", "channels", "locks",
     )  # fmt: skip
     list_filter = ("is_active", HeldFilter, LimitedFilter, TierFilter, FieldCreatedFilter)
     search_fields = ("=id", "=provider_account_id", "=phone")
@@ -119,16 +130,25 @@ class TelegramAccountAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = CappedPaginator
     actions = ("deactivate_accounts", "reactivate_accounts", "clear_holds")
+    buttons = (
+        Button("clear-hold", "Clear hold", "clear_holds", "manage",
+               "Lift the flood wait now: the account is picked again from the next pass",
+               applies=is_held),
+        Button("deactivate", "Deactivate", "deactivate_accounts", "manage",
+               "Never picked again; its queued tasks go to other accounts", applies=is_active),
+        Button("reactivate", "Reactivate", "reactivate_accounts", "manage",
+               "Picked again from the next pass", applies=lambda a: not a.is_active),
+    )  # fmt: skip
     readonly_fields = (
-        "is_active", "limits_now", "recent_tasks", "memberships_link", "held_until",
-        "meta_pretty", "created_at", "updated_at",
+        "is_active", "hold", "limits_now", "recent_tasks", "memberships_link", "meta_pretty",
+        "created_at", "updated_at",
     )  # fmt: skip
     fields = (
         "provider_account_id",
         "phone",
         "tier",
         "is_active",
-        "held_until",
+        "hold",
         "limits_now",
         "recent_tasks",
         "memberships_link",
@@ -147,17 +167,31 @@ class TelegramAccountAdmin(admin.ModelAdmin):
     # --- the farm's view of each account (read from Redis for the whole page at once) --------
 
     @admin.display(description="state")
-    def state(self, obj: TelegramAccount) -> str:
+    def state(self, obj: TelegramAccount) -> SafeString | str:
+        """Active, inactive, or held: why (the failure that set the hold) and how long still,
+        on one line."""
         if not obj.is_active:
             return "inactive"
         limits = getattr(obj, "limits", None)
+        why = obj.hold_reason.replace("_", " ") if obj.hold_reason else ""
         if limits is not None and limits.hold_left > 0:
-            return f"held {seconds_left(limits.hold_left)}"
-        if obj.held_until and obj.held_until > timezone.now():
-            return f"held until {timezone.localtime(obj.held_until):%H:%M:%S}"
-        return "active"
+            left = seconds_left(limits.hold_left)
+        elif obj.held_until and obj.held_until > timezone.now():
+            left = seconds_left((obj.held_until - timezone.now()).total_seconds())
+        else:
+            return "active"
+        return format_html(
+            '<span class="tg-nowrap" title="{}">held{} {}</span>',
+            hold_text(obj),
+            f" ({why})" if why else "",
+            left,
+        )
 
-    @admin.display(description="cooldown left")
+    @admin.display(description="hold")
+    def hold(self, obj: TelegramAccount) -> str:
+        return hold_text(obj) if obj.held_until else "not held"
+
+    @admin.display(description="cooldown")
     def cooldowns(self, obj: TelegramAccount) -> str:
         limits = getattr(obj, "limits", None)
         if limits is None:
@@ -208,12 +242,17 @@ class TelegramAccountAdmin(admin.ModelAdmin):
         return f"{text} FULL" if limits.channels_too_much else text
 
     @admin.display(description="locks")
-    def locks(self, obj: TelegramAccount) -> str:
+    def locks(self, obj: TelegramAccount) -> SafeString | str:
         limits = getattr(obj, "limits", None)
         if limits is None:
             return "?"
         held = [a.action for a in limits.actions if a.lock_token]
-        return ", ".join(held) or "—"
+        # One a line, as today / cap: the column stays as narrow as its longest action.
+        return format_html_join(mark_safe("<br>"), "{}", ((a,) for a in held)) if held else "—"
+
+    @admin.display(description="provider id", ordering="provider_account_id")
+    def provider_id(self, obj: TelegramAccount) -> str:
+        return obj.provider_account_id or "—"
 
     # --- actions, through the services -------------------------------------------------------
 
@@ -264,12 +303,35 @@ class TelegramAccountAdmin(admin.ModelAdmin):
 
     list_per_page = 100
 
-    @admin.display(description="meta (formatted)")
+    @admin.display(description="meta")
     def meta_pretty(self, obj: TelegramAccount) -> str:
         return pretty_json(obj.meta)
+
+    def get_fields(self, request: Any, obj: Any = None) -> list[str]:
+        # ``meta`` once: the JSON field where it may be edited, formatted where it may not.
+        editable = self.has_change_permission(request, obj)
+        drop = "meta_pretty" if editable else "meta"
+        return [f for f in self.fields if f != drop]
 
     def get_readonly_fields(self, request, obj=None):
         # The provider's id is the upsert key of account sync; renaming it would split an account.
         if obj is not None:
             return ("provider_account_id", *self.readonly_fields)
         return self.readonly_fields
+
+
+def hold_text(account: TelegramAccount) -> str:
+    """Why, since when and until when an account is held (its ledger's hold)."""
+    until = account.held_until
+    if until is None:
+        return ""
+    now = timezone.now()
+    why = account.hold_reason
+    parts = [f"{why} ({reasons.words(why)})" if why else "reason not recorded"]
+    if account.held_since:
+        parts.append(f"since {at_second(account.held_since)}")
+    if until > now:
+        parts.append(f"until {at_second(until)} ({duration((until - now).total_seconds())} left)")
+    else:
+        parts.append(f"ended {at_second(until)}")
+    return ", ".join(parts)

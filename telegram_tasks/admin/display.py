@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -55,7 +56,7 @@ def limits_table(limits: selectors.AccountLimits) -> SafeString:
                 a.action,
                 of_limit(a.today, a.daily_cap),
                 f"{seconds_left(a.cooldown_left)} (policy {a.cooldown} s)",
-                a.lock_token or "—",
+                task_link(a.lock_token) if a.lock_token else "—",
             )
             for a in limits.actions
         ),
@@ -68,6 +69,14 @@ def limits_table(limits: selectors.AccountLimits) -> SafeString:
     )
 
 
+def task_link(task_id: str) -> SafeString:
+    return format_html(
+        '<a href="{}">{}</a>',
+        reverse("admin:telegram_tasks_telegramtask_change", args=[task_id]),
+        task_id,
+    )
+
+
 def pass_stats_html(stats: OrderPassStats | None) -> SafeString:
     """What the last generation passes found for an order: why it is slow, if it is."""
     if stats is None:
@@ -77,7 +86,7 @@ def pass_stats_html(stats: OrderPassStats | None) -> SafeString:
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         (
             (
-                p.get("at", ""),
+                pass_time(p.get("at")),
                 p.get("created", 0),
                 p.get("starved", 0),
                 ", ".join(f"{k} {v}" for k, v in sorted((p.get("refusals") or {}).items())) or "—",
@@ -93,6 +102,14 @@ def pass_stats_html(stats: OrderPassStats | None) -> SafeString:
         stats.starved_total,
         rows,
     )
+
+
+def pass_time(value: Any) -> str:
+    """A pass's moment as the records keep it (ISO text in JSON), like every other time."""
+    try:
+        return at_second(datetime.fromisoformat(value)) if value else "—"
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def pass_stats_short(stats: OrderPassStats | None) -> str:
@@ -184,8 +201,33 @@ def at_second(moment: Any) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S}" if moment else "—"
 
 
-def progress_bar(delivered: int, in_flight: int, remaining: int) -> SafeString:
-    """Delivered / in flight / still to do, as one bar (and the numbers)."""
+def at_short(moment: Any, *, now: Any = None) -> str:
+    """A moment in a list's column: the time alone when it is today, else the date too."""
+    if not moment:
+        return "—"
+    local = timezone.localtime(moment)
+    if local.date() == timezone.localtime(now or timezone.now()).date():
+        return f"{local:%H:%M:%S}"
+    return f"{local:%Y-%m-%d %H:%M}"
+
+
+def duration(seconds: float) -> str:
+    """A span as an operator reads it: "42 s", "3 min", "2 h 05 min", "3 d 4 h"."""
+    s = int(abs(seconds))
+    if s < 120:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 2 * 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def progress_bar(
+    delivered: int, in_flight: int, remaining: int, *, failed: int = 0, failed_url: str = ""
+) -> SafeString:
+    """Delivered / in flight / still to do, as one bar (and the numbers); the tasks that
+    failed on the way (their units went back to "still to do"), linked to them."""
     total = max(delivered + in_flight + remaining, 1)
     parts = [
         (delivered, "#5b9a57", "delivered"),
@@ -198,12 +240,23 @@ def progress_bar(delivered: int, in_flight: int, remaining: int) -> SafeString:
         "</span>",
         ((n, label, round(100 * n / total, 2), colour) for n, colour, label in parts if n),
     )
+    failures = (
+        format_html(
+            ' · <a class="tg-failed" href="{}">{} task{} failed</a>',
+            failed_url,
+            failed,
+            "" if failed == 1 else "s",
+        )
+        if failed
+        else format_html("{}", " · no task failed")
+    )
     return format_html(
         '<div class="tg-progress" style="width:420px;max-width:100%;border:1px solid '
         'var(--hairline-color);display:flex">{}</div><div>{} delivered · {} in flight · '
-        "{} not yet in a task</div>",
+        "{} not yet in a task{}</div>",
         bars,
         delivered,
         in_flight,
         remaining,
+        failures,
     )

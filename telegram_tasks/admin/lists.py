@@ -4,22 +4,32 @@ searches on exact indexed keys, and a date drill-down by key ranges."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
+from telegram_tasks.admin import reasons
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
-from telegram_tasks.models import ulid_floor, ulid_time
+from telegram_tasks.models import LIVE_STATUSES, TaskStatus, ulid_floor, ulid_time
 
 # Rows a list counts exactly (and pages through); past it, filter or drill down by date.
 COUNT_CAP = 10_000
+
+
+class NoDelete:
+    """Rows of the ledger nobody deletes in the admin, superusers included (no "Delete
+    selected", no Delete button): an order is canceled, an account deactivated, a service or a
+    customer disabled. A deliberate delete is the shell's (``manage.py shell``)."""
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
 
 
 class MachineWritten:
@@ -98,15 +108,23 @@ class TierFilter(ChoicesFilter):
 
 
 class ReasonFilter(ChoicesFilter):
+    """Failure reasons in their five groups (``reasons.GROUPS``): the groups, and the reasons of
+    the group chosen (or of the chosen reason's group), each in words."""
+
     title = "failure reason"
     parameter_name = "reason"
     field = "failure_reason"
 
     def choices_list(self) -> list[tuple[str, str]]:
-        # push_http is only ever written with the status after it (push_http_<status>).
-        return [(r.value, r.value) for r in Reason if r is not Reason.PUSH_REJECTED] + [
-            ("push_http", "push_http_* (refused)")
-        ]
+        value = self.value() or ""
+        chosen = reasons.BY_KEY.get(value.removeprefix("group:")) or reasons.group_of(value)
+        out = []
+        for group in reasons.GROUPS:
+            out.append((f"group:{group.key}", f"{group.title} (all)"))
+            if group is chosen:
+                # push_http is only ever written with the status after it (push_http_<status>).
+                out += [(r.value, f"· {reasons.words(r)}") for r in group.reasons]
+        return out
 
     def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
         value = self.value()
@@ -114,9 +132,124 @@ class ReasonFilter(ChoicesFilter):
             return queryset
         # The failed tasks' index by (reason, finished_at).
         queryset = queryset.filter(status="failed")
-        if value == "push_http":
-            return queryset.filter(failure_reason__startswith="push_http_")
-        return queryset.filter(failure_reason=value)
+        group = reasons.BY_KEY.get(value.removeprefix("group:"))
+        values = [str(r) for r in group.reasons] if group else [value]
+        found = Q(failure_reason__in=values)
+        if Reason.PUSH_REJECTED in values:
+            found |= Q(failure_reason__startswith=f"{Reason.PUSH_REJECTED}_")
+        return queryset.filter(found)
+
+
+class StateFilter(ChoicesFilter):
+    """Unfinished tasks by where they stand now: due or waiting in the queue, a lease running or
+    run out. Each reads its status's own index."""
+
+    title = "state now"
+    parameter_name = "state"
+
+    def choices_list(self) -> list[tuple[str, str]]:
+        return [
+            ("live", "unfinished (queued, leased, pending)"),
+            ("due", "queued, due now"),
+            ("later", "queued, due later"),
+            ("running", "leased, lease running"),
+            ("overdue", "leased, lease ran out"),
+        ]
+
+    def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
+        now = timezone.now()
+        match self.value():
+            case "live":
+                return queryset.filter(status__in=LIVE_STATUSES)
+            case "due":
+                return queryset.filter(status=TaskStatus.QUEUED, available_at__lte=now)
+            case "later":
+                return queryset.filter(status=TaskStatus.QUEUED, available_at__gt=now)
+            case "running":
+                return queryset.filter(status=TaskStatus.LEASED, leased_until__gt=now)
+            case "overdue":
+                return queryset.filter(status=TaskStatus.LEASED, leased_until__lte=now)
+        return queryset
+
+
+def moment_param(moment: datetime) -> str:
+    """A moment as the admin's URLs carry it (UTC, to the microsecond)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class FinishedFilter(admin.ListFilter):
+    """Tasks finished in a window, ``finished_from`` (included) to ``finished_to`` (excluded),
+    moments as ``moment_param`` writes them: the dashboard's counts link here with the exact
+    window they counted. The choices offer the last hour, 6 hours, 48 hours or 7 days."""
+
+    title = "finished"
+    parameters = ("finished_from", "finished_to")
+    PRESETS = (("last hour", 1), ("last 6 hours", 6), ("last 48 hours", 48), ("last 7 days", 168))
+
+    def __init__(self, request: Any, params: dict, model: Any, model_admin: Any) -> None:
+        super().__init__(request, params, model, model_admin)
+        for name in self.parameters:
+            if name in params:
+                self.used_parameters[name] = params.pop(name)[-1]
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self) -> list[str]:
+        return list(self.parameters)
+
+    def window(self) -> tuple[datetime | None, datetime | None] | None:
+        """(from, to) as given (either may be missing); None when one cannot be read."""
+        out = []
+        for name in self.parameters:
+            value = self.used_parameters.get(name)
+            try:
+                moment = datetime.fromisoformat(value) if value else None
+            except ValueError:
+                return None
+            if moment is not None and moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            out.append(moment)
+        return out[0], out[1]
+
+    def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
+        if not self.used_parameters:
+            return queryset
+        window = self.window()
+        if window is None:
+            return queryset.none()
+        start, end = window
+        queryset = queryset.filter(finished_at__isnull=False)
+        if start is not None:
+            queryset = queryset.filter(finished_at__gte=start)
+        if end is not None:
+            queryset = queryset.filter(finished_at__lt=end)
+        return queryset
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": not self.used_parameters,
+            "query_string": changelist.get_query_string(remove=list(self.parameters)),
+            "display": "any time",
+        }
+        now = timezone.now()
+        for label, hours in self.PRESETS:
+            yield {
+                "selected": False,
+                "query_string": changelist.get_query_string(
+                    {"finished_from": moment_param(now - timedelta(hours=hours))},
+                    remove=["finished_to"],
+                ),
+                "display": label,
+            }
+        if self.used_parameters:
+            window = self.window() or (None, None)
+            ends = [f"{timezone.localtime(m):%m-%d %H:%M:%S}" if m else "…" for m in window]
+            yield {
+                "selected": True,
+                "query_string": changelist.get_query_string(),
+                "display": f"{ends[0]} to {ends[1] if window[1] else 'now'}",
+            }
 
 
 # --- dates -----------------------------------------------------------------------------------

@@ -6,23 +6,29 @@ import re
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from telegram_tasks import services
-from telegram_tasks.admin.display import at_second, pretty_json
+from telegram_tasks import selectors, services
+from telegram_tasks.admin import reasons
+from telegram_tasks.admin.buttons import Button, ObjectButtons
+from telegram_tasks.admin.display import at_second, at_short, duration, pretty_json
 from telegram_tasks.admin.lists import (
     ActionFilter,
     CappedPaginator,
+    FinishedFilter,
     MachineWritten,
     ReasonFilter,
+    StateFilter,
     UlidCreatedFilter,
 )
+from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import LIVE_STATUSES, TaskStatus, TelegramAccount, TelegramTask
+from telegram_tasks.services import handouts
+from telegram_tasks.services.settle import grace
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")
 
@@ -34,6 +40,10 @@ STATUS_ORDERING = {
     TaskStatus.DONE: "-finished_at",
     TaskStatus.FAILED: "-finished_at",
 }
+
+
+def is_live(task: TelegramTask) -> bool:
+    return task.status in LIVE_STATUSES
 
 
 def of_order(order_id: int) -> Q:
@@ -50,20 +60,16 @@ def of_account(account_id: int) -> Q:
 
 
 @admin.register(TelegramTask)
-class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
+class TelegramTaskAdmin(ObjectButtons, MachineWritten, admin.ModelAdmin):
     """Tasks are written by machines only; operators change them through admin actions."""
 
     list_display = (
-        "id",
-        "order_id",
-        "action",
-        "status",
-        "provider_account_id",
-        "attempt",
-        "when",
-        "failure_reason",
-    )
-    list_filter = ("status", ActionFilter, ReasonFilter, "execution_mode", UlidCreatedFilter)
+        "id", "order_no", "action", "status", "account_text", "attempt", "when", "reason",
+    )  # fmt: skip
+    list_filter = (
+        "status", StateFilter, ActionFilter, ReasonFilter, FinishedFilter, "execution_mode",
+        UlidCreatedFilter,
+    )  # fmt: skip
     actions = ("requeue_tasks", "fail_tasks")
     # Exact keys only (see get_search_results): a task id, an order id, a provider account id
     # or a provider task id.
@@ -74,6 +80,8 @@ class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
     paginator = CappedPaginator
     list_per_page = 100
     fields = (
+        "now",
+        "handouts_table",
         "id",
         "order",
         "action",
@@ -97,54 +105,15 @@ class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
         "updated_at",
     )
     readonly_fields = fields
-    change_form_template = "admin/telegram_tasks/telegramtask/change_form.html"
+    buttons = (
+        Button("requeue", "Requeue", "requeue_tasks", "requeue",
+               "Back to the queue now, same account, fresh reservation", applies=is_live),
+        Button("fail", "Fail", "fail_tasks", "fail", "Fail it and roll back its reservation",
+               applies=is_live),
+    )  # fmt: skip
 
     class Media:
         css = {"all": ["telegram_tasks/admin.css"]}
-
-    def get_urls(self) -> list[Any]:
-        own = [
-            path(
-                "<path:object_id>/requeue/",
-                self.admin_site.admin_view(self.requeue_one),
-                name="telegram_tasks_telegramtask_requeue",
-            ),
-            path(
-                "<path:object_id>/fail/",
-                self.admin_site.admin_view(self.fail_one),
-                name="telegram_tasks_telegramtask_fail",
-            ),
-        ]
-        return own + super().get_urls()
-
-    def change_view(
-        self, request: Any, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> Any:
-        extra = {
-            "can_requeue": self.has_requeue_permission(request),
-            "can_fail": self.has_fail_permission(request),
-            "live_statuses": [s.value for s in LIVE_STATUSES],
-            **(extra_context or {}),
-        }
-        return super().change_view(request, object_id, form_url, extra)
-
-    def requeue_one(self, request: Any, object_id: str) -> HttpResponse:
-        """The Requeue button of a task's page (the list's action, for one task)."""
-        return self._one(request, object_id, self.has_requeue_permission, self.requeue_tasks)
-
-    def fail_one(self, request: Any, object_id: str) -> HttpResponse:
-        """The Fail button of a task's page."""
-        return self._one(request, object_id, self.has_fail_permission, self.fail_tasks)
-
-    def _one(self, request: Any, object_id: str, allowed: Any, action: Any) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not allowed(request):
-            raise PermissionDenied
-        action(request, TelegramTask.objects.filter(pk=object_id))
-        return HttpResponseRedirect(
-            reverse("admin:telegram_tasks_telegramtask_change", args=[object_id])
-        )
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: TelegramTask) -> str:
@@ -155,16 +124,133 @@ class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
         return pretty_json(obj.result)
 
     @admin.display(description="when", ordering="available_at")
-    def when(self, obj: TelegramTask) -> str:
-        """The one moment that matters for the task's status (the list stays 1366 px wide;
-        every moment is on the task's page, its creation in its id)."""
+    def when(self, obj: TelegramTask) -> SafeString:
+        """The one moment that matters for the task's status, on one line (the list stays
+        1366 px wide; every moment is on the task's page, its creation in its id). A lease that
+        ran out is marked: nobody reported or extended it."""
+        now = timezone.now()
+        if obj.status == TaskStatus.LEASED and obj.leased_until and obj.leased_until <= now:
+            return format_html(
+                '<span class="tg-when tg-overdue" title="lease ended {}: no report, no '
+                'extension">lease ran out {} ago</span>',
+                at_second(obj.leased_until),
+                duration((now - obj.leased_until).total_seconds()),
+            )
         if obj.status == TaskStatus.LEASED:
-            return f"lease until {at_second(obj.leased_until)}"
-        if obj.status == TaskStatus.QUEUED:
-            return f"runs from {at_second(obj.available_at)}"
+            text = f"lease until {at_short(obj.leased_until, now=now)}"
+        elif obj.status == TaskStatus.QUEUED:
+            text = f"runs from {at_short(obj.available_at, now=now)}"
+        elif obj.status == TaskStatus.PENDING:
+            text = f"pending until {at_short(obj.leased_until, now=now)}"
+        else:
+            text = f"{obj.status} {at_short(obj.finished_at, now=now)}"
+        return format_html('<span class="tg-when">{}</span>', text)
+
+    @admin.display(description="failure reason", ordering="failure_reason")
+    def reason(self, obj: TelegramTask) -> SafeString | str:
+        if not obj.failure_reason:
+            return "—"
+        return format_html(
+            '<span title="{}">{}</span>', reasons.words(obj.failure_reason), obj.failure_reason
+        )
+
+    # Short headers: the list keeps its last column in sight at 1366 px.
+    @admin.display(description="order", ordering="order_id")
+    def order_no(self, obj: TelegramTask) -> int | None:
+        return obj.order_id
+
+    @admin.display(description="account", ordering="provider_account_id")
+    def account_text(self, obj: TelegramTask) -> str:
+        return obj.provider_account_id or "—"
+
+    # --- the task's page ---------------------------------------------------------------------
+
+    @admin.display(description="now")
+    def now(self, obj: TelegramTask) -> SafeString:
+        """Where the task stands, in a sentence: a lease that ran out says so, and what happens
+        next."""
+        now = timezone.now()
+        account = obj.provider_account_id or "its account"
+        hand_out = f"hand-out {obj.attempt + 1} of {app_settings.MAX_ATTEMPTS}"
+        if obj.status == TaskStatus.LEASED and obj.leased_until and obj.leased_until <= now:
+            return format_html(
+                '<span class="tg-overdue">Overdue: the lease ran out {} ago</span> ({}), with no '
+                "report and no extension ({} to {}). The next pull hands it out again if it has "
+                "hand-outs left; else housekeeping ends it (<code>lease_abandoned</code>) from {}.",
+                duration((now - obj.leased_until).total_seconds()),
+                at_second(obj.leased_until),
+                hand_out,
+                account,
+                at_second(obj.leased_until + grace()),
+            )
+        if obj.status == TaskStatus.LEASED:
+            return format_html(
+                "Leased to {} ({}) until {}: {} left.",
+                account,
+                hand_out,
+                at_second(obj.leased_until),
+                duration((obj.leased_until - now).total_seconds()) if obj.leased_until else "—",
+            )
         if obj.status == TaskStatus.PENDING:
-            return f"pending until {at_second(obj.leased_until)}"
-        return f"{obj.status} {at_second(obj.finished_at)}"
+            return format_html(
+                "Reported pending by the provider; waits for its final report until {} (then "
+                "it fails, <code>pending_timeout</code>).",
+                at_second(obj.leased_until),
+            )
+        if obj.status == TaskStatus.QUEUED:
+            due = obj.available_at <= now
+            return format_html(
+                "Queued for {}: {}; its reservation holds the account until {}.",
+                account,
+                "due now, the next pull hands it out"
+                if due
+                else f"due at {at_second(obj.available_at)}",
+                at_second(obj.reserved_until),
+            )
+        if obj.status == TaskStatus.DONE:
+            return format_html("Done at {} by {}.", at_second(obj.finished_at), account)
+        return format_html(
+            "Failed at {}: {} (<code>{}</code>){}.",
+            at_second(obj.finished_at),
+            reasons.words(obj.failure_reason) or "no reason recorded",
+            obj.failure_reason or "—",
+            f"; the provider said: {obj.last_error[:300]}" if obj.last_error else "",
+        )
+
+    @admin.display(description="hand-outs")
+    def handouts_table(self, obj: TelegramTask) -> SafeString | str:
+        """Each lease of the task: when, to which account, how it ended, the error."""
+        rows = selectors.task_handouts(obj)
+        if not rows:
+            return "never handed out" if obj.lease_id is None else "not recorded"
+        now = timezone.now()
+        body = format_html_join(
+            "",
+            '<tr class="{}"><td>{}</td><td class="tg-nowrap">{}</td><td>{}</td><td><code>{}'
+            '</code></td><td class="tg-nowrap">{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    "tg-overdue" if outcome.startswith("lease ran out") else "",
+                    h.number,
+                    at_second(h.leased_at),
+                    obj.provider_account_id or "—",
+                    h.lease_id,
+                    at_second(h.ended_at) if h.ended_at else "—",
+                    outcome,
+                    h.error or "—",
+                )
+                for h in rows
+                for outcome in [handout_outcome(h, obj, last=h is rows[-1], now=now)]
+            ),
+        )
+        kept = "" if len(rows) < handouts.KEEP else f" (the last {handouts.KEEP} are kept)"
+        return format_html(
+            '<table class="tg-tasks tg-handouts"><thead><tr><th>#</th><th>handed out</th>'
+            "<th>account</th><th>lease</th><th>ended</th><th>how it ended</th><th>error</th>"
+            "</tr></thead><tbody>{}</tbody></table>{}",
+            body,
+            kept,
+        )
 
     @admin.action(
         description="Requeue (back to the queue now, same account, fresh reservation)",
@@ -226,4 +312,38 @@ class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
         # by the key, a rare status would be searched for through the whole history.
         if request.GET.get(ReasonFilter.parameter_name):
             return ["-finished_at"]
+        state = request.GET.get(StateFilter.parameter_name)
+        if state in ("due", "later"):
+            return ["available_at", "id"]
+        if state in ("running", "overdue"):
+            return ["leased_until", "id"]
+        if any(p in request.GET for p in FinishedFilter.parameters):
+            return ["-finished_at"]
         return [STATUS_ORDERING.get(request.GET.get("status__exact", ""), "-id")]
+
+
+HOW = {
+    handouts.DONE: "done",
+    handouts.FAILED: "failed",
+    handouts.RETRY: "failed, queued to run again",
+    handouts.EXPIRED: "lease ran out (no report): handed out again",
+    handouts.REQUEUED: "requeued by an operator",
+    handouts.RELEASED: "handed back by the provider",
+}
+
+
+def handout_outcome(h: selectors.Handout, task: TelegramTask, *, last: bool, now: Any) -> str:
+    """How one hand-out ended, in words; the running one says where it stands."""
+    if h.end == handouts.FAILED and last and task.failure_reason:
+        return f"failed: {reasons.words(task.failure_reason)}"
+    if h.end:
+        return HOW.get(h.end, h.end)
+    if not last:
+        return "—"
+    if task.status == TaskStatus.PENDING:
+        return f"pending since {at_second(h.pending_at)}" if h.pending_at else "pending"
+    if task.status == TaskStatus.LEASED and task.leased_until and task.leased_until <= now:
+        return f"lease ran out {duration((now - task.leased_until).total_seconds())} ago"
+    if task.status == TaskStatus.LEASED:
+        return "running"
+    return "—"

@@ -125,31 +125,42 @@ def accounts_clear_hold(*, account_ids: Sequence[int], now: datetime) -> int:
             .order_by("id")
             .values_list("id", flat=True)
         )
-        TelegramAccount.objects.filter(id__in=cleared).update(held_until=None, updated_at=now)
+        TelegramAccount.objects.filter(id__in=cleared).update(
+            held_until=None, hold_reason="", held_since=None, updated_at=now
+        )
         settle.after_commit(lambda: claims.unhold_many(cleared))
     return len(cleared)
 
 
-def accounts_hold(holds: Sequence[tuple[int, datetime]], *, now: datetime) -> None:
-    """Record flood holds in the ledger — (account, until), the later deadline kept — inside the
-    caller's transaction (after its task locks: tasks before accounts). Pulls skip a held
-    account's tasks; ``rebuild`` restores the hold from here."""
+def accounts_hold(holds: Sequence[tuple[int, datetime, str]], *, now: datetime) -> None:
+    """Record flood holds in the ledger — (account, until, reason), the later deadline kept, with
+    its reason; since when, kept while a hold runs on — inside the caller's transaction (after
+    its task locks: tasks before accounts). Pulls skip a held account's tasks; ``rebuild``
+    restores the hold from here."""
     if not holds:
         return
-    latest: dict[int, datetime] = {}
-    for account_id, until in holds:
-        latest[account_id] = max(until, latest.get(account_id, until))
+    latest: dict[int, tuple[datetime, str]] = {}
+    for account_id, until, reason in holds:
+        if account_id not in latest or until > latest[account_id][0]:
+            latest[account_id] = (until, reason)
     sql.fetch(
         f"""
         UPDATE {sql.ACCOUNTS} AS a
-        SET held_until = GREATEST(COALESCE(a.held_until, v.until), v.until), updated_at = %(now)s
-        FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, until timestamptz)
+        SET held_until = GREATEST(COALESCE(a.held_until, v.until), v.until),
+            hold_reason = CASE WHEN a.held_until > v.until THEN a.hold_reason ELSE v.reason END,
+            held_since = CASE WHEN a.held_until > %(now)s THEN a.held_since ELSE %(now)s END,
+            updated_at = %(now)s
+        FROM jsonb_to_recordset(%(rows)s::jsonb)
+             AS v(id bigint, until timestamptz, reason varchar)
         WHERE a.id = v.id
         """,  # noqa: S608
         {
             "now": now,
             "rows": json.dumps(
-                [{"id": i, "until": u.isoformat()} for i, u in sorted(latest.items())]
+                [
+                    {"id": i, "until": u.isoformat(), "reason": r}
+                    for i, (u, r) in sorted(latest.items())
+                ]
             ),
         },
     )

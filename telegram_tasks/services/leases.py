@@ -13,7 +13,7 @@ from django.db import transaction
 from telegram_tasks import waiting
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
-from telegram_tasks.services import settle, sql
+from telegram_tasks.services import handouts, settle, sql
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
                 leased_until = NULL,
                 attempt = GREATEST(t.attempt - 1, 0),
                 lease_id = CASE WHEN t.attempt = 0 THEN NULL ELSE t.lease_id END,
-                updated_at = %(now)s
+                updated_at = %(now)s, {handouts.ended(handouts.RELEASED, col="t.handouts")}
             WHERE t.id = ANY(%(ids)s)
             RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload,
                       t.provider_account_id, t.execution_mode

@@ -21,7 +21,7 @@ from telegram_tasks import signals, waiting
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
-from telegram_tasks.services import orders, settle, sql
+from telegram_tasks.services import handouts, orders, settle, sql
 
 S = TelegramTask.Status
 
@@ -78,7 +78,8 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
             requeued = sql.fetch(
                 f"""
                 UPDATE {sql.TASKS} SET status = {sql.QUEUED}, available_at = %(now)s,
-                       reserved_until = %(until)s, leased_until = NULL, updated_at = %(now)s
+                       reserved_until = %(until)s, leased_until = NULL, updated_at = %(now)s,
+                       {handouts.ended(handouts.REQUEUED)}
                 WHERE id = ANY(%(ids)s) AND status IN {sql.LIVE}
                 RETURNING provider_account_id, execution_mode
                 """,  # noqa: S608

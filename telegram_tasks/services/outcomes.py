@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from telegram_tasks import claims, failures, waiting
 from telegram_tasks.conf import app_settings
-from telegram_tasks.services import settle, sql
+from telegram_tasks.services import handouts, settle, sql
 from telegram_tasks.services.accounts import (
     accounts_deactivate,
     accounts_hold,
@@ -71,7 +71,8 @@ def apply_failed(items: list[Item], plans: dict[str, failures.Plan], now: dateti
         UPDATE {sql.TASKS} AS t
         SET status = {sql.FAILED}, result = r.result::jsonb, failure_reason = r.reason,
             last_error = r.err, provider_task_id = COALESCE(r.ptid, t.provider_task_id),
-            finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
+            finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL,
+            {handouts.ended(handouts.FAILED, col="t.handouts", error="r.err")}
         FROM jsonb_to_recordset(%(rows)s::jsonb)
              AS r(id varchar, lease varchar, result text, ptid varchar, err text, reason varchar)
         WHERE t.id = r.id AND t.status IN {sql.HANDED_OUT} AND t.lease_id = r.lease
@@ -152,7 +153,12 @@ def _apply_holds(
     ]
     if not holds:
         return
-    accounts_hold([(a, now + timedelta(seconds=s)) for a, s in holds], now=now)
+    reasons = {
+        r["telegram_account_id"]: str(plans[r["id"]].reason)
+        for r in rows
+        if plans[r["id"]].hold_seconds
+    }
+    accounts_hold([(a, now + timedelta(seconds=s), reasons[a]) for a, s in holds], now=now)
     settle.after_commit(lambda: claims.hold_many(holds, now=now))
     held = sorted({a for a, _ in holds})
 
@@ -190,7 +196,7 @@ def apply_retry(items: list[Item], plans: dict[str, failures.Plan], now: datetim
         UPDATE {sql.TASKS} AS t
         SET status = {sql.QUEUED}, available_at = r.at, reserved_until = r.until,
             leased_until = NULL, last_error = r.err, result = r.result::jsonb,
-            updated_at = %(now)s
+            updated_at = %(now)s, {handouts.ended(handouts.RETRY, col="t.handouts", error="r.err")}
         FROM jsonb_to_recordset(%(rows)s::jsonb)
              AS r(id varchar, lease varchar, at timestamptz, until timestamptz, err text,
                   result text)
@@ -226,7 +232,8 @@ def apply_pending(items: list[Item], now: datetime) -> set[str]:
         f"""
         UPDATE {sql.TASKS} AS t
         SET status = {sql.PENDING}, leased_until = %(until)s,
-            provider_task_id = COALESCE(r.ptid, t.provider_task_id), updated_at = %(now)s
+            provider_task_id = COALESCE(r.ptid, t.provider_task_id), updated_at = %(now)s,
+            {handouts.parked(col="t.handouts")}
         FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar, ptid varchar)
         WHERE t.id = r.id AND t.status IN {sql.HANDED_OUT} AND t.lease_id = r.lease
         RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload

@@ -22,7 +22,7 @@ from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import TaskConflict
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import ExecutionMode, new_ulid
-from telegram_tasks.services import settle, sql
+from telegram_tasks.services import handouts, settle, sql
 
 
 @dataclass
@@ -134,7 +134,7 @@ def lease_sql(
                            WHEN t.lease_id IS NULL THEN 0 ELSE t.attempt + 1 END,
             lease_id = CASE WHEN t.redeliver THEN t.lease_id ELSE %(lease_id)s END,
             redeliver = FALSE, leased_at = %(now)s, leased_until = %(until)s,
-            updated_at = %(now)s
+            updated_at = %(now)s, {handouts.leased()}
         FROM picked WHERE t.id = picked.id AND NOT picked.lapsed
         RETURNING {returning}
     )
@@ -153,6 +153,7 @@ def lease_params(
         "until_text": api_time(until),
         "limit": limit,
         "lease_id": lease_id,
+        "handout": handouts.entry_param(lease_id=lease_id, now=now),
         "max_attempts": app_settings.MAX_ATTEMPTS,
         # A lease over for longer than the grace is abandoned: housekeeping ends it.
         "abandoned": now - settle.grace(),

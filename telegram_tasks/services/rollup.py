@@ -1,5 +1,6 @@
 """The rollup behind the dashboard and the metrics: tasks created, done and failed (by reason)
-per action and hour (``TaskHour``), and running totals of the same (``TaskTotal``).
+per action and hour (``TaskHour``), done and failed per minute for the dashboard's short ranges
+(``TaskMinute``, kept a few hours), and running totals of the same (``TaskTotal``).
 
 Each housekeeping pass counts only what happened since the last one — tasks created (a range of
 their ULID keys) and finished (a range of the finished index) up to a couple of minutes ago, so
@@ -15,7 +16,14 @@ from typing import Any
 
 from django.db import transaction
 
-from telegram_tasks.models import GenerationPass, RollupMark, TaskHour, TaskTotal, ulid_floor
+from telegram_tasks.models import (
+    GenerationPass,
+    RollupMark,
+    TaskHour,
+    TaskMinute,
+    TaskTotal,
+    ulid_floor,
+)
 from telegram_tasks.services import sql
 from telegram_tasks.services.liveness import records_pass
 
@@ -24,7 +32,11 @@ LAG = timedelta(minutes=2)
 # A fresh rollup starts this far back (what the dashboard shows at most).
 FIRST = timedelta(hours=48)
 
+# Done and failed per minute are kept this long: the dashboard's 6-hour range, and some.
+MINUTES_KEPT = timedelta(hours=7)
+
 HOURS = TaskHour._meta.db_table
+MINUTES = TaskMinute._meta.db_table
 TOTALS = TaskTotal._meta.db_table
 MARK = RollupMark._meta.db_table
 
@@ -48,13 +60,28 @@ def rollup(*, now: datetime) -> int:
                 FROM {sql.TASKS}
                 WHERE id >= %(created_from)s AND id < %(created_upto)s
                 GROUP BY 1, 2
+            ), finished AS MATERIALIZED (
+                SELECT finished_at, action, status, failure_reason
+                FROM {sql.TASKS}
+                WHERE finished_at >= %(finished_from)s AND finished_at < %(upto)s
             ), ended AS (
                 SELECT date_trunc('hour', finished_at) AS hour, action, status AS outcome,
                        CASE WHEN status = {sql.FAILED} THEN failure_reason ELSE '' END AS reason,
                        count(*) AS n
-                FROM {sql.TASKS}
-                WHERE finished_at >= %(finished_from)s AND finished_at < %(upto)s
+                FROM finished
                 GROUP BY 1, 2, 3, 4
+            ), minutes AS (
+                INSERT INTO {MINUTES} AS m (minute, action, outcome, reason, count)
+                SELECT date_trunc('minute', finished_at), action, status,
+                       CASE WHEN status = {sql.FAILED} THEN failure_reason ELSE '' END, count(*)
+                FROM finished
+                WHERE finished_at >= %(minutes_from)s
+                GROUP BY 1, 2, 3, 4
+                ON CONFLICT ON CONSTRAINT tg_task_minute_unique
+                DO UPDATE SET count = m.count + EXCLUDED.count
+                RETURNING 1
+            ), pruned AS (
+                DELETE FROM {MINUTES} WHERE minute < %(minutes_from)s RETURNING 1
             ), counted AS (
                 SELECT * FROM made UNION ALL SELECT * FROM ended
             ), hours AS (
@@ -77,6 +104,7 @@ def rollup(*, now: datetime) -> int:
                 "created_upto": ulid_floor(upto),
                 "finished_from": max(finished_from, upto - FIRST),
                 "upto": upto,
+                "minutes_from": upto - MINUTES_KEPT,
             },
         )
         mark.created_until = mark.finished_until = upto

@@ -20,7 +20,7 @@ from telegram_tasks.claims import Claim, ExtendResult, Refusal, Target
 from telegram_tasks.conf import DEFAULT_TIER, app_settings
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import ClaimsCheckpoint
-from telegram_tasks.services import orders, sql
+from telegram_tasks.services import handouts, orders, sql
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,8 @@ def fail_rows(ids: Sequence[str], *, reason: str, now: datetime) -> list[dict[st
     return sql.fetch(
         f"""
         UPDATE {sql.TASKS} SET status = {sql.FAILED}, failure_reason = %(reason)s,
-               finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL
+               finished_at = %(now)s, updated_at = %(now)s, leased_until = NULL,
+               {handouts.ended(handouts.FAILED, error="%(reason)s")}
         WHERE id = ANY(%(ids)s) AND status IN {sql.LIVE}
         RETURNING {CLAIM_COLUMNS}, failure_reason
         """,  # noqa: S608
@@ -368,7 +369,8 @@ def _done_sql(*, durable: bool, handed_out: bool) -> str:
             UPDATE {sql.TASKS} AS t
             SET status = {sql.DONE}, result = COALESCE(r.result::jsonb, t.result),
                 provider_task_id = COALESCE(r.ptid, t.provider_task_id),
-                finished_at = r.at, updated_at = %(now)s, leased_until = NULL
+                finished_at = r.at, updated_at = %(now)s, leased_until = NULL,
+                {handouts.ended(handouts.DONE, col="t.handouts", at="r.at")}
             FROM r
             WHERE t.id = r.id AND t.status IN {sql.LIVE}
               {"AND t.lease_id IS NOT NULL" if handed_out else ""}

@@ -165,3 +165,34 @@ def test_no_transaction_holds_accounts_while_waiting_for_tasks_or_the_reverse(pa
         for c in (blocker, probe, watch):
             c.close()
     assert TelegramTask.objects.get().failure_reason == "account_inactive"
+
+
+def test_a_hold_says_why_and_since_when_and_clearing_it_forgets_both():
+    from datetime import timedelta
+
+    from telegram_tasks.services import ReportIn, accounts_clear_hold, tasks_pull, tasks_report
+
+    [account] = make_accounts(1)
+    make_order(action="view", link="t.me/durov/7", quantity=2)
+    make_order(action="subscribe", link="t.me/durov", quantity=1)
+    tasks_generate(limit=10, now=T0)
+    view, subscribe = sorted(
+        tasks_pull(limit=10, now=T0).tasks, key=lambda t: t["action"] != "view"
+    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(reports=[ReportIn(view["task_id"], "failed", error_code="FLOOD_WAIT_60")],
+                     now=T0)  # fmt: skip
+    account.refresh_from_db()
+    assert (account.hold_reason, account.held_since) == ("flood_wait", T0)
+    # A longer hold later on: its reason wins, and the hold still runs since the first.
+    later = T0 + timedelta(seconds=10)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        tasks_report(reports=[ReportIn(subscribe["task_id"], "failed", error_code="PEER_FLOOD")],
+                     now=later)  # fmt: skip
+    account.refresh_from_db()
+    assert (account.hold_reason, account.held_since) == ("peer_flood", T0)
+    assert account.held_until > later + timedelta(hours=23)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        accounts_clear_hold(account_ids=[account.pk], now=later)
+    account.refresh_from_db()
+    assert (account.held_until, account.hold_reason, account.held_since) == (None, "", None)
