@@ -83,7 +83,7 @@ class AccountForm(forms.ModelForm):
 
     class Meta:
         model = TelegramAccount
-        fields = ("provider_account_id", "phone", "tier", "meta")
+        fields = ("provider", "provider_account_id", "phone", "tier", "meta")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,9 +105,11 @@ class TelegramAccountAdmin(admin.ModelAdmin):
     form = AccountForm
     list_display = (
         "id", "provider_account_id", "phone", "tier", "state", "cooldowns", "today", "channels",
-        "locks",
+        "locks", "provider",
     )  # fmt: skip
-    list_filter = ("is_active", HeldFilter, LimitedFilter, TierFilter, FieldCreatedFilter)
+    list_filter = (
+        "is_active", "provider", HeldFilter, LimitedFilter, TierFilter, FieldCreatedFilter,
+    )  # fmt: skip
     search_fields = ("=id", "=provider_account_id", "=phone")
     search_help_text = "account id, provider account id or phone (exact)"
     show_full_result_count = False
@@ -118,6 +120,7 @@ class TelegramAccountAdmin(admin.ModelAdmin):
         "meta_pretty", "created_at", "updated_at",
     )  # fmt: skip
     fields = (
+        "provider",
         "provider_account_id",
         "phone",
         "tier",
@@ -263,7 +266,8 @@ class TelegramAccountAdmin(admin.ModelAdmin):
         return pretty_json(obj.meta)
 
     def get_readonly_fields(self, request, obj=None):
-        # The provider's id is the upsert key of account sync; renaming it would split an account.
+        # The provider's id is the upsert key of account sync; renaming it would split an account
+        # (and its provider is its tasks' too).
         if obj is not None:
-            return ("provider_account_id", *self.readonly_fields)
+            return ("provider", "provider_account_id", *self.readonly_fields)
         return self.readonly_fields

@@ -63,7 +63,9 @@ class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
         "when",
         "failure_reason",
     )
-    list_filter = ("status", ActionFilter, ReasonFilter, "execution_mode", UlidCreatedFilter)
+    list_filter = (
+        "status", ActionFilter, ReasonFilter, "execution_mode", "provider", UlidCreatedFilter,
+    )  # fmt: skip
     actions = ("requeue_tasks", "fail_tasks")
     # Exact keys only (see get_search_results): a task id, an order id, a provider account id
     # or a provider task id.
@@ -80,6 +82,7 @@ class TelegramTaskAdmin(MachineWritten, admin.ModelAdmin):
         "status",
         "telegram_account",
         "provider_account_id",
+        "provider",
         "link_hash",
         "per_call",
         "available_at",

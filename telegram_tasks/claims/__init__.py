@@ -30,8 +30,9 @@ slot):
                                          ledger's checkpoint means Redis lost writes
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
     P:celery-lock:NAME                   held while a periodic pass runs (no overlap)
-    P:breaker:NAME                       a circuit breaker the push dispatchers share
-    P:pull:REQUESTID                     what a pull with that request_id leased (replay, 5 min)
+    P:breaker:push:PROVIDERID            a provider's push circuit breaker (every dispatcher's)
+    P:pull:PROVIDERID:REQUESTID          what that provider's pull with that request_id leased
+                                         (replay, 5 min)
 
 Deadlines are stored as values and compared with the caller's ``now``, so time is a parameter;
 key TTLs only collect garbage. Python callers never see keys or Lua: they use the functions

@@ -20,12 +20,15 @@ REPLAY_IN_PROGRESS = object()
 _IN_PROGRESS = "in-progress"
 
 
-def pull_replay_begin(request_id: str, fingerprint: str, *, ttl: int) -> dict | object | None:
-    """Claim ``request_id`` for a new pull (None), or return what an earlier pull with it
-    leased ({"fp", "lease_id", "ids"}), or REPLAY_IN_PROGRESS while that pull is still running
-    with the same parameters (``fingerprint``)."""
+def pull_replay_begin(
+    provider_id: int, request_id: str, fingerprint: str, *, ttl: int
+) -> dict | object | None:
+    """Claim the provider's ``request_id`` for a new pull (None), or return what an earlier
+    pull with it leased ({"fp", "lease_id", "ids"}), or REPLAY_IN_PROGRESS while that pull is
+    still running with the same parameters (``fingerprint``). Each provider's ids are its
+    own."""
     conn = connection()
-    key = keys.pull_replay(request_id)
+    key = keys.pull_replay(provider_id, request_id)
     marker = f"{_IN_PROGRESS}:{fingerprint}"
     if conn.set(key, marker, nx=True, ex=ttl):
         return None
@@ -40,12 +43,12 @@ def pull_replay_begin(request_id: str, fingerprint: str, *, ttl: int) -> dict | 
     return json.loads(text)
 
 
-def pull_replay_store(request_id: str, leased: dict, *, ttl: int) -> None:
-    connection().set(keys.pull_replay(request_id), json.dumps(leased), ex=ttl)
+def pull_replay_store(provider_id: int, request_id: str, leased: dict, *, ttl: int) -> None:
+    connection().set(keys.pull_replay(provider_id, request_id), json.dumps(leased), ex=ttl)
 
 
-def pull_replay_forget(request_id: str) -> None:
-    connection().delete(keys.pull_replay(request_id))
+def pull_replay_forget(provider_id: int, request_id: str) -> None:
+    connection().delete(keys.pull_replay(provider_id, request_id))
 
 
 def pass_lock(name: str, *, timeout: int, wait: float | None = None) -> Any:

@@ -71,8 +71,9 @@ def cursor(action: str) -> str:
     return f"{_prefix()}:cursor:{action}"
 
 
-def pull_replay(request_id: str) -> str:
-    return f"{_prefix()}:pull:{request_id}"
+def pull_replay(provider_id: int, request_id: str) -> str:
+    """A pull's replay: each provider's request ids are its own."""
+    return f"{_prefix()}:pull:{provider_id}:{request_id}"
 
 
 def breaker(name: str) -> str:

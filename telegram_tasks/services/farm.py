@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 DAYS = AccountDay._meta.db_table
 SNAPSHOT = "accounts"
 SNAPSHOT_SECONDS = 300
+STATES = ("active", "inactive", "held", "cooling", "capped")
 
 
 @dataclass
@@ -35,6 +36,8 @@ class AccountCounts:
     cooling: int = 0  # an action's (or the tier's) cooldown running
     capped: int = 0  # an action's (or the tier's) daily cap reached today
     at: str = ""  # when counted
+    # The same per provider: {"<provider id>": {"active": n, "inactive": n, …}}.
+    providers: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def account_counts(*, now: datetime) -> AccountCounts:
@@ -53,14 +56,29 @@ def refresh_account_counts(*, now: datetime) -> AccountCounts:
     Active, inactive and held from the accounts table; cooling from the successes of the last
     cooldown; capped from the day's counts the rollup keeps (see ``limited_accounts``)."""
     counts = AccountCounts(at=now.isoformat())
-    [(active, inactive, held)] = sql.rows(
-        f"SELECT count(*) FILTER (WHERE is_active), count(*) FILTER (WHERE NOT is_active), "  # noqa: S608
-        f"count(*) FILTER (WHERE is_active AND held_until > %s) FROM {sql.ACCOUNTS}",
+    for provider, active, inactive, held in sql.rows(
+        f"SELECT provider_id, count(*) FILTER (WHERE is_active), "  # noqa: S608
+        f"count(*) FILTER (WHERE NOT is_active), "
+        f"count(*) FILTER (WHERE is_active AND held_until > %s) FROM {sql.ACCOUNTS} GROUP BY 1",
         [now],
-    )
-    counts.active, counts.inactive, counts.held = active, inactive, held
+    ):
+        counts.providers[str(provider)] = dict.fromkeys(STATES, 0) | {
+            "active": active, "inactive": inactive, "held": held,
+        }  # fmt: skip
+        counts.active += active
+        counts.inactive += inactive
+        counts.held += held
     cooling, capped = limited_accounts(now=now)
     counts.cooling, counts.capped = len(cooling), len(capped)
+    if cooling or capped:
+        limited = sorted(cooling | capped)
+        for account, provider in sql.rows(
+            f"SELECT id, provider_id FROM {sql.ACCOUNTS} WHERE id = ANY(%s)",  # noqa: S608
+            [limited],
+        ):
+            mine = counts.providers.setdefault(str(provider), dict.fromkeys(STATES, 0))
+            mine["cooling"] += account in cooling
+            mine["capped"] += account in capped
     try:
         claims.snapshot_store(SNAPSHOT, asdict(counts), ttl=SNAPSHOT_SECONDS)
     except RedisError as exc:
