@@ -64,9 +64,10 @@ class OrderForm(forms.ModelForm):
         model = Order
         fields = (
             "action", "link", "post_id", "quantity", "per_call", "interval_seconds", "priority",
-            "duration_days", "execution_mode", "next_run_at", "execution_meta",
+            "duration_days", "execution_mode", "providers", "next_run_at", "execution_meta",
         )  # fmt: skip
         help_texts = HELP
+        widgets = {"providers": forms.CheckboxSelectMultiple}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -163,6 +164,7 @@ class OrderAdmin(admin.ModelAdmin):
             "priority",
             "duration_days",
             "execution_mode",
+            "providers",
             "next_run_at",
         ]
         if obj is None:
@@ -311,6 +313,7 @@ class OrderAdmin(admin.ModelAdmin):
         # Only what the form edits: remains, status and the schedule's state belong to the
         # services, and a report committed while the form was open must not be written back.
         fields = [f for f in form.changed_data if f not in self.get_readonly_fields(request, obj)]
+        fields = [f for f in fields if f != "providers"]  # (many-to-many: saved by save_related)
         if set(fields) & set(FORM_PARAMS):  # the parameter fields are the order's params
             fields = [*(f for f in fields if f not in FORM_PARAMS), "params"]
         if fields:
