@@ -304,3 +304,20 @@ def test_a_disabled_provider_is_handed_nothing_and_its_reports_still_count(fleet
     ) == {"provider_disabled"}  # fmt: skip
     done = post(fleets.api_a, "tasks/report", {"task_id": held["task_id"], "state": "done"})
     assert done.json()["status"] == "done"
+
+
+def test_metrics_carry_the_provider(fleets, client, settings):
+    settings.DEBUG, settings.METRICS_TOKEN, settings.HEALTH_CACHE_SECONDS = True, "", 0
+    post(fleets.api_b, "tasks/report", {"task_id": new_ulid(), "state": "done"})
+    body = client.get("/metrics").content.decode()
+    for name in ("alpha", "beta"):
+        assert (
+            f'telegram_tasks_tasks{{action="view",provider="{name}",status="queued"}} 2.0' in body
+        )
+        assert f'telegram_tasks_accounts{{provider="{name}",state="active"}} 2.0' in body
+        assert f'telegram_tasks_push_circuit{{provider="{name}",state="closed"}} 1.0' in body
+    # (A counter of the process: other tests' reports may be in it too.)
+    assert (
+        'telegram_tasks_reports_total{outcome="task_not_found",provider="beta",state="done"}'
+        in (body)
+    )
