@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import F
 
 from orders.models import Order
 from telegram_tasks.claims.scripts import connection
@@ -103,11 +104,12 @@ def check_channels() -> list[str]:
 
 def check_auto_unsubscribes(done: list[TelegramTask]) -> list[str]:
     """Each membership whose time was up ends with exactly one successful unsubscribe, by the
-    same account, of the same channel; none is left open."""
+    same account, of the same channel; none is left open (but a dead account's, and a disabled
+    provider's, whose unsubscribes wait for it to come back)."""
     from telegram_tasks.models import Membership
 
     memberships = {
-        m.pk: m for m in Membership.objects.exclude(due_at=None).select_related("account")
+        m.pk: m for m in Membership.objects.exclude(due_at=None).select_related("account__provider")
     }
     out = []
     counted: dict[int, int] = defaultdict(int)
@@ -119,7 +121,7 @@ def check_auto_unsubscribes(done: list[TelegramTask]) -> list[str]:
         if m is None or (m.account_id, m.link_hash) != (t.telegram_account_id, t.link_hash):
             out.append(f"auto-unsubscribe: task {t.pk} is not its membership's account/channel")
     for pk, m in memberships.items():
-        if m.state == "open" and m.account.is_active:  # a dead account cannot unsubscribe
+        if m.state == "open" and m.account.is_active and m.account.provider.enabled:
             out.append(f"auto-unsubscribe: membership {pk} still open")
         if counted[pk] > 1:
             out.append(f"auto-unsubscribe: membership {pk} unsubscribed {counted[pk]} times")
@@ -207,22 +209,89 @@ def check_remains(done: list[TelegramTask]) -> list[str]:
     return out
 
 
+def fleet_of(path: Path) -> str | None:
+    """The provider whose process wrote a log: provider-<fleet>-<n>.jsonl, push-<fleet>.jsonl
+    (None for a log that names none)."""
+    parts = path.stem.split("-")
+    if parts[0] == "provider" and len(parts) >= 3:
+        return "-".join(parts[1:-1])
+    if parts[0] == "push" and len(parts) >= 2 and not parts[-1].isdigit():
+        return "-".join(parts[1:])
+    return None
+
+
 def read_logs(folder: Path) -> list[dict]:
-    """The providers' events. A push the provider answered (200 or 202) is a hand-out like a
-    leased pull; one it refused with 5xx or 429 was never performed (the task was requeued)."""
+    """The providers' events, each with the provider (``fleet``) whose process saw it. A push
+    the provider answered (200 or 202) is a hand-out like a leased pull; one it refused with
+    5xx or 429 was never performed (the task was requeued)."""
     events = []
     for path in sorted(folder.glob("provider-*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
-                events.append(json.loads(line))
+                events.append({**json.loads(line), "fleet": fleet_of(path)})
     for path in sorted(folder.glob("push-*.jsonl")):
         for line in path.read_text().splitlines():
             e = json.loads(line) if line.strip() else {}
             if e.get("ev") == "push" and e["status"] in (200, 202):
                 events.append({"ev": "lease", "task": e["task"], "lease": e["lease"],
                                "until": e["until"], "t": e["t"], "attempt": e["attempt"],
-                               "account": e["account"]})  # fmt: skip
+                               "account": e["account"], "fleet": fleet_of(path)})  # fmt: skip
     return events
+
+
+def check_isolation(events: list[dict]) -> list[str]:
+    """Each provider is handed (pulled or pushed) only tasks of its own accounts; every task is
+    its account's provider's; an order limited to some providers got tasks of theirs only."""
+    from telegram_tasks.models import Provider
+
+    names = dict(Provider.objects.values_list("pk", "name"))
+    owner = dict(TelegramTask.objects.values_list("id", "provider_id"))
+    out = [
+        f"isolation: {e['fleet']} was handed task {e['task']} of {names.get(owner.get(e['task']))}"
+        for e in events
+        if e["ev"] == "lease" and e.get("fleet") and names.get(owner.get(e["task"])) != e["fleet"]
+    ]
+    out += [
+        f"isolation: task {pk} is provider {p}'s, its account provider {a}'s"
+        for pk, p, a in TelegramTask.objects.exclude(telegram_account=None)
+        .exclude(provider_id=F("telegram_account__provider_id"))
+        .values_list("id", "provider_id", "telegram_account__provider_id")[:20]
+    ]
+    routed: dict[int, set[int]] = defaultdict(set)
+    for order_id, provider_id in Order.providers.through.objects.values_list(
+        "order_id", "provider_id"
+    ):
+        routed[order_id].add(provider_id)
+    out += [
+        f"routing: order {o}'s task {pk} went to provider {names.get(p)}"
+        for pk, o, p in TelegramTask.objects.filter(order_id__in=list(routed)).values_list(
+            "id", "order_id", "provider_id"
+        )
+        if p not in routed[o]
+    ]
+    return out
+
+
+def check_disabled(events: list[dict], disabled: dict[str, float]) -> list[str]:
+    """A provider disabled at ``disabled[name]`` (Unix time) is handed nothing after it (a
+    second's margin: a pull answered as the disable committed is logged a moment later) and
+    gets no task made after it (two seconds: a generation pass that began before)."""
+    from telegram_tasks.models import Provider
+
+    out = [
+        f"disabled: {e['fleet']} was handed task {e['task']} {e['t'] - disabled[e['fleet']]:.1f}"
+        " s after it was disabled"
+        for e in events
+        if e["ev"] == "lease" and e.get("fleet") in disabled and e["t"] > disabled[e["fleet"]] + 1
+    ]
+    for name, at in disabled.items():
+        late = TelegramTask.objects.filter(
+            provider__name=name, created_at__gt=datetime.fromtimestamp(at + 2, tz=ZoneInfo("UTC"))
+        )
+        out += [f"disabled: task {t} made for {name} after it was disabled" for t in late[:10]]
+        if Provider.objects.filter(name=name, enabled=True).exists():
+            out.append(f"disabled: {name} is enabled")
+    return out
 
 
 def check_leases(events: list[dict]) -> list[str]:
@@ -378,7 +447,11 @@ def check_money() -> list[str]:
 def check_all(log_folder: Path) -> dict[str, list[str]]:
     done = done_tasks()
     events = read_logs(log_folder)
+    marks = log_folder / "disabled.json"
+    disabled = json.loads(marks.read_text()) if marks.exists() else {}
     return {
+        "providers: each handed its own tasks only, orders routed": check_isolation(events),
+        "a disabled provider is handed nothing more": check_disabled(events, disabled),
         "1 daily caps": check_caps(done),
         "2 cooldowns": check_cooldowns(done),
         "3 no double subscribe": check_subscriptions(done, events),
