@@ -227,7 +227,9 @@ class Kept:
         with self._lock:
             if time.monotonic() >= self._until:
                 self._value = compute()
-                self._until = time.monotonic() + float(settings.HEALTH_CACHE_SECONDS)
+                # (A project's setting, read only if it has one: 5 s otherwise.)
+                kept = getattr(settings, "HEALTH_CACHE_SECONDS", 5.0)
+                self._until = time.monotonic() + float(kept)
             return self._value
 
     def forget(self) -> None:
