@@ -13,9 +13,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import F
 
 from orders.models import Order
+
+# The fleets' own checks (defined in ``sim.fleets``), run by check_all with the others.
+from sim.fleets import check_disabled, check_isolation, fleet_of
 from telegram_tasks.claims.scripts import connection
 from telegram_tasks.conf import app_settings
 from telegram_tasks.models import TelegramTask
@@ -209,17 +211,6 @@ def check_remains(done: list[TelegramTask]) -> list[str]:
     return out
 
 
-def fleet_of(path: Path) -> str | None:
-    """The provider whose process wrote a log: provider-<fleet>-<n>.jsonl, push-<fleet>.jsonl
-    (None for a log that names none)."""
-    parts = path.stem.split("-")
-    if parts[0] == "provider" and len(parts) >= 3:
-        return "-".join(parts[1:-1])
-    if parts[0] == "push" and len(parts) >= 2 and not parts[-1].isdigit():
-        return "-".join(parts[1:])
-    return None
-
-
 def read_logs(folder: Path) -> list[dict]:
     """The providers' events, each with the provider (``fleet``) whose process saw it. A push
     the provider answered (200 or 202) is a hand-out like a leased pull; one it refused with
@@ -237,61 +228,6 @@ def read_logs(folder: Path) -> list[dict]:
                                "until": e["until"], "t": e["t"], "attempt": e["attempt"],
                                "account": e["account"], "fleet": fleet_of(path)})  # fmt: skip
     return events
-
-
-def check_isolation(events: list[dict]) -> list[str]:
-    """Each provider is handed (pulled or pushed) only tasks of its own accounts; every task is
-    its account's provider's; an order limited to some providers got tasks of theirs only."""
-    from telegram_tasks.models import Provider
-
-    names = dict(Provider.objects.values_list("pk", "name"))
-    owner = dict(TelegramTask.objects.values_list("id", "provider_id"))
-    out = [
-        f"isolation: {e['fleet']} was handed task {e['task']} of {names.get(owner.get(e['task']))}"
-        for e in events
-        if e["ev"] == "lease" and e.get("fleet") and names.get(owner.get(e["task"])) != e["fleet"]
-    ]
-    out += [
-        f"isolation: task {pk} is provider {p}'s, its account provider {a}'s"
-        for pk, p, a in TelegramTask.objects.exclude(telegram_account=None)
-        .exclude(provider_id=F("telegram_account__provider_id"))
-        .values_list("id", "provider_id", "telegram_account__provider_id")[:20]
-    ]
-    routed: dict[int, set[int]] = defaultdict(set)
-    for order_id, provider_id in Order.providers.through.objects.values_list(
-        "order_id", "provider_id"
-    ):
-        routed[order_id].add(provider_id)
-    out += [
-        f"routing: order {o}'s task {pk} went to provider {names.get(p)}"
-        for pk, o, p in TelegramTask.objects.filter(order_id__in=list(routed)).values_list(
-            "id", "order_id", "provider_id"
-        )
-        if p not in routed[o]
-    ]
-    return out
-
-
-def check_disabled(events: list[dict], disabled: dict[str, float]) -> list[str]:
-    """A provider disabled at ``disabled[name]`` (Unix time) is handed nothing after it (a
-    second's margin: a pull answered as the disable committed is logged a moment later) and
-    gets no task made after it (two seconds: a generation pass that began before)."""
-    from telegram_tasks.models import Provider
-
-    out = [
-        f"disabled: {e['fleet']} was handed task {e['task']} {e['t'] - disabled[e['fleet']]:.1f}"
-        " s after it was disabled"
-        for e in events
-        if e["ev"] == "lease" and e.get("fleet") in disabled and e["t"] > disabled[e["fleet"]] + 1
-    ]
-    for name, at in disabled.items():
-        late = TelegramTask.objects.filter(
-            provider__name=name, created_at__gt=datetime.fromtimestamp(at + 2, tz=ZoneInfo("UTC"))
-        )
-        out += [f"disabled: task {t} made for {name} after it was disabled" for t in late[:10]]
-        if Provider.objects.filter(name=name, enabled=True).exists():
-            out.append(f"disabled: {name} is enabled")
-    return out
 
 
 def check_leases(events: list[dict]) -> list[str]:

@@ -91,7 +91,8 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
     # subscribes: then there are always enough subscribed accounts for it to finish.
     # Half the other subscribe orders buy a day (which the time machine makes a second): their
     # memberships end by themselves, so no unsubscribe order takes their link.
-    subscribe_orders: list[tuple[str, int]] = []
+    subscribe_orders: list[tuple[str, int, int]] = []
+    paired: list[int] = []  # the subscribe orders an unsubscribe order may follow, and those
     kinds = ["view", "reaction", "poll_vote", "bot_start", "subscribe", "unsubscribe"]
     for i in range(orders):
         kind = rng.choices(kinds, [35, 25, 8, 7, 17, 8])[0]
@@ -124,10 +125,12 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
             if rng.random() < 0.5:
                 duration = 1
             else:
-                subscribe_orders.append((raw, quantity))
+                subscribe_orders.append((raw, quantity, i))
+                paired.append(i)
         elif kind == "unsubscribe" and subscribe_orders:
-            raw, most = subscribe_orders.pop(0)
+            raw, most, _ = subscribe_orders.pop(0)
             quantity = rng.randint(1, most)
+            paired.append(i)
         else:
             kind = "view" if kind == "unsubscribe" else kind
             raw = f"t.me/post{i:05d}/{rng.randint(1, 50)}"
@@ -142,10 +145,15 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
                   duration_days=duration, params=clean_params(kind, params), execution_mode=mode)
         )  # fmt: skip
     made = Order.objects.bulk_create(rows)
-    # Every tenth order is limited to the "east" fleet (routing).
-    east = fleets[1]
+    # Routing: every tenth order is limited to the "east" fleet; a subscribe order an unsubscribe
+    # order follows, and that one, to the fleets that are never disabled (the unsubscribes can
+    # only use the accounts the subscribes made members, which must stay usable).
+    routes = {i: [fleets[1]] for i in range(5, len(made), 10)}
+    routes.update({i: [f for f in fleets if f.name != DISABLED] for i in paired})
     Order.providers.through.objects.bulk_create(
-        Order.providers.through(order_id=o.pk, provider_id=east.pk) for o in made[5::10]
+        Order.providers.through(order_id=made[i].pk, provider_id=f.pk)
+        for i, chosen in routes.items()
+        for f in chosen
     )
 
 
