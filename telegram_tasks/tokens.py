@@ -56,10 +56,13 @@ def token_digest(token: str) -> str:
 
 
 def token_prefix(token: str) -> str:
-    """The public part of a token (before its first dot), as the lookup takes it: at most
-    PREFIX_LENGTH characters ("" for a token without one, which no row has)."""
+    """The public part of a token (before its first dot), as the lookup takes it: PREFIX_LENGTH
+    lowercase hex characters, or "" (which no row has) for anything else — whatever a client
+    sends, the lookup gets a short, plain value."""
     head, dot, _ = token.partition(".")
-    return head[:PREFIX_LENGTH] if dot else ""
+    if dot and len(head) == PREFIX_LENGTH and all(c in "0123456789abcdef" for c in head):
+        return head
+    return ""
 
 
 def new_token() -> tuple[str, str, str]:

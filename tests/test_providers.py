@@ -321,3 +321,11 @@ def test_metrics_carry_the_provider(fleets, client, settings):
         'telegram_tasks_reports_total{outcome="task_not_found",provider="beta",state="done"}'
         in (body)
     )
+
+
+@pytest.mark.parametrize("token", ["\x00" * 12 + ".x", "abc\x00def0123.x", "é" * 40, "", "." * 9])
+def test_any_token_is_refused_with_a_401_never_an_error(fleets, token):
+    client = ProviderClient()
+    client.credentials(HTTP_X_PROVIDER_TOKEN=token)
+    answer = post(client, "tasks/report", {"task_id": new_ulid(), "state": "done"})
+    assert answer.status_code == 401, answer.content
