@@ -100,7 +100,7 @@ def main() -> None:
     from telegram_tasks import claims, services, waiting
     from telegram_tasks.claims import Claim, Target
     from telegram_tasks.links import link_hash
-    from telegram_tasks.models import TelegramAccount, TelegramTask, new_ulid
+    from telegram_tasks.models import TelegramAccount, TelegramTask, default_provider_id, new_ulid
     from telegram_tasks.services import settle
 
     dsn = os.environ["DATABASE_URL"]
@@ -141,6 +141,7 @@ def main() -> None:
         orders_ = list(Order.objects.order_by("id").values_list("id", "link", "link_hash"))
         now = timezone.now()
         reserved = now + timedelta(minutes=30)
+        provider = default_provider_id()  # PROVIDER_TOKEN's: the one the clients pull as
         rows, locks = [], []
         for i in range(n):
             order_id, link, lh = orders_[i * n_orders // n]
@@ -153,14 +154,15 @@ def main() -> None:
             }  # fmt: skip
             rows.append(
                 (task_id, order_id, "view", lh, account_id, pid, "queued", 1,
-                 now - timedelta(seconds=1), reserved, 0, json.dumps(payload), "", "", now, now)
+                 now - timedelta(seconds=1), reserved, 0, json.dumps(payload), "", "", now, now,
+                 provider)
             )  # fmt: skip
             locks.append(Claim(account_id, "view", Target(lh, 1), task_id))
         with db.connection.cursor() as cursor:
             columns = (
                 "id, order_id, action, link_hash, telegram_account_id, provider_account_id, "
                 "status, per_call, available_at, reserved_until, attempt, payload, "
-                "failure_reason, last_error, created_at, updated_at"
+                "failure_reason, last_error, created_at, updated_at, provider_id"
             )
             with cursor.cursor.copy(f"COPY {tasks_table} ({columns}) FROM STDIN") as copy:
                 for row in rows:
@@ -317,7 +319,7 @@ def main() -> None:
                         while got < opts.tasks:
                             params = services.lease_params(
                                 limit=PULL_LIMIT, now=datetime.now(UTC), accounts=None,
-                                lease_id=new_ulid(),
+                                lease_id=new_ulid(), provider_id=default_provider_id(),
                             )  # fmt: skip
                             rows = conn.execute(bare, params).fetchall()
                             conn.commit()
@@ -430,7 +432,7 @@ def long_poll(port, proc, token, opts, dsn, accounts, waiting, db, timezone) -> 
         )
         with transaction.atomic():
             task.save(force_insert=True)
-            waiting.announce([(task.available_at, pid, "pull")])
+            waiting.announce([(task.available_at, task.provider_id, pid, "pull")])
         committed = time.perf_counter()
         at, data = answers.get(timeout=30)
         assert task.id.encode() in data, data[-300:]

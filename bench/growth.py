@@ -69,7 +69,14 @@ def main() -> None:
     from telegram_tasks import claims, services
     from telegram_tasks.admin.lists import ulid_floor
     from telegram_tasks.links import normalize_link
-    from telegram_tasks.models import CROCKFORD, Membership, TelegramAccount, TelegramTask, new_ulid
+    from telegram_tasks.models import (
+        CROCKFORD,
+        Membership,
+        TelegramAccount,
+        TelegramTask,
+        default_provider_id,
+        new_ulid,
+    )
 
     dsn = os.environ["DATABASE_URL"]
     rng = random.Random(7)
@@ -106,8 +113,9 @@ def main() -> None:
         columns = (
             "id, order_id, action, link_hash, telegram_account_id, provider_account_id, status, "
             "per_call, available_at, reserved_until, attempt, payload, failure_reason, "
-            "last_error, created_at, updated_at, finished_at, lease_id, result"
+            "last_error, created_at, updated_at, finished_at, lease_id, result, provider_id"
         )
+        provider = default_provider_id()
         step = span / max(n, 1)
         with psycopg.connect(dsn) as conn, conn.cursor() as cur:
             with cur.copy(f"COPY {tasks_table} ({columns}) FROM STDIN") as copy:
@@ -127,13 +135,13 @@ def main() -> None:
                     if status == "queued":
                         copy.write_row((task_id, order_id, "view", lh, account, pid, "queued", 1,
                                         at, at + timedelta(hours=2), 0, payload, "", "", at, at,
-                                        None, None, None))  # fmt: skip
+                                        None, None, None, provider))  # fmt: skip
                     else:
                         failed = i % 20 == 0
                         copy.write_row((task_id, order_id, "view", lh, account, pid,
                                         "failed" if failed else "done", 1, at, at, 0, payload,
                                         "provider_failed" if failed else "", "", at, at, at,
-                                        new_ulid(), '{"state": "done"}'))  # fmt: skip
+                                        new_ulid(), '{"state": "done"}', provider))  # fmt: skip
             conn.commit()
 
     now = timezone.now()

@@ -109,6 +109,7 @@ class OrderAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
             "priority",
             "duration_days",
             "execution_mode",
+            "providers",
             "next_run_at",
         ]
         if obj is None:
@@ -322,6 +323,7 @@ class OrderAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
         # Only what the form edits: remains, status and the schedule's state belong to the
         # services, and a report committed while the form was open must not be written back.
         fields = [f for f in form.changed_data if f not in self.get_readonly_fields(request, obj)]
+        fields = [f for f in fields if f != "providers"]  # (many-to-many: saved by save_related)
         if set(fields) & set(FORM_PARAMS):  # the parameter fields are the order's params
             fields = [*(f for f in fields if f not in FORM_PARAMS), "params"]
         if fields:

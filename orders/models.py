@@ -53,6 +53,12 @@ class Service(models.Model):
     # The action's parameters every order of this service gets (a "Reactions 👍" service:
     # {"reactions": ["👍"]}); see orders.params.
     params = models.JSONField(default=dict, blank=True)
+    # The provider fleets whose accounts may do its orders' work (none: any); copied to each
+    # order placed through the panel API.
+    providers = models.ManyToManyField(
+        "telegram_tasks.Provider", blank=True, related_name="services",
+        help_text="Only these providers' accounts do its orders (none selected: any provider).",
+    )  # fmt: skip
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -136,6 +142,12 @@ class Order(models.Model):
     # What the provider needs beyond the link, as the action declares it (telegram_tasks.params):
     # {"reactions": ["👍", "🔥"]}, {"option": 2}, {"start_param": "ref123"}, {}.
     params = models.JSONField(default=dict, blank=True)
+    # Routing: only these provider fleets' accounts get its tasks (none: any enabled provider).
+    # An optional field of the order model protocol (telegram_tasks' generation reads it).
+    providers = models.ManyToManyField(
+        "telegram_tasks.Provider", blank=True, related_name="orders",
+        help_text="Only these providers' accounts get its tasks (none selected: any provider).",
+    )  # fmt: skip
     execution_meta = models.JSONField(default=dict, blank=True)
     # The panel API: who bought the order, of which service, what it cost. Empty for an
     # operator's order (no money moves). ``charge`` is taken with the order; ``refund`` (its

@@ -85,9 +85,10 @@ class OrderForm(forms.ModelForm):
         model = Order
         fields = (
             "action", "link", "post_id", "quantity", "per_call", "interval_seconds", "priority",
-            "duration_days", "execution_mode", "next_run_at", "execution_meta",
+            "duration_days", "execution_mode", "providers", "next_run_at", "execution_meta",
         )  # fmt: skip
         help_texts = HELP
+        widgets = {"providers": forms.CheckboxSelectMultiple}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

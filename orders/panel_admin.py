@@ -36,8 +36,9 @@ class ServiceForm(forms.ModelForm):
         fields = (
             "name", "category", "action", "rate", "min_quantity", "max_quantity", "dripfeed",
             "cancel", "refill_days", "duration_days", "priority", "execution_mode", "params",
-            "enabled",
+            "providers", "enabled",
         )  # fmt: skip
+        widgets = {"providers": forms.CheckboxSelectMultiple}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 
 from orders.models import Order
+
+# The fleets' own checks (defined in ``sim.fleets``), run by check_all with the others.
+from sim.fleets import check_disabled, check_isolation, fleet_of
 from telegram_tasks.claims.scripts import connection
 from telegram_tasks.conf import app_settings
 from telegram_tasks.models import TelegramTask
@@ -103,11 +106,12 @@ def check_channels() -> list[str]:
 
 def check_auto_unsubscribes(done: list[TelegramTask]) -> list[str]:
     """Each membership whose time was up ends with exactly one successful unsubscribe, by the
-    same account, of the same channel; none is left open."""
+    same account, of the same channel; none is left open (but a dead account's, and a disabled
+    provider's, whose unsubscribes wait for it to come back)."""
     from telegram_tasks.models import Membership
 
     memberships = {
-        m.pk: m for m in Membership.objects.exclude(due_at=None).select_related("account")
+        m.pk: m for m in Membership.objects.exclude(due_at=None).select_related("account__provider")
     }
     out = []
     counted: dict[int, int] = defaultdict(int)
@@ -119,7 +123,7 @@ def check_auto_unsubscribes(done: list[TelegramTask]) -> list[str]:
         if m is None or (m.account_id, m.link_hash) != (t.telegram_account_id, t.link_hash):
             out.append(f"auto-unsubscribe: task {t.pk} is not its membership's account/channel")
     for pk, m in memberships.items():
-        if m.state == "open" and m.account.is_active:  # a dead account cannot unsubscribe
+        if m.state == "open" and m.account.is_active and m.account.provider.enabled:
             out.append(f"auto-unsubscribe: membership {pk} still open")
         if counted[pk] > 1:
             out.append(f"auto-unsubscribe: membership {pk} unsubscribed {counted[pk]} times")
@@ -208,20 +212,21 @@ def check_remains(done: list[TelegramTask]) -> list[str]:
 
 
 def read_logs(folder: Path) -> list[dict]:
-    """The providers' events. A push the provider answered (200 or 202) is a hand-out like a
-    leased pull; one it refused with 5xx or 429 was never performed (the task was requeued)."""
+    """The providers' events, each with the provider (``fleet``) whose process saw it. A push
+    the provider answered (200 or 202) is a hand-out like a leased pull; one it refused with
+    5xx or 429 was never performed (the task was requeued)."""
     events = []
     for path in sorted(folder.glob("provider-*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
-                events.append(json.loads(line))
+                events.append({**json.loads(line), "fleet": fleet_of(path)})
     for path in sorted(folder.glob("push-*.jsonl")):
         for line in path.read_text().splitlines():
             e = json.loads(line) if line.strip() else {}
             if e.get("ev") == "push" and e["status"] in (200, 202):
                 events.append({"ev": "lease", "task": e["task"], "lease": e["lease"],
                                "until": e["until"], "t": e["t"], "attempt": e["attempt"],
-                               "account": e["account"]})  # fmt: skip
+                               "account": e["account"], "fleet": fleet_of(path)})  # fmt: skip
     return events
 
 
@@ -378,7 +383,11 @@ def check_money() -> list[str]:
 def check_all(log_folder: Path) -> dict[str, list[str]]:
     done = done_tasks()
     events = read_logs(log_folder)
+    marks = log_folder / "disabled.json"
+    disabled = json.loads(marks.read_text()) if marks.exists() else {}
     return {
+        "providers: each handed its own tasks only, orders routed": check_isolation(events),
+        "a disabled provider is handed nothing more": check_disabled(events, disabled),
         "1 daily caps": check_caps(done),
         "2 cooldowns": check_cooldowns(done),
         "3 no double subscribe": check_subscriptions(done, events),

@@ -1,7 +1,10 @@
 """End-to-end simulation: the real web server (gunicorn) over a private PostgreSQL and Redis,
-generation and housekeeping on a short tick, several provider processes pulling and reporting
-over HTTP with a random mix of outcomes, Redis restarted empty and PostgreSQL restarted mid-run;
-then a checker verifies every invariant of docs/contract.md on what is left.
+generation and housekeeping on a short tick, three provider fleets (the default one, whose token
+is PROVIDER_TOKEN, and two made with their own tokens), each with its own accounts and provider
+processes pulling and reporting over HTTP with a random mix of outcomes, two of them receiving
+pushes at their own endpoints; Redis restarted empty and PostgreSQL restarted mid-run, and one
+fleet disabled midway (its work moves to the others); then a checker verifies every invariant of
+docs/contract.md on what is left, and that no fleet was handed another's task.
 
     python sim/run.py                 # small: ~1 minute, run by `make test`
     python sim/run.py --size large    # on demand (`make sim-large`), prints its figures
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -45,14 +49,37 @@ def log(message: str) -> None:
     print(f"[sim {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+# The fleets: (name, takes pushes). The default provider's token is PROVIDER_TOKEN; "west" is
+# disabled midway.
+FLEETS = (("default", True), ("east", True), ("west", False))
+DISABLED = "west"
+
+
+def make_fleets(push_urls: dict[str, str]) -> dict[str, str]:
+    """The providers (the default one exists: migration 0019 made it; its pushes go to
+    PROVIDER_PUSH_URL, as before providers were rows); each one's token."""
+    from django.utils import timezone
+
+    from telegram_tasks.services.providers import providers_create
+
+    tokens = {"default": os.environ["PROVIDER_TOKEN"]}
+    for name, _ in FLEETS[1:]:
+        _, tokens[name] = providers_create(
+            name=name, push_url=push_urls.get(name, ""), now=timezone.now()
+        )
+    return tokens
+
+
 def make_world(orders: int, accounts: int, rng: random.Random) -> None:
     from orders.models import Order
     from telegram_tasks.links import normalize_link
-    from telegram_tasks.models import TelegramAccount
+    from telegram_tasks.models import Provider, TelegramAccount
     from telegram_tasks.params import clean_params
 
+    fleets = [Provider.objects.get(name=name) for name, _ in FLEETS]
     TelegramAccount.objects.bulk_create(
         TelegramAccount(
+            provider=fleets[i % len(fleets)],
             provider_account_id=("dead" if i < 2 else "acc") + f"_{i}",
             phone=f"+1{i:09d}",
             tier="premium" if i % 4 == 0 else "default",
@@ -64,7 +91,8 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
     # subscribes: then there are always enough subscribed accounts for it to finish.
     # Half the other subscribe orders buy a day (which the time machine makes a second): their
     # memberships end by themselves, so no unsubscribe order takes their link.
-    subscribe_orders: list[tuple[str, int]] = []
+    subscribe_orders: list[tuple[str, int, int]] = []
+    paired: list[int] = []  # the subscribe orders an unsubscribe order may follow, and those
     kinds = ["view", "reaction", "poll_vote", "bot_start", "subscribe", "unsubscribe"]
     for i in range(orders):
         kind = rng.choices(kinds, [35, 25, 8, 7, 17, 8])[0]
@@ -97,10 +125,12 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
             if rng.random() < 0.5:
                 duration = 1
             else:
-                subscribe_orders.append((raw, quantity))
+                subscribe_orders.append((raw, quantity, i))
+                paired.append(i)
         elif kind == "unsubscribe" and subscribe_orders:
-            raw, most = subscribe_orders.pop(0)
+            raw, most, _ = subscribe_orders.pop(0)
             quantity = rng.randint(1, most)
+            paired.append(i)
         else:
             kind = "view" if kind == "unsubscribe" else kind
             raw = f"t.me/post{i:05d}/{rng.randint(1, 50)}"
@@ -114,7 +144,17 @@ def make_world(orders: int, accounts: int, rng: random.Random) -> None:
                   interval_seconds=rng.choice([0, 0, 0, 1, 2]), priority=rng.choice([0, 0, 1, 2]),
                   duration_days=duration, params=clean_params(kind, params), execution_mode=mode)
         )  # fmt: skip
-    Order.objects.bulk_create(rows)
+    made = Order.objects.bulk_create(rows)
+    # Routing: every tenth order is limited to the "east" fleet; a subscribe order an unsubscribe
+    # order follows, and that one, to the fleets that are never disabled (the unsubscribes can
+    # only use the accounts the subscribes made members, which must stay usable).
+    routes = {i: [fleets[1]] for i in range(5, len(made), 10)}
+    routes.update({i: [f for f in fleets if f.name != DISABLED] for i in paired})
+    Order.providers.through.objects.bulk_create(
+        Order.providers.through(order_id=made[i].pk, provider_id=f.pk)
+        for i, chosen in routes.items()
+        for f in chosen
+    )
 
 
 def make_panel() -> tuple[str, list[int]]:
@@ -197,10 +237,12 @@ class TimeMachine(threading.Thread):
 def due_open_memberships() -> int:
     from telegram_tasks.models import Membership
 
-    # A dead account's memberships stay open: nothing can unsubscribe it any more.
+    # A dead account's memberships stay open: nothing can unsubscribe it any more; a disabled
+    # provider's wait for it to come back.
     return Membership.objects.filter(
-        state="open", due_at__isnull=False, account__is_active=True
-    ).count()
+        state="open", due_at__isnull=False, account__is_active=True,
+        account__provider__enabled=True,
+    ).count()  # fmt: skip
 
 
 class Scheduler(threading.Thread):
@@ -298,8 +340,8 @@ def main() -> int:
 
         with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
             c.execute("CREATE DATABASE tg_broker")
-        token = secrets.token_urlsafe(16)
-        push_port = free_port()
+        token = secrets.token_urlsafe(32)
+        push_ports = {name: free_port() for name, pushed in FLEETS if pushed}
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "sim.settings",
@@ -311,7 +353,7 @@ def main() -> int:
             "SECRET_KEY": secrets.token_urlsafe(32),
             "DEBUG": "1",
             "PYTHONPATH": str(ROOT),
-            "SIM_PUSH_URL": f"http://127.0.0.1:{push_port}/push",
+            "SIM_PUSH_URL": f"http://127.0.0.1:{push_ports['default']}/push",
         }
         os.environ.update(env)
         import django
@@ -320,6 +362,9 @@ def main() -> int:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
+        tokens = make_fleets(
+            {name: f"http://127.0.0.1:{port}/push" for name, port in push_ports.items()}
+        )
         make_world(size["orders"], size["accounts"], rng)
         panel_key, panel_services = make_panel()
         call_command("rebuild_claims", verbosity=0)
@@ -336,15 +381,20 @@ def main() -> int:
         )  # fmt: skip
         base_url = f"http://127.0.0.1:{port}"
         _wait_http(port)
-        providers.append(
-            subprocess.Popen(
-                [sys.executable, str(ROOT / "tests" / "push_provider.py"), str(push_port), base_url,
-                 token, str(logs / "push-0.jsonl"), str(opts.seed)],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        _wait_http(push_port)
-        push_provider = providers[-1]
+        # A push endpoint per fleet that takes pushes: the default one verifies with its token
+        # (PROVIDER_TOKEN signs), the others with their token's digest.
+        push_providers = []
+        for name, port in push_ports.items():
+            push_providers.append(
+                subprocess.Popen(
+                    [sys.executable, str(ROOT / "tests" / "push_provider.py"), str(port),
+                     base_url, tokens[name], str(logs / f"push-{name}.jsonl"), str(opts.seed),
+                     "token" if name == "default" else "digest"],
+                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+            _wait_http(port)
+        providers += push_providers
         # A quarter more orders arrive from a panel, through /api/v2.
         made = panel_orders(base_url, panel_key, panel_services, size["orders"] // 4, rng)
         log(f"panel API: {made} orders added (each retried once), some canceled")
@@ -354,14 +404,15 @@ def main() -> int:
         time_machine.start()
         stop_file = base / "stop"
         for n in range(size["providers"]):
+            fleet = FLEETS[n % len(FLEETS)][0]
             providers.append(
                 subprocess.Popen(
                     [
                         sys.executable,
                         str(ROOT / "sim" / "provider.py"),
                         base_url,
-                        token,
-                        str(logs / f"provider-{n}.jsonl"),
+                        tokens[fleet],
+                        str(logs / f"provider-{fleet}-{n}.jsonl"),
                         str(stop_file),
                         str(opts.seed * 100 + n),
                     ],
@@ -373,8 +424,18 @@ def main() -> int:
         faults = [] if opts.no_faults else [(0.2, "redis"), (0.35, "postgres")]
         deadline = size["deadline"]
         expected = 35 if opts.size == "small" else 60  # seconds a clean run needs, roughly
+        # Midway (a third of the orders finished), one fleet is disabled: its queued work moves
+        # to the others, it is handed nothing more (not a fault: --no-faults does it too).
+        total = retry(unfinished_orders)
+        enabled = True
         while True:
             elapsed = time.monotonic() - started
+            remaining = retry(unfinished_orders)
+            if enabled and (remaining <= total * 2 // 3 or elapsed >= 0.5 * expected):
+                enabled = False
+                retry(lambda: call_command("provider_token", DISABLED, "--disable"))
+                (logs / "disabled.json").write_text(json.dumps({DISABLED: time.time()}))
+                log(f"provider {DISABLED} disabled ({total - remaining} of {total} orders done)")
             if faults and elapsed >= faults[0][0] * expected:
                 _, which = faults.pop(0)
                 if which == "redis" and opts.redis == "cluster":
@@ -388,12 +449,12 @@ def main() -> int:
                 else:
                     log("fault: PostgreSQL restarted")
                     pg.restart()
-            remaining = retry(unfinished_orders)
             if (
                 remaining == 0
                 and retry(in_flight) == 0
                 and retry(due_open_memberships) == 0
                 and not faults
+                and not enabled
             ):
                 break
             if elapsed > deadline:
@@ -402,7 +463,8 @@ def main() -> int:
             time.sleep(1)
         run_seconds = time.monotonic() - started
         stop_file.touch()
-        push_provider.terminate()
+        for push_provider in push_providers:
+            push_provider.terminate()
         for p in providers:
             p.wait(timeout=60)
         scheduler.stop.set()
@@ -467,6 +529,8 @@ def report(base: Path, run_seconds: float, scheduler: Scheduler) -> int:
     log(f"orders by action: {dict(actions)} (reaction mixes: {mixes})")
     log(f"tasks: {dict(statuses)}; failed by reason: {dict(reasons)}")
     log(f"provider events: {dict(kinds)}")
+    fleets = Counter(e.get("fleet") for e in events if e["ev"] == "lease")
+    log(f"hand-outs by provider: {dict(fleets)}")
     done = statuses.get("done", 0)
     handouts = kinds["lease"] / run_seconds
     log(f"throughput: {done / run_seconds:.1f} successes/s, {handouts:.1f} hand-outs/s")

@@ -285,8 +285,12 @@ def check_provider_token(app_configs, **kwargs):
     if not provider_tokens():
         return [
             Warning(
-                "PROVIDER_TOKEN is not set: every provider API request will be refused (401).",
-                hint="Set PROVIDER_TOKEN to a long random secret shared with the provider.",
+                "PROVIDER_TOKEN is not set: only the tokens made with create_provider and "
+                "provider_token --add authenticate providers (none: every provider API request "
+                "is refused, 401).",
+                hint="Make a provider and its token (manage.py create_provider NAME), or set "
+                "PROVIDER_TOKEN (the default provider's) to a long random secret; silence this "
+                "warning once providers have tokens of their own.",
                 id="telegram_tasks.W001",
             )
         ]

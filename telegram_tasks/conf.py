@@ -88,10 +88,13 @@ DEFAULTS: dict[str, Any] = {
     "REPORT_MAX_BATCH": 1000,  # most reports / leases in one report, extend or release request
     "MAX_LEASE_SECONDS": 3600,  # a hand-out's total lease, heartbeats (extend) included
     "PULL_REPLAY_SECONDS": 300,  # how long a pull's request_id replays the same tasks
-    # Long-poll pulls waiting at once in one web process, and of one provider (token) in it;
+    # Long-poll pulls waiting at once in one web process, and of one provider in it;
     # beyond either, a pull that would wait answers 429 at once.
     "MAX_WAITING_PULLS": 500,
     "MAX_WAITING_PULLS_PER_PROVIDER": 100,
+    # How long each web process keeps a token lookup: a revoked token is refused, and a new
+    # one accepted, everywhere within this many seconds.
+    "PROVIDER_AUTH_CACHE_SECONDS": 5,
     "MAX_WAIT_SECONDS": 7 * 86400,  # longest FLOOD_WAIT / SLOWMODE / retry_after waited for
     # Housekeeping re-applies the claim effects of what finished (and the locks of what was
     # written) this far back: longer than Redis can lose on a crash or failover.
@@ -103,7 +106,9 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_PER_PASS": 50_000,  # most tasks one housekeeping pass deletes
     # Push mode (the seed's SendOrderToProvider beside pull):
     "DEFAULT_EXECUTION_MODE": "pull",  # an order's mode when none is given
-    "PROVIDER_PUSH_URL": "",  # where the dispatcher POSTs push tasks; https:// unless…
+    # Where the dispatcher POSTs the default provider's push tasks when its row names no URL
+    # (other providers: their own push URL); https:// unless…
+    "PROVIDER_PUSH_URL": "",
     "PUSH_ALLOW_HTTP": False,  # …this allows http:// (a provider on a private network, tests)
     # A push, from its connect to the last byte of the answer, takes at most this long; a pass
     # stops sending in time for every send to end before its lease does.
@@ -260,15 +265,16 @@ setting_changed.connect(_reload)
 
 
 def provider_tokens() -> list[str]:
-    """PROVIDER_TOKEN (a Django setting, from the environment): the provider's shared secret.
-    Several comma-separated tokens allow a rotation without downtime."""
+    """PROVIDER_TOKEN (a Django setting, from the environment): tokens of the default provider
+    (other providers' tokens are rows, ``telegram_tasks.providers``). Several comma-separated
+    tokens allow a rotation without downtime."""
     return split_tokens(getattr(settings, "PROVIDER_TOKEN", "") or "")
 
 
 def push_signing_secret() -> str | None:
-    """The key that signs pushes (X-Provider-Signature): PUSH_SIGNING_SECRET, else the first
-    provider token; None when there is neither. (One provider today: with several, each will
-    have its own.)"""
+    """The key that signs the default provider's pushes (X-Provider-Signature), as before
+    providers were rows: PUSH_SIGNING_SECRET, else the first PROVIDER_TOKEN; None when there is
+    neither (then its oldest live token signs, as any provider's does)."""
     secret = getattr(settings, "PUSH_SIGNING_SECRET", "") or ""
     if secret:
         return secret

@@ -11,9 +11,9 @@ from prometheus_client import Counter
 
 REPORTS = Counter(
     "telegram_tasks_reports",
-    "Reports received, by the state reported and what came of it (the task's status after it, "
-    "duplicate, or the error's code)",
-    ["state", "outcome"],
+    "Reports received, by provider, the state reported and what came of it (the task's status "
+    "after it, duplicate, or the error's code)",
+    ["state", "outcome", "provider"],
 )
 RESPONSES = Counter(
     "telegram_tasks_http_responses",
@@ -22,14 +22,14 @@ RESPONSES = Counter(
 )
 
 
-def count_reports(reports: Any, outs: Any) -> None:
-    """Count each report of a batch by its state and outcome."""
+def count_reports(reports: Any, outs: Any, *, provider: str = "") -> None:
+    """Count each report of a batch by its state and outcome, under its provider's name."""
     for report, out in zip(reports, outs, strict=True):
         if out.error is not None:
             outcome = out.error.code
         else:
             outcome = "duplicate" if out.duplicate else (out.status or "unknown")
-        REPORTS.labels(state=report.state, outcome=outcome).inc()
+        REPORTS.labels(state=report.state, outcome=outcome, provider=provider).inc()
 
 
 class ApiResponses:

@@ -10,6 +10,7 @@ lists."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,10 +22,10 @@ from redis.exceptions import RedisError
 
 from telegram_tasks import claims
 from telegram_tasks.activity import Activity, activity, default_range
-from telegram_tasks.conf import app_settings, get_order_model
-from telegram_tasks.models import ExecutionMode, GenerationPass, OrderPassStats
+from telegram_tasks.conf import get_order_model
+from telegram_tasks.models import ExecutionMode, GenerationPass, OrderPassStats, Provider
 from telegram_tasks.services import sql
-from telegram_tasks.services.farm import AccountCounts, account_counts
+from telegram_tasks.services.farm import STATES, AccountCounts, account_counts
 from telegram_tasks.services.generation import (
     STARVED_BUCKET_SECONDS,
     STARVED_BUCKETS,
@@ -32,6 +33,8 @@ from telegram_tasks.services.generation import (
 )
 from telegram_tasks.services.liveness import pass_liveness
 from telegram_tasks.services.orders import active_statuses
+from telegram_tasks.services.providers import push_urls
+from telegram_tasks.services.push import breaker_name, push_targets, target_problem
 
 PASSES = 120
 STARVED = 10
@@ -51,6 +54,21 @@ class Queue:
 
 
 @dataclass
+class ProviderRow:
+    """One provider fleet as the dashboard shows it."""
+
+    id: int
+    name: str
+    enabled: bool
+    is_default: bool
+    last_seen_at: datetime | None
+    accounts: dict[str, int]  # by state (the accounts snapshot)
+    tasks: dict[str, int]  # live ones by status ("queued", "leased", "pending", "push_queued")
+    circuit: str  # its push circuit
+    pushes: bool  # it takes pushes (a push URL)
+
+
+@dataclass
 class Dashboard:
     now: datetime
     activity: Activity  # done and failed over the chosen range
@@ -66,6 +84,7 @@ class Dashboard:
     liveness: list[PassState] = field(default_factory=list)
     # Why push work is not moving, when it is not: not set up, or no dispatcher running.
     push_problem: str = ""
+    providers: list[ProviderRow] = field(default_factory=list)
 
 
 @dataclass
@@ -95,14 +114,47 @@ def dashboard(*, now: datetime, range_key: str | None = None) -> Dashboard:
     board = Dashboard(now=now, activity=activity(range_key=range_key or default_range(now=now),
                                                  now=now))  # fmt: skip
     board.queues = queues(now=now)
-    _leases(board, now)
     _passes(board)
     board.starved_orders = starved_orders(now=now)
     board.accounts = account_counts(now=now)
-    board.circuit = circuit(now=now)
+    board.providers = providers(board.accounts, now=now)
+    _leases(board)
+    board.circuit = circuit(board.providers)
     board.liveness = liveness(now=now)
     board.push_problem = push_problem(board, now=now)
     return board
+
+
+def providers(accounts: AccountCounts, *, now: datetime) -> list[ProviderRow]:
+    """Each provider: its accounts by state (the snapshot), its live tasks (one aggregate over
+    the live tasks: by status, push tasks queued, leases run out), its push circuit (Redis:
+    one call per provider)."""
+    live: dict[int, dict[str, int]] = defaultdict(dict)
+    for provider, status, mode, n, expired in sql.rows(
+        f"SELECT provider_id, status, execution_mode, count(*), "  # noqa: S608
+        f"count(*) FILTER (WHERE status = {sql.LEASED} AND leased_until <= %s) "
+        f"FROM {sql.TASKS} WHERE status IN {sql.LIVE} GROUP BY 1, 2, 3",
+        [now],
+    ):
+        mine = live[provider]
+        mine[status] = mine.get(status, 0) + n
+        mine["expired"] = mine.get("expired", 0) + expired
+        if status == sql.S.QUEUED and mode == ExecutionMode.PUSH:
+            mine["push_queued"] = n
+    pushed = set(push_urls())
+    rows = []
+    for pk, name, enabled, is_default, seen in Provider.objects.values_list(
+        "pk", "name", "enabled", "is_default", "last_seen_at"
+    ):
+        try:
+            state = _label(claims.breaker(breaker_name(pk), "peek", now=now))
+        except RedisError:
+            state = "unknown (Redis unavailable)"
+        counts = accounts.providers.get(str(pk)) or dict.fromkeys(STATES, 0)
+        rows.append(
+            ProviderRow(pk, name, enabled, is_default, seen, counts, live[pk], state, pk in pushed)
+        )
+    return rows
 
 
 def liveness(*, now: datetime) -> list[PassState]:
@@ -121,16 +173,25 @@ def liveness(*, now: datetime) -> list[PassState]:
 
 
 def push_problem(board: Dashboard, *, now: datetime) -> str:
-    """Why push tasks wait, if they do and something is wrong: push is not set up, or no
-    dispatch pass ran lately (no beat, no worker, or beat cannot send it)."""
-    waiting = sum(q.queued for q in board.queues if q.mode == ExecutionMode.PUSH)
+    """Why push tasks wait, if they do and something is wrong: push is not set up for their
+    provider, or no dispatch pass ran lately (no beat, no worker, or beat cannot send it)."""
+    waiting = {p.id: p for p in board.providers if p.tasks.get("push_queued")}
     if not waiting:
         return ""
-    from telegram_tasks.push import check_push_url
-
-    problem = check_push_url(app_settings.PROVIDER_PUSH_URL)
-    if problem:
-        return f"push is not set up: {problem}"
+    targets = {t.provider.id: t for t in push_targets()}
+    problems = []
+    for pk, row in sorted(waiting.items()):
+        target = targets.get(pk)
+        problem = (
+            target_problem(target)
+            if target is not None
+            else f"provider {row.name}: "
+            + ("it is disabled" if not row.enabled else "no push URL is set")
+        )
+        if problem:
+            problems.append(problem)
+    if problems:
+        return "push is not set up: " + "; ".join(problems)
     state = next((p for p in board.liveness if p.name == "push"), None)
     if state is not None and state.late:
         return (
@@ -159,17 +220,13 @@ def queues(*, now: datetime) -> list[Queue]:
     ]
 
 
-def _leases(board: Dashboard, now: datetime) -> None:
-    [(live, expired)] = sql.rows(
-        f"SELECT count(*) FILTER (WHERE leased_until > %(now)s), "  # noqa: S608
-        f"count(*) FILTER (WHERE leased_until <= %(now)s) "
-        f"FROM {sql.TASKS} WHERE status = {sql.LEASED}",
-        {"now": now},
-    )
-    [(pending,)] = sql.rows(
-        f"SELECT count(*) FROM {sql.TASKS} WHERE status = {sql.PENDING}"  # noqa: S608
-    )
-    board.leases_live, board.leases_expired, board.pending = live, expired, pending
+def _leases(board: Dashboard) -> None:
+    """Hand-outs in all: the providers' live tasks added up."""
+    tasks = [p.tasks for p in board.providers]
+    expired = sum(t.get("expired", 0) for t in tasks)
+    board.leases_live = sum(t.get(sql.S.LEASED, 0) for t in tasks) - expired
+    board.leases_expired = expired
+    board.pending = sum(t.get(sql.S.PENDING, 0) for t in tasks)
 
 
 def _passes(board: Dashboard) -> None:
@@ -233,14 +290,19 @@ def starved_per_ten_minutes(recent: dict[str, int] | None, *, now: datetime) -> 
     ]
 
 
-def circuit(*, now: datetime) -> str:
-    """The push dispatchers' circuit breaker, as they share it ("unknown" without Redis)."""
-    from telegram_tasks.services.push import BREAKER
+def circuit(rows: list[ProviderRow]) -> str:
+    """The push circuits in a word: "closed" when every provider's that takes pushes is (every
+    provider's when none does), else each one that is not ("unknown" without Redis)."""
+    states = [(r.name, r.circuit) for r in rows if r.pushes] or [(r.name, r.circuit) for r in rows]
+    if not states:
+        return "closed"
+    if len(states) == 1:
+        return states[0][1]
+    troubled = [f"{name}: {state}" for name, state in states if state != "closed"]
+    return "; ".join(troubled) or "closed"
 
-    try:
-        state = claims.breaker(BREAKER, "peek", now=now)
-    except RedisError:
-        return "unknown (Redis unavailable)"
+
+def _label(state: claims.Breaker) -> str:
     if state.until and state.state != "closed":
         return (
             f"{state.label} until {state.until.astimezone(ZoneInfo(settings.TIME_ZONE)):%H:%M:%S}"

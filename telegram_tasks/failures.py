@@ -40,6 +40,7 @@ class Reason(enum.StrEnum):
     CLAIMS_CONFLICT = "claims_conflict"
     ACCOUNT_INACTIVE = "account_inactive"
     ACCOUNT_HELD = "account_held"  # its account's hold outlasts the task's window
+    PROVIDER_DISABLED = "provider_disabled"  # its account's provider was disabled
     ORDER_PAUSED = "order_paused"
     ORDER_CANCELED = "order_canceled"
     ORDER_INACTIVE = "order_inactive"  # its order finished or stopped meanwhile

@@ -158,7 +158,30 @@ def check_order_model() -> list[CheckMessage]:
                 id="telegram_tasks.E056",
             )
         )
+    errors.extend(_check_routing(model, where))
     return errors
+
+
+def _check_routing(model: type[models.Model], where: str) -> list[CheckMessage]:
+    """The optional ``providers``: routing is read only from a many-to-many to Provider; any
+    other field of that name would be ignored, silently."""
+    from telegram_tasks.services.sql import order_providers
+
+    try:
+        model._meta.get_field("providers")
+    except FieldDoesNotExist:
+        return []
+    if order_providers() is not None:
+        return []
+    return [
+        Error(
+            f"{where}, whose 'providers' is not a many-to-many to telegram_tasks.Provider: "
+            "its orders' routing would be ignored.",
+            hint='Make it models.ManyToManyField("telegram_tasks.Provider", blank=True), or '
+            "name it otherwise (docs/reuse.md).",
+            id="telegram_tasks.E057",
+        )
+    ]
 
 
 def _has_field(model: type[models.Model], name: str) -> bool:

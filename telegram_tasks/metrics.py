@@ -43,37 +43,45 @@ from redis.exceptions import RedisError
 from telegram_tasks import claims, dashboard
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.exception_handlers import envelope
-from telegram_tasks.models import GenerationPass, TaskHour, TaskStatus, TaskTotal
+from telegram_tasks.models import GenerationPass, Provider, TaskHour, TaskStatus, TaskTotal
 from telegram_tasks.services import farm, sql
 from telegram_tasks.services.liveness import pass_liveness
+from telegram_tasks.services.push import breaker_name
+
+CIRCUIT_STATES = ("closed", "open", "half")
 
 
 class LedgerCollector(Collector):
-    """The ledger's gauges, read at scrape time."""
+    """The ledger's gauges, read at scrape time. ``provider`` labels (a provider's name) where
+    a number belongs to one fleet: tasks, accounts, the push circuit (providers are few; no
+    label names an account or a token)."""
 
     def collect(self) -> Iterator[Any]:
         now = timezone.now()
+        names = dict(Provider.objects.values_list("pk", "name"))
         tasks = GaugeMetricFamily(
             "telegram_tasks_tasks",
-            "Tasks by status and action (finished ones: those the retention keeps)",
-            labels=["status", "action"],
+            "Tasks by status, action and provider (finished ones: those the retention keeps)",
+            labels=["status", "action", "provider"],
         )
-        # Every configured action and status, zero included: a series that vanishes when it
-        # reaches zero would break rate() and alerts.
-        counted = {(s, a): 0 for s in TaskStatus.values for a in app_settings.ACTIONS}
-        for status, action, n in sql.rows(
-            f"SELECT status, action, count(*) FROM {sql.TASKS} "  # noqa: S608
-            f"WHERE status IN {sql.LIVE} GROUP BY 1, 2"
+        # Every configured action, status and provider, zero included: a series that vanishes
+        # when it reaches zero would break rate() and alerts.
+        counted = {
+            (s, a, p): 0 for s in TaskStatus.values for a in app_settings.ACTIONS for p in names
+        }
+        for status, action, provider, n in sql.rows(
+            f"SELECT status, action, provider_id, count(*) FROM {sql.TASKS} "  # noqa: S608
+            f"WHERE status IN {sql.LIVE} GROUP BY 1, 2, 3"
         ):
-            counted[(status, action)] = n
+            counted[(status, action, provider)] = n
         for row in (
             TaskHour.objects.exclude(outcome=TaskHour.Outcome.CREATED)
-            .values("outcome", "action")
+            .values("outcome", "action", "provider_id")
             .annotate(n=Sum("count"))
         ):
-            counted[(row["outcome"], row["action"])] = row["n"]
-        for (status, action), n in sorted(counted.items()):
-            tasks.add_metric([status, action], n)
+            counted[(row["outcome"], row["action"], row["provider_id"])] = row["n"]
+        for (status, action, provider), n in sorted(counted.items()):
+            tasks.add_metric([status, action, names.get(provider, str(provider))], n)
         yield tasks
 
         oldest = GaugeMetricFamily(
@@ -92,17 +100,19 @@ class LedgerCollector(Collector):
         yield oldest
 
         created = CounterMetricFamily(
-            "telegram_tasks_tasks_created", "Tasks created, by action", labels=["action"]
+            "telegram_tasks_tasks_created",
+            "Tasks created, by action and provider",
+            labels=["action", "provider"],
         )
-        made = dict.fromkeys(app_settings.ACTIONS, 0)
+        made = {(a, p): 0 for a in app_settings.ACTIONS for p in names}
         for row in (
             TaskTotal.objects.filter(outcome=TaskHour.Outcome.CREATED)
-            .values("action")
+            .values("action", "provider_id")
             .annotate(n=Sum("count"))
         ):
-            made[row["action"]] = row["n"]
-        for action, n in sorted(made.items()):
-            created.add_metric([action], n)
+            made[(row["action"], row["provider_id"])] = row["n"]
+        for (action, provider), n in sorted(made.items()):
+            created.add_metric([action, names.get(provider, str(provider))], n)
         yield created
 
         last = GenerationPass.objects.order_by("-started_at").values("seconds").first()
@@ -132,14 +142,35 @@ class LedgerCollector(Collector):
 
         accounts = GaugeMetricFamily(
             "telegram_tasks_accounts",
-            "Accounts by state (an account may be both cooling and capped)",
-            labels=["state"],
+            "Accounts by state and provider (an account may be both cooling and capped)",
+            labels=["state", "provider"],
         )
         counts = farm.account_counts(now=now)
-        for state in ("active", "inactive", "held", "cooling", "capped"):
-            if getattr(counts, state) is not None:  # (cooling, capped: unknown without Redis)
-                accounts.add_metric([state], getattr(counts, state))
+        for pk, name in sorted(names.items()):
+            mine = counts.providers.get(str(pk)) or {}
+            for state in farm.STATES:
+                if mine.get(state, 0) is not None:  # (cooling, capped: unknown without Redis)
+                    accounts.add_metric([state, name], mine.get(state, 0))
         yield accounts
+        yield from circuit_metrics(names, now)
+
+
+def circuit_metrics(names: dict[int, str], now: Any) -> Iterator[Any]:
+    """Each provider's push circuit: 1 for the state it is in, 0 for the others (nothing while
+    Redis does not answer)."""
+    circuit = GaugeMetricFamily(
+        "telegram_tasks_push_circuit",
+        "Each provider's push circuit breaker: 1 for its state (closed, open, half)",
+        labels=["provider", "state"],
+    )
+    try:
+        states = {pk: claims.breaker(breaker_name(pk), "peek", now=now).state for pk in names}
+    except RedisError:
+        states = {}
+    for pk, state in sorted(states.items()):
+        for each in CIRCUIT_STATES:
+            circuit.add_metric([names[pk], each], 1 if state == each else 0)
+    yield circuit
 
 
 def pass_metrics(now: Any) -> Iterator[Any]:
@@ -197,7 +228,9 @@ class Kept:
         with self._lock:
             if time.monotonic() >= self._until:
                 self._value = compute()
-                self._until = time.monotonic() + float(settings.HEALTH_CACHE_SECONDS)
+                # (A project's setting, read only if it has one: 5 s otherwise.)
+                kept = getattr(settings, "HEALTH_CACHE_SECONDS", 5.0)
+                self._until = time.monotonic() + float(kept)
             return self._value
 
     def forget(self) -> None:

@@ -6,14 +6,27 @@ from django.utils import timezone
 
 from telegram_tasks.conf import app_settings, order_model_label
 
+# The provider fleets (registered with the app's models here, like the records below).
+from telegram_tasks.providers import Provider, ProviderToken, default_provider_id  # noqa: F401
+
 # ULIDs live in their own module; re-exported here, where migrations name ``new_ulid``.
 from telegram_tasks.ulid import CROCKFORD, new_ulid, ulid_floor, ulid_time  # noqa: F401
 
 
 class TelegramAccount(models.Model):
-    """A Telegram account run by the provider; synced by the provider, picked by generation."""
+    """A Telegram account run by a provider; synced by its provider, picked by generation."""
 
-    provider_account_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    # Its fleet: only this provider syncs it, is handed its tasks and reports them. (No index of
+    # its own: the unique (provider, provider_account_id) leads with it.)
+    provider = models.ForeignKey(
+        Provider,
+        on_delete=models.PROTECT,
+        related_name="accounts",
+        default=default_provider_id,
+        db_index=False,
+    )
+    # The provider's id of the account: unique per provider (two providers may use one id).
+    provider_account_id = models.CharField(max_length=255, null=True, blank=True)
     phone = models.CharField(max_length=32, blank=True, default="", db_index=True)
     is_active = models.BooleanField(default=True, db_index=True)
     # Which TELEGRAM_TASKS["TIERS"] limits apply: channels, account-wide cooldown and cap, and
@@ -33,6 +46,11 @@ class TelegramAccount(models.Model):
     class Meta:
         db_table = "telegram_accounts"
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_account_id"], name="tg_account_provider_unique"
+            )
+        ]
         indexes = [
             # Selection scans active accounts by id from a cursor.
             models.Index(fields=["id"], condition=Q(is_active=True), name="tg_account_active_id"),
@@ -109,6 +127,17 @@ class TelegramTask(models.Model):
         db_constraint=False,
     )
     provider_account_id = models.CharField(max_length=255, null=True, blank=True)
+    # Its account's provider, written with the task (generation, the automatic unsubscribes):
+    # each provider's queues are read on indexes led by it, and every provider endpoint finds
+    # only the caller's tasks. No constraint, as for the order and the account.
+    provider = models.ForeignKey(
+        Provider,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        default=default_provider_id,
+        db_index=False,
+        db_constraint=False,
+    )
     # Set for an automatic unsubscribe (a membership whose time is up): its units are not the
     # order's, and it runs whatever the order's state.
     membership = models.ForeignKey(
@@ -159,7 +188,8 @@ class TelegramTask(models.Model):
         # Every index matches a query exactly, and every one that holds finished tasks holds
         # only them: costs follow live work, not the size of the history (see docs/operations.md,
         # "Growth"). A new task enters six: the key, its order's and its account's live tasks,
-        # its expiry, its queue (pull or push), and the queue by account.
+        # its expiry, its provider's queue (pull or push), and the queue by account. The queues
+        # lead with the provider: a provider's pull (or dispatch) reads its own queue only.
         indexes = [
             models.Index(
                 fields=["order"], condition=Q(status__in=LIVE_STATUSES), name="tg_task_order_live"
@@ -192,23 +222,25 @@ class TelegramTask(models.Model):
                 condition=Q(status=TaskStatus.QUEUED),
                 name="tg_task_queued_expiry",
             ),
-            # The pull query: queued tasks oldest first, and leases that have run out.
+            # The pull query: a provider's queued tasks oldest first (leases that have run out:
+            # below).
             models.Index(
-                fields=["available_at", "id"],
+                fields=["provider", "available_at", "id"],
                 condition=Q(status=TaskStatus.QUEUED, execution_mode=ExecutionMode.PULL),
-                name="tg_task_pull_queued",
+                name="tg_task_pull_queue",
             ),
             # The push dispatcher's: the same for push tasks.
             models.Index(
-                fields=["available_at", "id"],
+                fields=["provider", "available_at", "id"],
                 condition=Q(status=TaskStatus.QUEUED, execution_mode=ExecutionMode.PUSH),
-                name="tg_task_push_queued",
+                name="tg_task_push_queue",
             ),
-            # A pull for some accounts only: an account has at most one queued task per action.
+            # A pull for some accounts only (an account has at most one queued task per
+            # action); a provider's queued tasks of both modes (disabling it).
             models.Index(
-                fields=["provider_account_id", "available_at", "id"],
+                fields=["provider", "provider_account_id", "available_at", "id"],
                 condition=Q(status=TaskStatus.QUEUED),
-                name="tg_task_pull_queued_account",
+                name="tg_task_queue_account",
             ),
             models.Index(
                 fields=["leased_until"],

@@ -1,14 +1,15 @@
-"""The push transport: POST each pushed task to PROVIDER_PUSH_URL and say what came back. An
-interface, like a view: it signs and sends bodies and parses answers with the report
-endpoint's serializer; the dispatch service (``services.push``) decides what the answers do.
+"""The push transport: POST each pushed task to its provider's push URL and say what came back.
+An interface, like a view: it signs and sends bodies and parses answers with the report
+endpoint's serializer; the dispatch service (``services.push``) decides what the answers do,
+and names each provider's URL and signing key (a ``PushTarget``).
 
 Each request carries:
 
     Content-Type: application/json
     Idempotency-Key: <task_id>:<lease_id>    the same on every re-send of one hand-out
     X-Provider-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">
-                                             keyed by PUSH_SIGNING_SECRET, else by the
-                                             provider token (the first one)
+                                             keyed by the provider's signing key
+                                             (services.push.signing_secret)
 
 and the body is the task exactly as ``/tasks/pull`` returns it (lease fields included).
 """
@@ -31,10 +32,19 @@ import httpcore
 import httpx
 from rest_framework.exceptions import ParseError
 
-from telegram_tasks.conf import app_settings, push_signing_secret
+from telegram_tasks.conf import app_settings
 from telegram_tasks.parsers import check_json
 from telegram_tasks.serializers import ReportIn, report_in
-from telegram_tasks.services.push import Accepted, Delivered, Outcome, Rejected, Unreachable
+from telegram_tasks.services.push import (
+    Accepted,
+    Delivered,
+    Outcome,
+    PushTarget,
+    Rejected,
+    Unreachable,
+    push_url_problem,
+    target_problem,
+)
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 logger = logging.getLogger(__name__)
@@ -63,15 +73,11 @@ def verify(body: bytes, header: str, tokens: Sequence[str], *, now: float | None
 
 
 def check_push_url(url: str) -> str | None:
-    """Why push cannot be used with this PROVIDER_PUSH_URL, or None."""
+    """Why pushes cannot go to this PROVIDER_PUSH_URL (its scheme), or None."""
     if not url:
         return "PROVIDER_PUSH_URL is not set"
-    if not push_signing_secret():
-        return "neither PUSH_SIGNING_SECRET nor PROVIDER_TOKEN is set: pushes could not be signed"
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "https" or (scheme == "http" and app_settings.PUSH_ALLOW_HTTP):
-        return None
-    return f"PROVIDER_PUSH_URL must be https:// (or set PUSH_ALLOW_HTTP): {url!r}"
+    problem = push_url_problem(url)
+    return None if problem is None else f"PROVIDER_PUSH_URL: {problem}"
 
 
 class HttpTransport:
@@ -94,27 +100,28 @@ class HttpTransport:
             network_backend=DeadlineBackend(),
         )
 
-    def __call__(self, tasks: Sequence[dict[str, Any]]) -> list[Outcome]:
+    def __call__(self, tasks: Sequence[dict[str, Any]], secret: str | None = None) -> list[Outcome]:
+        """Send the tasks, each signed with ``secret`` (none: unsigned)."""
         # Stop starting sends when one could still be running as the lease ends (the first
         # round always goes, however short the lease).
         deadline = time.monotonic() + max(app_settings.LEASE_SECONDS - self.timeout, 0.5)
         if len(tasks) <= 1:
-            return [self.send(t, deadline) for t in tasks]
+            return [self.send(t, deadline, secret) for t in tasks]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(tasks))) as pool:
-            return list(pool.map(lambda t: self.send(t, deadline), tasks))
+            return list(pool.map(lambda t: self.send(t, deadline, secret), tasks))
 
-    def send(self, task: dict[str, Any], deadline: float) -> Outcome:
+    def send(self, task: dict[str, Any], deadline: float, secret: str | None = None) -> Outcome:
         if time.monotonic() > deadline:
             return Unreachable(
                 "push: not sent, the pass ran out of time", retry_after=0, sent=False
             )
         try:
-            return self._send(task)
+            return self._send(task, secret)
         except Exception as exc:  # one answer never costs the other tasks of the pass
             logger.warning("push of task %s failed: %r", task.get("task_id"), exc, exc_info=True)
             return Unreachable(f"push: {type(exc).__name__}: {exc}"[:500])
 
-    def _send(self, task: dict[str, Any]) -> Outcome:
+    def _send(self, task: dict[str, Any], secret: str | None) -> Outcome:
         body = json.dumps(task, separators=(",", ":")).encode()
         headers = [
             (b"Host", httpx.URL(self.url).netloc),
@@ -123,7 +130,6 @@ class HttpTransport:
             (b"Content-Length", str(len(body)).encode()),
             (b"Idempotency-Key", f"{task['task_id']}:{task['lease_id']}".encode()),
         ]
-        secret = push_signing_secret()
         if secret:
             headers.append((b"X-Provider-Signature", sign(body, secret, int(time.time())).encode()))
         limits = dict.fromkeys(("connect", "read", "write", "pool"), self.timeout)
@@ -289,16 +295,16 @@ def _transport(url: str, timeout: float, concurrency: int, max_answer: int) -> H
     return HttpTransport(url, timeout=timeout, concurrency=concurrency, max_answer=max_answer)
 
 
-def deliver(tasks: Sequence[dict[str, Any]]) -> list[Outcome]:
-    """The dispatcher's transport for the settings in force (one pooled client per process)."""
-    url = app_settings.PROVIDER_PUSH_URL
-    problem = check_push_url(url)
+def deliver(target: PushTarget, tasks: Sequence[dict[str, Any]]) -> list[Outcome]:
+    """The dispatcher's transport: one provider's tasks to its URL, signed with its key (one
+    pooled client per URL and process)."""
+    problem = target_problem(target)
     if problem:
         return [Unreachable(problem) for _ in tasks]
     transport = _transport(
-        url,
+        target.url,
         float(app_settings.PUSH_TIMEOUT_SECONDS),
         int(app_settings.PUSH_CONCURRENCY),
         int(app_settings.PUSH_MAX_ANSWER_BYTES),
     )
-    return transport(tasks)
+    return transport(tasks, target.secret)

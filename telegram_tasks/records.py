@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from telegram_tasks.providers import Provider
+
 
 class GenerationPass(models.Model):
     """One generation pass, as the dashboard charts it (tasks made, slots starved, how long it
@@ -29,9 +31,9 @@ class GenerationPass(models.Model):
 
 
 class TaskHour(models.Model):
-    """Tasks created, done and failed (by reason) per action in one hour: the dashboard's
-    history and the metrics' counters, rolled up by housekeeping from the tasks that changed
-    since its last run, so reading them never scans the ledger."""
+    """Tasks created, done and failed (by reason) per action and provider in one hour: the
+    dashboard's history and the metrics' counters, rolled up by housekeeping from the tasks that
+    changed since its last run, so reading them never scans the ledger."""
 
     class Outcome(models.TextChoices):
         CREATED = "created"
@@ -42,13 +44,18 @@ class TaskHour(models.Model):
     action = models.CharField(max_length=50)
     outcome = models.CharField(max_length=8, choices=Outcome.choices)
     reason = models.CharField(max_length=64, blank=True, default="")
+    provider = models.ForeignKey(
+        Provider, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
+        db_index=False,
+    )  # fmt: skip
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         db_table = "telegram_task_hours"
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "action", "outcome", "reason"], name="tg_task_hour_unique"
+                fields=["hour", "action", "outcome", "reason", "provider"],
+                name="tg_task_hour_provider_unique",
             )
         ]
 
@@ -80,20 +87,25 @@ class TaskMinute(models.Model):
 
 
 class TaskTotal(models.Model):
-    """Running totals of the same (created, done, failed by reason, per action) since the
-    rollup began: they only grow, as Prometheus counters must (hourly rows are deleted with
-    the retention, totals are not)."""
+    """Running totals of the same (created, done, failed by reason, per action and provider)
+    since the rollup began: they only grow, as Prometheus counters must (hourly rows are deleted
+    with the retention, totals are not)."""
 
     action = models.CharField(max_length=50)
     outcome = models.CharField(max_length=8, choices=TaskHour.Outcome.choices)
     reason = models.CharField(max_length=64, blank=True, default="")
+    provider = models.ForeignKey(
+        Provider, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
+        db_index=False,
+    )  # fmt: skip
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         db_table = "telegram_task_totals"
         constraints = [
             models.UniqueConstraint(
-                fields=["action", "outcome", "reason"], name="tg_task_total_unique"
+                fields=["action", "outcome", "reason", "provider"],
+                name="tg_task_total_provider_unique",
             )
         ]
 

@@ -13,6 +13,7 @@ from telegram_tasks import claims, push, schedule
 from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.conf import app_settings
 from telegram_tasks.services import push_waiting, tasks_generate, tasks_housekeep, tasks_push
+from telegram_tasks.services.push import push_targets, target_problem
 
 logger = logging.getLogger(__name__)
 
@@ -64,40 +65,41 @@ def housekeep_telegram_tasks() -> str | None:
 
 def push_pass_seconds() -> int:
     """The longest a dispatch pass may take: it starts no send its lease could not outlast, and
-    each send ends within PUSH_TIMEOUT_SECONDS, so a pass ends within a lease and a send; the
-    answers are applied after. A margin on top: a pass killed by its time limit applies no
-    answer at all."""
+    each send ends within PUSH_TIMEOUT_SECONDS, so a pass ends within a lease and a send (the
+    providers are served side by side, each in a thread); the answers are applied after. A
+    margin on top: a pass killed by its time limit applies no answer at all."""
     lease = int(app_settings.LEASE_SECONDS)
     return max(120, lease + 2 * int(app_settings.PUSH_TIMEOUT_SECONDS) + 60)
 
 
-PUSH_LOCK_SECONDS = push_pass_seconds()
+PUSH_PASS_SECONDS = push_pass_seconds()
 
 
 @shared_task(
     name=schedule.PUSH,
     ignore_result=True,
-    time_limit=PUSH_LOCK_SECONDS + SOFT_MARGIN_SECONDS,
-    soft_time_limit=PUSH_LOCK_SECONDS,
+    time_limit=PUSH_PASS_SECONDS + SOFT_MARGIN_SECONDS,
+    soft_time_limit=PUSH_PASS_SECONDS,
 )
 def push_telegram_tasks() -> str | None:
-    problem = push.check_push_url(app_settings.PROVIDER_PUSH_URL)
-    if problem:
+    """A dispatch pass. No pass lock: passes may overlap (a slow provider, several workers or
+    machines) — the lease statement's SKIP LOCKED hands each task to one of them, and each
+    provider's circuit breaker is shared in Redis."""
+    targets = push_targets()
+    problems = [p for p in map(target_problem, targets) if p]
+    if len(problems) == len(targets):
         # Not set up: nothing is leased. Worth a warning only when push work is waiting.
         if push_waiting():
-            logger.warning("push tasks are waiting but push is not set up: %s", problem)
-        return None
-    lock = claims.pass_lock("push", timeout=PUSH_LOCK_SECONDS)
-    if not lock.acquire():
-        logger.info("push pass skipped: the previous one is still running")
+            logger.warning(
+                "push tasks are waiting but push is not set up: %s",
+                "; ".join(problems) or "no provider has a push URL",
+            )
         return None
     try:
-        return tasks_push(now=timezone.now(), deliver=push.deliver).line()
+        return tasks_push(now=timezone.now(), deliver=push.deliver, targets=targets).line()
     except ClaimsStateLost as exc:
         logger.info("push pass refused until the claim state is restored: %s", exc)
         return None
-    finally:
-        lock.release()
 
 
 @worker_ready.connect

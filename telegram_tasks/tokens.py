@@ -1,11 +1,15 @@
 """How strong a shared secret must be: the provider API token, the push signing secret, the
 project's SECRET_KEY. One rule, used where a secret comes in (the settings refuse to start in
-production with a weak one) and wherever tokens are made or accepted later.
+production with a weak one) and wherever tokens are made or accepted later. And the tokens the
+broker issues to providers: how they are made, found (their prefix) and kept (their digest).
 
 Standard library only: the settings module imports it before Django is set up.
 """
 
 from __future__ import annotations
+
+import hashlib
+import secrets
 
 # 32 characters of ``secrets.token_urlsafe(24)`` carry 192 bits; ``token_hex(16)``, 128. A
 # guess per request at any rate the server can answer never comes near either.
@@ -37,3 +41,33 @@ def split_tokens(raw: str) -> list[str]:
 def generate_hint() -> str:
     """The command that makes a good secret (for error messages and docs)."""
     return 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+# --- the tokens the broker issues: ``<prefix>.<secret>`` ---------------------------------------
+
+PREFIX_LENGTH = 12  # hex characters: 48 random bits, unique per token (the table's index)
+SECRET_BYTES = 32  # 256 random bits: the part that is never stored
+
+
+def token_digest(token: str) -> str:
+    """What the table keeps of a token: SHA-256 of the whole of it (a random secret needs no
+    slow hash; a fast digest keeps every request cheap)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_prefix(token: str) -> str:
+    """The public part of a token (before its first dot), as the lookup takes it: PREFIX_LENGTH
+    lowercase hex characters, or "" (which no row has) for anything else — whatever a client
+    sends, the lookup gets a short, plain value."""
+    head, dot, _ = token.partition(".")
+    if dot and len(head) == PREFIX_LENGTH and all(c in "0123456789abcdef" for c in head):
+        return head
+    return ""
+
+
+def new_token() -> tuple[str, str, str]:
+    """A new token: (the token, its prefix, its digest). Shown once; only the prefix and the
+    digest are kept."""
+    prefix = secrets.token_hex(PREFIX_LENGTH // 2)
+    token = f"{prefix}.{secrets.token_urlsafe(SECRET_BYTES)}"
+    return token, prefix, token_digest(token)

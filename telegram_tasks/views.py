@@ -130,7 +130,9 @@ class AccountsSyncView(ProviderView):
         self.limit_batch(request, "accounts", app_settings.SYNC_MAX_BATCH)
         data = self.parse(s.AccountsSyncIn, request)
         valid, errors = s.validate_accounts(data["accounts"])
-        result = services.accounts_sync(items=valid, now=timezone.now())
+        result = services.accounts_sync(
+            items=valid, now=timezone.now(), provider_id=request.user.id
+        )
         return Response({"ok": True, "synced": result.synced, "errors": errors})
 
 
@@ -150,10 +152,10 @@ class PullView(ProviderView):
         result = services.tasks_pull(
             limit=data["limit"],
             now=timezone.now(),
+            provider=request.user,
             accounts=data.get("accounts"),
             request_id=data.get("request_id"),
             wait_seconds=data.get("wait_seconds", 0),
-            caller=request.user.key,
         )
         return pull_response(result)
 
@@ -211,7 +213,7 @@ class ReportView(ProviderView):
         if isinstance(request.data, dict) and "reports" in request.data:
             return self._batch(request)
         report = s.report_in(self.parse(s.ReportIn, request))
-        [out] = services.tasks_report(reports=[report], now=timezone.now())
+        [out] = services.tasks_report(reports=[report], now=timezone.now(), provider=request.user)
         if out.error is not None:
             out.error.details = {"task_id": out.task_id}
             raise out.error
@@ -224,7 +226,9 @@ class ReportView(ProviderView):
         self.limit_batch(request, "reports", app_settings.REPORT_MAX_BATCH)
         # An invalid item fails the whole batch (400): nothing of a bad batch is applied.
         items = self.parse(s.ReportBatchIn, request)["reports"]
-        outs = services.tasks_report(reports=[s.report_in(i) for i in items], now=timezone.now())
+        outs = services.tasks_report(
+            reports=[s.report_in(i) for i in items], now=timezone.now(), provider=request.user
+        )
         return Response({"ok": True, "results": [report_item(o) for o in outs]})
 
 
@@ -259,7 +263,7 @@ class ExtendView(ProviderView):
         refs = [
             services.LeaseRef(i["task_id"], i["lease_id"], i.get("seconds")) for i in data["leases"]
         ]
-        outs = services.tasks_extend(leases=refs, now=timezone.now())
+        outs = services.tasks_extend(leases=refs, now=timezone.now(), provider_id=request.user.id)
         return Response({"ok": True, "results": [lease_item(o) for o in outs]})
 
 
@@ -274,5 +278,5 @@ class ReleaseView(ProviderView):
         self.limit_batch(request, "leases", app_settings.REPORT_MAX_BATCH)
         data = self.parse(s.ReleaseIn, request)
         refs = [services.LeaseRef(i["task_id"], i["lease_id"]) for i in data["leases"]]
-        outs = services.tasks_release(leases=refs, now=timezone.now())
+        outs = services.tasks_release(leases=refs, now=timezone.now(), provider_id=request.user.id)
         return Response({"ok": True, "results": [lease_item(o) for o in outs]})

@@ -5,10 +5,11 @@ operator's requeue) says so with ``announce`` in its transaction: a PostgreSQL N
 every listening process receives when (and only if) that transaction commits. Each web process
 has one listener thread holding one connection that LISTENs; a waiting pull holds no database
 connection (it gave its own back before waiting) and sleeps on an event, costing no CPU. The
-listener wakes as many waiting pulls as the announced tasks need (each for up to its ``limit``;
-a pull for some accounts only if the tasks are of its accounts, or their accounts were too many
-to name). Tasks announced for later (a drip-feed slot, a retry_after) wake them at that time:
-each announcement lists how many tasks become available at each second.
+listener wakes as many waiting pulls as the announced tasks need, of the tasks' provider only
+(each for up to its ``limit``; a pull for some accounts only if the tasks are of its accounts,
+or their accounts were too many to name). Tasks announced for later (a drip-feed slot, a
+retry_after) wake them at that time: each announcement lists how many tasks become available at
+each second.
 
 What no transaction announces — a lease running out, a hold ending, an order resumed — is found
 by the next pull: a waiting pull always answers by its ``wait_seconds``, and the provider pulls
@@ -49,29 +50,33 @@ FALLBACK_SECONDS = 2.0
 IDLE_SECONDS = 30.0
 
 
-def announce(tasks: Iterable[tuple[datetime, str | None, str]]) -> None:
-    """Tell waiting pulls about tasks now queued — (available_at, provider_account_id,
-    execution_mode) each; only pull tasks count: how many become available when (to the next
-    whole second: a drip-feed order's later slots each wake pulls at their own time), of which
-    accounts (if not too many to name). A NOTIFY in the caller's transaction: delivered on its
-    commit, never if it rolls back."""
-    pulled = [(at, account) for at, account, mode in tasks if mode == ExecutionMode.PULL]
+def announce(tasks: Iterable[tuple[datetime, int, str | None, str]]) -> None:
+    """Tell waiting pulls about tasks now queued — (available_at, provider_id,
+    provider_account_id, execution_mode) each; only pull tasks count: how many become available
+    when (to the next whole second: a drip-feed order's later slots each wake pulls at their own
+    time), for which provider, of which of its accounts (if not too many to name). A NOTIFY in
+    the caller's transaction: delivered on its commit, never if it rolls back."""
+    pulled = [
+        (at, provider, account)
+        for at, provider, account, mode in tasks
+        if mode == ExecutionMode.PULL
+    ]
     if not pulled:
         return
-    named = {account or "" for _, account in pulled}
+    named = {(provider, account or "") for _, provider, account in pulled}
     name = len(named) <= NAMED_ACCOUNTS
-    groups: dict[int, tuple[int, set[str]]] = {}
-    for at, account in pulled:
-        second = math.ceil(at.timestamp())
-        count, accounts = groups.get(second, (0, set()))
+    groups: dict[tuple[int, int], tuple[int, set[str]]] = {}
+    for at, provider, account in pulled:
+        key = (math.ceil(at.timestamp()), provider)
+        count, accounts = groups.get(key, (0, set()))
         if name:
             accounts.add(account or "")
-        groups[second] = (count + 1, accounts)
+        groups[key] = (count + 1, accounts)
     payload = json.dumps(
         {
             "g": [
-                [second, count, sorted(accounts) if name else None]
-                for second, (count, accounts) in sorted(groups.items())
+                [second, count, sorted(accounts) if name else None, provider]
+                for (second, provider), (count, accounts) in sorted(groups.items())
             ]
         },
         separators=(",", ":"),
@@ -84,6 +89,7 @@ def announce(tasks: Iterable[tuple[datetime, str | None, str]]) -> None:
 class Waiter:
     limit: int
     accounts: frozenset[str] | None
+    provider: int | None = None  # whose tasks wake it (None: anyone's)
     event: threading.Event = field(default_factory=threading.Event)
 
     def wait(self, seconds: float) -> bool:
@@ -97,6 +103,7 @@ class _Due:
     seq: int
     count: int = field(compare=False)
     accounts: frozenset[str] | None = field(compare=False)
+    provider: int | None = field(compare=False, default=None)
 
 
 class Listener:
@@ -112,14 +119,14 @@ class Listener:
         self._stopping = False
         self.listening = threading.Event()
         self.sleeping = 0  # pulls asleep right now
-        self._places: Counter[str] = Counter()  # long-polls under way, by caller
+        self._places: Counter[int | str] = Counter()  # long-polls under way, by provider
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
     @contextlib.contextmanager
-    def place(self, caller: str) -> Iterator[None]:
+    def place(self, caller: int | str) -> Iterator[None]:
         """A place among the long-polls under way in this process, held for as long as one
         runs: at most MAX_WAITING_PULLS in all and MAX_WAITING_PULLS_PER_PROVIDER of one
         caller, so long-polls never take every connection a worker serves. Beyond either,
@@ -147,11 +154,13 @@ class Listener:
                     del self._places[caller]
 
     @contextlib.contextmanager
-    def registered(self, *, limit: int, accounts: Iterable[str] | None) -> Iterator[Waiter]:
-        """A waiter, registered before the caller looks for tasks (so tasks announced between
-        the look and the sleep wake it), unregistered on the way out."""
+    def registered(
+        self, *, limit: int, accounts: Iterable[str] | None, provider: int | None = None
+    ) -> Iterator[Waiter]:
+        """A waiter for ``provider``'s tasks, registered before the caller looks for tasks (so
+        tasks announced between the look and the sleep wake it), unregistered on the way out."""
         self._ensure_running()
-        waiter = Waiter(limit, None if accounts is None else frozenset(accounts))
+        waiter = Waiter(limit, None if accounts is None else frozenset(accounts), provider)
         with self._lock:
             self._waiters.append(waiter)
         try:
@@ -172,13 +181,17 @@ class Listener:
             with self._lock:
                 self.sleeping -= 1
 
-    def wake(self, count: int, accounts: frozenset[str] | None) -> int:
-        """Wake the pulls these tasks are for: every waiting pull of those accounts, and pulls
-        for any account, oldest first, until their limits cover ``count``. Returns how many."""
+    def wake(self, count: int, accounts: frozenset[str] | None, provider: int | None = None) -> int:
+        """Wake the pulls these tasks are for, of their provider only (``None``: an announcement
+        naming none, from before providers: any): every waiting pull of those accounts, and
+        pulls for any account, oldest first, until their limits cover ``count``. Returns how
+        many."""
         woken = []
         with self._lock:
             wanted = count
             for waiter in self._waiters:
+                if provider is not None and waiter.provider not in (None, provider):
+                    continue
                 if waiter.accounts is not None:
                     if accounts is None or waiter.accounts & accounts:
                         woken.append(waiter)
@@ -203,19 +216,23 @@ class Listener:
         try:
             data = json.loads(payload)
             if "g" in data:
-                groups = [(float(at), int(n), named) for at, n, named in data["g"]]
+                # (A group of an earlier version names no provider: it wakes anyone's pulls.)
+                groups = [
+                    (float(g[0]), int(g[1]), g[2], int(g[3]) if len(g) > 3 else None)
+                    for g in data["g"]
+                ]
             else:  # (the one-group form of an earlier version, during a rolling upgrade)
-                groups = [(float(data["at"]), int(data["n"]), data.get("accounts"))]
-        except (ValueError, KeyError, TypeError):
+                groups = [(float(data["at"]), int(data["n"]), data.get("accounts"), None)]
+        except (ValueError, KeyError, TypeError, IndexError):
             logger.warning("long-poll: unreadable announcement %r", payload[:200])
             return
-        for at, count, named in groups:
+        for at, count, named, provider in groups:
             accounts = None if named is None else frozenset(named)
             if at <= now:
-                self.wake(count, accounts)
+                self.wake(count, accounts, provider)
             else:
                 with self._lock:
-                    heapq.heappush(self._due, _Due(at, next(self._seq), count, accounts))
+                    heapq.heappush(self._due, _Due(at, next(self._seq), count, accounts, provider))
 
     def run_due(self, now: float) -> float | None:
         """Wake for the announcements whose time has come; the next one's time, if any."""
@@ -224,7 +241,7 @@ class Listener:
                 if not self._due or self._due[0].at > now:
                     return self._due[0].at if self._due else None
                 due = heapq.heappop(self._due)
-            self.wake(due.count, due.accounts)
+            self.wake(due.count, due.accounts, due.provider)
 
     # --- the thread ----------------------------------------------------------------------------
 

@@ -51,8 +51,21 @@ def make_task(order: Order, account: TelegramAccount | None = None, **kwargs: An
         "link_hash": order.link_hash,
         "telegram_account": account,
         "provider_account_id": account.provider_account_id if account else None,
+        # The task's provider is its account's (the default provider's without one).
+        **({"provider_id": account.provider_id} if account else {}),
         "per_call": order.per_call,
         "payload": {"link": order.link, "post_id": order.post_id, "action": order.action},
     }
     fields.update(kwargs)
     return TelegramTask.objects.create(**fields)
+
+
+def push_target(provider: Any = None, *, url: str = "https://provider.example/push") -> Any:
+    """Where a fake transport's pushes go: a provider's (the default provider's unless given)
+    push target, for ``tasks_push(targets=[…])``."""
+    from telegram_tasks.models import Provider, default_provider_id
+    from telegram_tasks.providers import ProviderRef
+    from telegram_tasks.services.push import PushTarget
+
+    row = Provider.objects.get(pk=provider.pk if provider else default_provider_id())
+    return PushTarget(ProviderRef(row.pk, row.name, row.enabled), url, "signing-secret")

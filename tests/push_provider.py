@@ -14,7 +14,11 @@ pushed tasks, checks their signature and idempotency key, and answers as the tas
 Every request is logged as a JSON line (task, lease, idempotency key, whether the signature
 verified, the answer) for the tests and the simulation's checker.
 
-    python tests/push_provider.py PORT API_BASE TOKEN LOG_FILE [SEED]
+    python tests/push_provider.py PORT API_BASE TOKEN LOG_FILE [SEED] [KEY]
+
+KEY says what the signature is verified with: ``token`` (the default: the token itself, as the
+default provider's PROVIDER_TOKEN signs) or ``digest`` (SHA-256 hex of the token: a provider
+whose tokens the broker made).
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ HANG = 3.0
 
 
 def verify(body: bytes, header: str, token: str) -> bool:
-    """The provider's side of X-Provider-Signature (what docs/provider-guide.md shows)."""
+    """The provider's side of X-Provider-Signature (what docs/provider-guide.md shows), keyed
+    by ``token``."""
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
     expected = hmac.new(token.encode(), f"{parts.get('t')}.".encode() + body, hashlib.sha256)
     fresh = abs(time.time() - int(parts.get("t", 0))) < 300
@@ -45,6 +50,7 @@ class Provider(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the dispatcher's pooled connections stay open
     api: str
     token: str
+    key: str  # what signatures are verified with
     log_file: str
     rng: random.Random
     lock = threading.Lock()
@@ -61,7 +67,7 @@ class Provider(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         task = json.loads(body)
-        signed = verify(body, self.headers.get("X-Provider-Signature", ""), self.token)
+        signed = verify(body, self.headers.get("X-Provider-Signature", ""), self.key)
         key = self.headers.get("Idempotency-Key", "")
         with self.lock:
             self.sends[key] = self.sends.get(key, 0) + 1
@@ -136,7 +142,9 @@ class Provider(BaseHTTPRequestHandler):
 def main() -> None:
     port, api, token, log_file = sys.argv[1:5]
     seed = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    digest = len(sys.argv) > 6 and sys.argv[6] == "digest"
     Provider.api, Provider.token, Provider.log_file = api.rstrip("/"), token, log_file
+    Provider.key = hashlib.sha256(token.encode()).hexdigest() if digest else token
     Provider.rng = random.Random(seed)
     server = ThreadingHTTPServer(("127.0.0.1", int(port)), Provider)
     server.daemon_threads = True

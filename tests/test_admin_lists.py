@@ -118,7 +118,7 @@ def test_order_search_by_any_form_of_the_link(admin_client):
         ("failed", "tg_task_failed"),
         ("done", "tg_task_finished"),
         # (Any of the queued tasks' own indexes: which one depends on the table's statistics.)
-        ("queued", "tg_task_(queued_expiry|pull_queued|push_queued|pull_queued_account) "),
+        ("queued", "tg_task_(queued_expiry|pull_queue|push_queue|queue_account) "),
         ("leased", "tg_task_pull_expired"),
         ("pending", "tg_task_pending"),
     ],

@@ -343,9 +343,12 @@ def test_pull_with_request_id_replays_the_same_tasks(api):
 
 
 def test_empty_pull_costs_one_query(api):
+    """(The first request of a process looks its provider up and notes that it was seen, at
+    most once a minute; every other costs the lease alone.)"""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    assert pull(api) == []
     with CaptureQueriesContext(connection) as ctx:
         assert pull(api) == []
     # The test's own transaction turns BEGIN/COMMIT into savepoints; those are not queries.

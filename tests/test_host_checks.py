@@ -110,3 +110,13 @@ def test_a_body_limit_too_small_for_a_sync_is_named(settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = None
     settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "SYNC_MAX_BATCH": 10_000}
     assert "telegram_tasks.W004" not in _found()
+
+
+def test_a_providers_field_that_cannot_route_is_named(monkeypatch):
+    """The order model's optional providers: this project's is a many-to-many to Provider (no
+    error); any other field of that name would be ignored, so it is refused."""
+    from telegram_tasks.services import sql
+
+    assert "telegram_tasks.E057" not in _found()
+    monkeypatch.setattr(sql, "order_providers", lambda: None)
+    assert "many-to-many" in _found()["telegram_tasks.E057"].msg

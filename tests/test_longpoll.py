@@ -154,12 +154,14 @@ def test_each_later_drip_feed_slot_wakes_pulls_at_its_own_time():
 def test_an_announcement_in_a_transaction_that_rolls_back_wakes_nobody():
     from django.db import transaction
 
+    from telegram_tasks.models import default_provider_id
+
     make_accounts(1)
     pull = Waiting(wait_seconds=1)
     pull.start()
     settle_in(pull)
     with transaction.atomic():
-        waiting.announce([(timezone.now(), "ext_x", "pull")])
+        waiting.announce([(timezone.now(), default_provider_id(), "ext_x", "pull")])
         transaction.set_rollback(True)
     assert pull.result() == []
     assert pull.seconds >= 0.9

@@ -62,3 +62,68 @@ def test_the_code_schedule_is_the_one_the_migrations_create():
         for p in PeriodicTask.objects.filter(task__startswith="telegram_tasks.")
     }
     assert created == BEAT_SCHEDULE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_existing_install_upgrades_to_providers_with_no_change(settings):
+    """telegram_tasks.0019 from the schema before it, with accounts, live tasks and counts: all
+    of them become the default provider's, PROVIDER_TOKEN (untouched) still authenticates, the
+    pull hands out the live task, and provider_account_id is unique per provider only."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from telegram_tasks import authentication
+    from telegram_tasks.providers import forget_default_provider
+
+    settings.PROVIDER_TOKEN = "a-token-from-before-providers-0123456789"
+    executor = MigrationExecutor(connection)
+    before = [("telegram_tasks", "0020_dashboard_ranges"), ("orders", "0012_end_reason")]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    Account = old.get_model("telegram_tasks", "TelegramAccount")
+    Task = old.get_model("telegram_tasks", "TelegramTask")
+    Hour = old.get_model("telegram_tasks", "TaskHour")
+    Order = old.get_model("orders", "Order")
+    now = timezone.now()
+    account = Account.objects.create(provider_account_id="acc_1", phone="+1")
+    order = Order.objects.create(action="view", link="https://t.me/durov", post_id=7,
+                                 link_hash="h" * 64, quantity=1, remains=1)  # fmt: skip
+    task = Task.objects.create(
+        order=order, action="view", link_hash="h" * 64, telegram_account=account,
+        provider_account_id="acc_1", status="queued", available_at=now - timedelta(seconds=1),
+        reserved_until=now + timedelta(minutes=5),
+        payload={"order_id": order.pk, "action": "view", "link": order.link, "post_id": 7,
+                 "link_hash": "h" * 64, "per_call": 1,
+                 "account": {"id": account.pk, "provider_account_id": "acc_1", "phone": "+1"}},
+    )  # fmt: skip
+    Hour.objects.create(hour=now.replace(minute=0, second=0, microsecond=0), action="view",
+                        outcome="created", count=1)  # fmt: skip
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    forget_default_provider()
+    authentication.forget_cached()
+    from telegram_tasks.models import Provider, TaskHour, TelegramAccount, TelegramTask
+
+    [default] = Provider.objects.all()
+    assert (default.name, default.is_default, default.enabled) == ("default", True, True)
+    assert TelegramAccount.objects.get(pk=account.pk).provider_id == default.pk
+    assert TelegramTask.objects.get(pk=task.pk).provider_id == default.pk
+    assert set(TaskHour.objects.values_list("provider_id", flat=True)) == {default.pk}
+    client = APIClient()
+    client.credentials(HTTP_X_PROVIDER_TOKEN=settings.PROVIDER_TOKEN)
+    pulled = client.post("/api/provider/telegram/tasks/pull", {"limit": 5}, format="json")
+    assert [t["task_id"] for t in pulled.json()["tasks"]] == [task.pk]
+    # Another provider may use the same id for an account of its own.
+    other = Provider.objects.create(name="other")
+    TelegramAccount.objects.create(provider=other, provider_account_id="acc_1")
+    with connection.cursor() as cursor:  # no column default is left behind
+        cursor.execute(
+            "SELECT table_name FROM information_schema.columns WHERE column_name = 'provider_id' "
+            "AND column_default IS NOT NULL AND table_name LIKE 'telegram_%%'"
+        )
+        assert cursor.fetchall() == []

@@ -18,6 +18,7 @@ REQUIRED = (
     "telegram_tasks_tasks_created_total{",
     "telegram_tasks_starved_orders{",
     "telegram_tasks_accounts{",
+    "telegram_tasks_push_circuit{",
 )
 
 
@@ -92,8 +93,12 @@ def test_metrics_name_what_the_contract_asks(client, settings, monitoring):
     body = client.get("/metrics", **monitoring).content.decode()
     for name in REQUIRED:
         assert name in body, name
-    assert 'telegram_tasks_tasks{action="view",status="queued"} 2.0' in body
-    assert 'telegram_tasks_reports_total{outcome="task_not_found",state="done"}' in body
+    assert 'telegram_tasks_tasks{action="view",provider="default",status="queued"} 2.0' in body
+    assert (
+        'telegram_tasks_reports_total{outcome="task_not_found",provider="default",state="done"}'
+        in body
+    )
+    assert 'telegram_tasks_push_circuit{provider="default",state="closed"} 1.0' in body
     assert 'telegram_tasks_http_responses_total{code="404"}' in body
 
 
@@ -140,7 +145,7 @@ def test_counters_are_summed_over_every_gunicorn_worker(redis_prefix):
                 if x.startswith('telegram_tasks_http_responses_total{code="200"}')
             )
             assert float(line.split()[-1]) == 40
-            assert 'telegram_tasks_accounts{state="active"} 1.0' in scraped
+            assert 'telegram_tasks_accounts{provider="default",state="active"} 1.0' in scraped
         internal = httpx.get(server.probe_url + "/readyz", timeout=10).json()
         assert internal["checks"]["postgresql"] == "ok"
         assert httpx.get(server.probe_url + "/admin/", timeout=10).status_code == 404
@@ -158,7 +163,9 @@ def test_the_dashboard_and_metrics_answer_with_redis_down(admin_client, cut_redi
     settings.DEBUG = True  # (no token needed)
     metrics = admin_client.get("/metrics")
     assert metrics.status_code == 200
-    assert 'telegram_tasks_accounts{state="active"} 2.0' in metrics.content.decode()
+    assert 'telegram_tasks_accounts{provider="default",state="active"} 2.0' in (
+        metrics.content.decode()
+    )
 
 
 @pytest.mark.django_db
@@ -179,7 +186,7 @@ def test_every_pass_reports_when_it_last_ran_and_succeeded(client, admin_client,
     now = timezone.now().replace(microsecond=0)
     tasks_generate(limit=10, now=now)
     tasks_housekeep(now=now)
-    tasks_push(now=now, deliver=lambda tasks: [])
+    tasks_push(now=now, deliver=lambda target, tasks: [])
     body = client.get("/metrics", **monitoring).content.decode()
     for name in PASSES:
         at = sample(body, "telegram_tasks_pass_last_success_timestamp_seconds", name)
@@ -243,7 +250,7 @@ def test_the_dashboard_says_when_push_work_waits_for_a_dispatcher_that_does_not_
     now = timezone.now()
     tasks_generate(limit=10, now=now)
     assert (
-        "push is not set up: PROVIDER_PUSH_URL is not set"
+        "push is not set up: provider default: no push URL is set"
         in dashboard.dashboard(now=now).push_problem
     )
     settings.PROVIDER_TOKEN = "t"

@@ -143,12 +143,15 @@ def test_a_sync_may_be_larger_than_other_requests_and_has_its_own_limit(client, 
 def test_past_its_cap_a_pull_that_would_wait_is_refused_at_once(client, settings, rf):
     """A provider with MAX_WAITING_PULLS_PER_PROVIDER pulls waiting: its next pull that would
     wait answers 429 (Retry-After), leasing nothing; without waiting it is served; another
-    token's long-poll is not counted against it; the process's own cap holds for everyone."""
-    other = secrets.token_urlsafe(32)
-    settings.PROVIDER_TOKEN = f"{STRONG},{other}"
+    provider's long-poll is not counted against it; the process's own cap holds for
+    everyone."""
+    from telegram_tasks.services.providers import providers_create
+
+    settings.PROVIDER_TOKEN = STRONG
     settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "MAX_WAITING_PULLS_PER_PROVIDER": 1,
                                "MAX_WAITING_PULLS": 2}  # fmt: skip
-    make_accounts(1)
+    second, other = providers_create(name="second", now=timezone.now())
+    make_accounts(1, provider=second)
     make_order(action="view", link="t.me/durov/7", quantity=1)
     tasks_generate(limit=10, now=timezone.now())
 
@@ -156,7 +159,7 @@ def test_past_its_cap_a_pull_that_would_wait_is_refused_at_once(client, settings
         return client.post(f"{API}/tasks/pull", {"limit": 5, "wait_seconds": wait},
                            content_type="application/json", HTTP_X_PROVIDER_TOKEN=token)  # fmt: skip
 
-    def key(token: str) -> str:  # how the API names the caller (a digest of its token)
+    def key(token: str) -> int:  # how the API names the caller (its provider)
         request = rf.post("/", HTTP_X_PROVIDER_TOKEN=token)
         return ProviderTokenAuthentication().authenticate(request)[0].key
 
@@ -165,6 +168,7 @@ def test_past_its_cap_a_pull_that_would_wait_is_refused_at_once(client, settings
         assert refused.status_code == 429 and refused["Retry-After"] == "5"
         assert refused.json()["error"]["code"] == "too_many_waiting_pulls"
         assert TelegramTask.objects.get().status == "queued"  # nothing leased
+        assert key(STRONG) != key(other)
         with waiting.LISTENER.place(key(other)):
             assert pull(other, 20).status_code == 429  # the process is full (2)
         served = pull(other, 20)  # (finds the task at once: never sleeps)

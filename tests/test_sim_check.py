@@ -181,3 +181,42 @@ def test_money_check_catches_an_unsettled_end_and_a_tampered_balance():
     assert check.check_money() == []
     Customer.objects.filter(pk=customer.pk).update(balance=Decimal("11"))
     assert len(check.check_money()) == 2  # the ledger's sum and the orders' net both differ
+
+
+def test_a_task_handed_to_another_provider_or_off_its_route_is_reported():
+    from django.utils import timezone
+
+    from telegram_tasks.services.providers import providers_create
+
+    alpha, _ = providers_create(name="alpha", now=timezone.now())
+    beta, _ = providers_create(name="beta", now=timezone.now())
+    mine = make_account(provider=alpha)
+    order = make_order(action="view", link="t.me/durov/1", quantity=3)
+    task = make_task(order, mine)
+    own = {"ev": "lease", "task": task.pk, "fleet": "alpha", "t": 0}
+    assert check.check_isolation([own]) == []
+    assert check.check_isolation([{**own, "fleet": "beta"}])
+    order.providers.set([beta])  # routed elsewhere: its task is off its route
+    assert check.check_isolation([own])
+    order.providers.set([alpha])
+    TelegramTask.objects.filter(pk=task.pk).update(provider=beta)  # not its account's
+    assert check.check_isolation([])
+    assert check.fleet_of(check.Path("provider-east-3.jsonl")) == "east"
+    assert check.fleet_of(check.Path("push-east.jsonl")) == "east"
+    assert check.fleet_of(check.Path("provider-3.jsonl")) is None
+
+
+def test_a_disabled_provider_handed_or_given_work_is_reported():
+    from django.utils import timezone
+
+    from telegram_tasks.services.providers import providers_create, providers_disable
+
+    west, _ = providers_create(name="west", now=timezone.now())
+    at = timezone.now().timestamp()
+    providers_disable(provider_ids=[west.pk], now=timezone.now())
+    before = {"ev": "lease", "task": "T", "fleet": "west", "t": at - 5}
+    assert check.check_disabled([before], {"west": at}) == []
+    assert check.check_disabled([{**before, "t": at + 5}], {"west": at})
+    order = make_order(action="view", link="t.me/durov/1", quantity=3)
+    make_task(order, make_account(provider=west))  # made now, after "disabled at" - 3 s
+    assert check.check_disabled([], {"west": at - 3})

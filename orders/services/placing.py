@@ -132,6 +132,9 @@ def order_add(*, key: ApiKey, request: AddRequest, now: datetime) -> int:
     try:
         with transaction.atomic():
             order.save()
+            routing = list(service.providers.values_list("pk", flat=True))
+            if routing:  # the providers its service is limited to (none: any)
+                order.providers.set(routing)
             if order.charge:
                 ledger_move(
                     Movement(key.customer_id, Kind.CHARGE, -order.charge,

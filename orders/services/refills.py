@@ -81,6 +81,9 @@ def _refill_one(customer_id: int, pk: int, now: datetime) -> int:
             refill_of=order, params=order.params,
         )  # fmt: skip
         refill.save()
+        routing = list(order.providers.values_list("pk", flat=True))
+        if routing:  # the same provider fleets as the order it refills
+            refill.providers.set(routing)
         return refill.pk
 
 

@@ -1,7 +1,7 @@
-"""The admin of telegram_tasks: accounts, tasks and memberships (the orders app registers its
-own model and uses the rendering helpers of ``display``)."""
+"""The admin of telegram_tasks: providers, accounts, tasks and memberships (the orders app
+registers its own model and uses the rendering helpers of ``display``)."""
 
-from telegram_tasks.admin import accounts, memberships, tasks  # noqa: F401  (registers)
+from telegram_tasks.admin import accounts, memberships, providers, tasks  # noqa: F401  (registers)
 from telegram_tasks.admin.display import (
     limits_table,
     pass_stats_html,

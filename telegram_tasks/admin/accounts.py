@@ -93,7 +93,7 @@ class AccountForm(forms.ModelForm):
 
     class Meta:
         model = TelegramAccount
-        fields = ("provider_account_id", "phone", "tier", "meta")
+        fields = ("provider", "provider_account_id", "phone", "tier", "meta")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,9 +122,12 @@ def is_active(account: TelegramAccount) -> bool:
 class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
     form = AccountForm
     list_display = (
-        "id", "provider_id", "phone", "tier", "state", "cooldowns", "today", "channels", "locks",
+        "id", "provider_key", "phone", "tier", "state", "cooldowns", "today", "channels", "locks",
+        "provider",
     )  # fmt: skip
-    list_filter = ("is_active", HeldFilter, LimitedFilter, TierFilter, FieldCreatedFilter)
+    list_filter = (
+        "is_active", "provider", HeldFilter, LimitedFilter, TierFilter, FieldCreatedFilter,
+    )  # fmt: skip
     search_fields = ("=id", "=provider_account_id", "=phone")
     search_help_text = "account id, provider account id or phone (exact)"
     show_full_result_count = False
@@ -144,6 +147,7 @@ class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
         "created_at", "updated_at",
     )  # fmt: skip
     fields = (
+        "provider",
         "provider_account_id",
         "phone",
         "tier",
@@ -250,8 +254,9 @@ class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
         # One a line, as today / cap: the column stays as narrow as its longest action.
         return format_html_join(mark_safe("<br>"), "{}", ((a,) for a in held)) if held else "—"
 
-    @admin.display(description="provider id", ordering="provider_account_id")
-    def provider_id(self, obj: TelegramAccount) -> str:
+    # (Not "provider_id": that is the account's provider, a column of its own.)
+    @admin.display(description="provider's id", ordering="provider_account_id")
+    def provider_key(self, obj: TelegramAccount) -> str:
         return obj.provider_account_id or "—"
 
     # --- actions, through the services -------------------------------------------------------
@@ -314,9 +319,10 @@ class TelegramAccountAdmin(ObjectButtons, NoDelete, admin.ModelAdmin):
         return [f for f in self.fields if f != drop]
 
     def get_readonly_fields(self, request, obj=None):
-        # The provider's id is the upsert key of account sync; renaming it would split an account.
+        # The provider's id is the upsert key of account sync; renaming it would split an account
+        # (and its provider is its tasks' too).
         if obj is not None:
-            return ("provider_account_id", *self.readonly_fields)
+            return ("provider", "provider_account_id", *self.readonly_fields)
         return self.readonly_fields
 
 

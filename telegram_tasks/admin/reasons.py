@@ -74,9 +74,9 @@ GROUPS = (
     Group(
         "operator",
         "an operator or the order",
-        "Someone canceled or paused the order, failed the task, or the order ended meanwhile: "
-        "nothing to fix.",
-        (R.ORDER_CANCELED, R.ORDER_PAUSED, R.ORDER_INACTIVE, R.ADMIN_FAILED),
+        "Someone canceled or paused the order, failed the task, disabled its provider, or the "
+        "order ended meanwhile: nothing to fix.",
+        (R.ORDER_CANCELED, R.ORDER_PAUSED, R.ORDER_INACTIVE, R.ADMIN_FAILED, R.PROVIDER_DISABLED),
     ),
 )
 BY_KEY = {g.key: g for g in GROUPS}
@@ -110,6 +110,7 @@ WORDS: dict[str, str] = {
     R.ORDER_PAUSED: "the order was paused",
     R.ORDER_INACTIVE: "the order ended meanwhile",
     R.ADMIN_FAILED: "failed by an operator",
+    R.PROVIDER_DISABLED: "its account's provider was disabled: the order moved on",
 }
 
 

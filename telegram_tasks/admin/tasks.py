@@ -68,7 +68,7 @@ class TelegramTaskAdmin(ObjectButtons, MachineWritten, admin.ModelAdmin):
     )  # fmt: skip
     list_filter = (
         "status", StateFilter, ActionFilter, ReasonFilter, FinishedFilter, "execution_mode",
-        UlidCreatedFilter,
+        "provider", UlidCreatedFilter,
     )  # fmt: skip
     actions = ("requeue_tasks", "fail_tasks")
     # Exact keys only (see get_search_results): a task id, an order id, a provider account id
@@ -88,6 +88,7 @@ class TelegramTaskAdmin(ObjectButtons, MachineWritten, admin.ModelAdmin):
         "status",
         "telegram_account",
         "provider_account_id",
+        "provider",
         "link_hash",
         "per_call",
         "available_at",

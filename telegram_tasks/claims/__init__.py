@@ -26,15 +26,17 @@ slot):
     P:{SLOTTAG}:marker                   (a cluster) the state of that slot's node is present:
                                          RESERVE and COMMIT check the one of their account's
                                          slot (SLOTTAG: a tag that hashes to the slot)
-    P:farm:cooling                       accounts cooling down, scored by their cooldown's end (ms)
-    P:farm:capped:YYYYMMDD               accounts capped that local day (a set)
+    P:farm:cooling:PROVIDER              a provider's accounts cooling down, scored by their
+                                         cooldown's end (ms)
+    P:farm:capped:PROVIDER:YYYYMMDD      a provider's accounts capped that local day (a set)
     P:farm:mark:YYYYMMDD                 up to when that day's successes were read into the two
     P:heartbeat                          when housekeeping last wrote (ms); an older one than the
                                          ledger's checkpoint means Redis lost writes
     P:cursor:ACTION                      round-robin cursor of account selection (not per account)
     P:celery-lock:NAME                   held while a periodic pass runs (no overlap)
-    P:breaker:NAME                       a circuit breaker the push dispatchers share
-    P:pull:REQUESTID                     what a pull with that request_id leased (replay, 5 min)
+    P:breaker:push:PROVIDERID            a provider's push circuit breaker (every dispatcher's)
+    P:pull:PROVIDERID:REQUESTID          what that provider's pull with that request_id leased
+                                         (replay, 5 min)
 
 Deadlines are stored as values and compared with the caller's ``now``, so time is a parameter;
 key TTLs only collect garbage. Python callers never see keys or Lua: they use the functions

@@ -22,12 +22,15 @@ REPLAY_IN_PROGRESS = object()
 _IN_PROGRESS = "in-progress"
 
 
-def pull_replay_begin(request_id: str, fingerprint: str, *, ttl: int) -> dict | object | None:
-    """Claim ``request_id`` for a new pull (None), or return what an earlier pull with it
-    leased ({"fp", "lease_id", "ids"}), or REPLAY_IN_PROGRESS while that pull is still running
-    with the same parameters (``fingerprint``)."""
+def pull_replay_begin(
+    provider_id: int, request_id: str, fingerprint: str, *, ttl: int
+) -> dict | object | None:
+    """Claim the provider's ``request_id`` for a new pull (None), or return what an earlier
+    pull with it leased ({"fp", "lease_id", "ids"}), or REPLAY_IN_PROGRESS while that pull is
+    still running with the same parameters (``fingerprint``). Each provider's ids are its
+    own."""
     conn = connection()
-    key = keys.pull_replay(request_id)
+    key = keys.pull_replay(provider_id, request_id)
     marker = f"{_IN_PROGRESS}:{fingerprint}"
     if conn.set(key, marker, nx=True, ex=ttl):
         return None
@@ -42,12 +45,12 @@ def pull_replay_begin(request_id: str, fingerprint: str, *, ttl: int) -> dict | 
     return json.loads(text)
 
 
-def pull_replay_store(request_id: str, leased: dict, *, ttl: int) -> None:
-    connection().set(keys.pull_replay(request_id), json.dumps(leased), ex=ttl)
+def pull_replay_store(provider_id: int, request_id: str, leased: dict, *, ttl: int) -> None:
+    connection().set(keys.pull_replay(provider_id, request_id), json.dumps(leased), ex=ttl)
 
 
-def pull_replay_forget(request_id: str) -> None:
-    connection().delete(keys.pull_replay(request_id))
+def pull_replay_forget(provider_id: int, request_id: str) -> None:
+    connection().delete(keys.pull_replay(provider_id, request_id))
 
 
 def pass_lock(name: str, *, timeout: int, wait: float | None = None) -> Any:
@@ -128,41 +131,66 @@ def farm_marks_since(*, day: datetime) -> datetime | None:
 
 
 def farm_marks_update(
-    *, cooling: dict[int, datetime], capped: set[int], day: datetime, now: datetime
-) -> tuple[int, int]:
-    """Add accounts cooling (until when: a later deadline kept) and capped today, drop the
-    cooldowns over, and note how far the day was read; returns (cooling, capped) counts. One
-    pipeline (the keys may live on several nodes of a cluster: each command is atomic, the
-    batch need not be)."""
+    *,
+    cooling: dict[int, dict[int, datetime]],
+    capped: dict[int, set[int]],
+    providers: Iterable[int],
+    day: datetime,
+    now: datetime,
+) -> dict[int, tuple[int, int]]:
+    """Add each provider's accounts cooling (until when: a later deadline kept) and capped
+    today, drop the cooldowns over, and note how far the day was read; returns (cooling,
+    capped) counts per provider of ``providers``. One pipeline (the keys may live on several
+    nodes of a cluster: each command is atomic, the batch need not be)."""
+    providers = list(providers)
     pipe = connection().pipeline(transaction=False)
-    if cooling:
-        pipe.zadd(keys.farm_cooling(), {str(a): ms(until) for a, until in cooling.items()}, gt=True)
-    pipe.zremrangebyscore(keys.farm_cooling(), "-inf", ms(now))
-    if capped:
-        pipe.sadd(keys.farm_capped(day), *sorted(capped))
-        pipe.expire(keys.farm_capped(day), FARM_DAYS_SECONDS)
+    for provider, accounts in cooling.items():
+        if accounts:
+            pipe.zadd(
+                keys.farm_cooling(provider),
+                {str(a): ms(until) for a, until in accounts.items()},
+                gt=True,
+            )
+    for provider, accounts in capped.items():
+        if accounts:
+            pipe.sadd(keys.farm_capped(provider, day), *sorted(accounts))
+            pipe.expire(keys.farm_capped(provider, day), FARM_DAYS_SECONDS)
     pipe.set(keys.farm_mark(day), ms(now), ex=FARM_DAYS_SECONDS)
-    pipe.zcard(keys.farm_cooling())
-    pipe.scard(keys.farm_capped(day))
-    answers = pipe.execute()
-    return int(answers[-2]), int(answers[-1])
+    for provider in providers:
+        pipe.zremrangebyscore(keys.farm_cooling(provider), "-inf", ms(now))
+        pipe.zcard(keys.farm_cooling(provider))
+        pipe.scard(keys.farm_capped(provider, day))
+    answers = pipe.execute()[-3 * len(providers) :] if providers else []
+    return {
+        provider: (int(answers[3 * i + 1]), int(answers[3 * i + 2]))
+        for i, provider in enumerate(providers)
+    }
 
 
-def farm_marks_read(*, day: datetime, now: datetime) -> tuple[set[int], set[int]]:
-    """(the accounts cooling now, those capped that day)."""
+def farm_marks_read(
+    *, providers: Iterable[int], day: datetime, now: datetime
+) -> tuple[set[int], set[int]]:
+    """(the accounts cooling now, those capped that day), every provider's."""
+    providers = list(providers)
     pipe = connection().pipeline(transaction=False)
-    pipe.zrangebyscore(keys.farm_cooling(), f"({ms(now)}", "+inf")
-    pipe.smembers(keys.farm_capped(day))
-    cooling, capped = pipe.execute()
-    return {int(a) for a in cooling}, {int(a) for a in capped}
+    for provider in providers:
+        pipe.zrangebyscore(keys.farm_cooling(provider), f"({ms(now)}", "+inf")
+        pipe.smembers(keys.farm_capped(provider, day))
+    answers = pipe.execute()
+    cooling = {int(a) for members in answers[0::2] for a in members}
+    capped = {int(a) for members in answers[1::2] for a in members}
+    return cooling, capped
 
 
-def farm_marks_forget(account_ids: Iterable[int], *, day: datetime) -> None:
+def farm_marks_forget(
+    account_ids: Iterable[int], *, providers: Iterable[int], day: datetime
+) -> None:
     """These accounts are neither cooling nor capped any more (switched off)."""
     ids = [str(a) for a in account_ids]
     if not ids:
         return
     pipe = connection().pipeline(transaction=False)
-    pipe.zrem(keys.farm_cooling(), *ids)
-    pipe.srem(keys.farm_capped(day), *ids)
+    for provider in providers:
+        pipe.zrem(keys.farm_cooling(provider), *ids)
+        pipe.srem(keys.farm_capped(provider, day), *ids)
     pipe.execute()

@@ -71,8 +71,9 @@ def cursor(action: str) -> str:
     return f"{_prefix()}:cursor:{action}"
 
 
-def pull_replay(request_id: str) -> str:
-    return f"{_prefix()}:pull:{request_id}"
+def pull_replay(provider_id: int, request_id: str) -> str:
+    """A pull's replay: each provider's request ids are its own."""
+    return f"{_prefix()}:pull:{provider_id}:{request_id}"
 
 
 def breaker(name: str) -> str:
@@ -85,14 +86,14 @@ def snapshot(name: str) -> str:
     return f"{_prefix()}:snapshot:{name}"
 
 
-def farm_cooling() -> str:
-    """The accounts cooling down, scored by when their cooldown ends (ms): a sorted set."""
-    return f"{_prefix()}:farm:cooling"
+def farm_cooling(provider_id: int) -> str:
+    """A provider's accounts cooling down, scored by when their cooldown ends (ms)."""
+    return f"{_prefix()}:farm:cooling:{provider_id}"
 
 
-def farm_capped(local_day: datetime) -> str:
-    """The accounts capped that local day: a set."""
-    return f"{_prefix()}:farm:capped:{day_stamp(local_day)}"
+def farm_capped(provider_id: int, local_day: datetime) -> str:
+    """A provider's accounts capped that local day: a set."""
+    return f"{_prefix()}:farm:capped:{provider_id}:{day_stamp(local_day)}"
 
 
 def farm_mark(local_day: datetime) -> str:

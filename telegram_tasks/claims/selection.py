@@ -1,7 +1,9 @@
 """Account selection: round-robin from a per-action cursor, many tasks at a time.
 
-Candidates are read from PostgreSQL in pages of active accounts ordered by id, starting after the
-action's cursor (kept in Redis) and wrapping around once. Each round pairs every unserved demand
+Candidates are read from PostgreSQL in pages of active accounts of enabled providers ordered by
+id, starting after the action's cursor (kept in Redis) and wrapping around once. A demand may
+be limited to some providers (its order's routing): other providers' accounts are passed over
+for it, as candidates refused for its target are. Each round pairs every unserved demand
 with the next free candidate and sends all those RESERVEs in one pipeline, so the round trips
 grow with the rounds and pages, not with the candidates tried. A candidate refused for an
 account-wide reason (locked, cooldown, cap, hold) is dropped for every demand; one refused for a
@@ -33,15 +35,18 @@ class AccountRef(NamedTuple):
     provider_account_id: str | None
     phone: str
     tier: str
+    provider_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Demand:
-    """One task that needs an account: its target, its token (task id), its lock deadline."""
+    """One task that needs an account: its target, its token (task id), its lock deadline, and
+    the providers whose accounts may take it (None: any)."""
 
     target: Target
     token: str
     until: datetime | None = None
+    providers: frozenset[int] | None = None
 
 
 @dataclass(slots=True)
@@ -70,15 +75,18 @@ class Selections(list):
 
 
 def _pages(after: int, size: int) -> Iterator[list[AccountRef]]:
-    """Active accounts with id > after, then from the start up to after: each once."""
-    active = TelegramAccount.objects.filter(is_active=True).order_by("id")
+    """Active accounts of enabled providers with id > after, then from the start up to after:
+    each once."""
+    active = TelegramAccount.objects.filter(is_active=True, provider__enabled=True).order_by("id")
     for lower, upper in ((after, None), (0, after)):
         last = lower
         while True:
             qs = active.filter(id__gt=last)
             if upper is not None:
                 qs = qs.filter(id__lte=upper)
-            rows = list(qs.values_list("id", "provider_account_id", "phone", "tier")[:size])
+            rows = list(
+                qs.values_list("id", "provider_account_id", "phone", "tier", "provider_id")[:size]
+            )
             if not rows:
                 break
             yield list(map(AccountRef._make, rows))
@@ -116,6 +124,7 @@ def select_accounts(
     # orders that aim at the same link and post).
     by_target: dict[Target, set[int]] = {}
     refused_for: list[set[int]] = [by_target.setdefault(d.target, set()) for d in demands]
+    routed = [d.providers for d in demands]  # per demand: the providers allowed (None: any)
     served_count = 0
     first_usable = 0
     last_taken: AccountRef | None = None  # the furthest account taken, in scan order
@@ -159,7 +168,12 @@ def select_accounts(
             per = max(per, room)
             while i < len(candidates) and len(mine) < room:
                 results.visits += 1
-                if usable[i] and i not in picked and candidates[i].id not in refused_for[d]:
+                if (
+                    usable[i]
+                    and i not in picked
+                    and candidates[i].id not in refused_for[d]
+                    and (routed[d] is None or candidates[i].provider_id in routed[d])
+                ):
                     mine.append(i)
                     picked.add(i)
                 i += 1

@@ -14,6 +14,7 @@ app) import from here.
     retention     finished tasks older than TASK_RETENTION_DAYS go, in bounded batches
     operator      fail, requeue; cancel, pause, resume, stop orders
     accounts      sync, deactivate, reactivate, clear holds, release an account's tasks
+    providers     the fleets: make, tokens (add, revoke), disable, enable; routing
     rollup        hourly counts for the dashboard and the metrics; the passes' record
     farm          the accounts by state (active, held, cooling, capped, inactive)
     settle        the shared kernel: end, re-arm, mark done, settle a lost ledger step
@@ -40,6 +41,14 @@ from telegram_tasks.services.operator import (
     tasks_fail,
     tasks_requeue,
 )
+from telegram_tasks.services.providers import (
+    ProviderError,
+    provider_token_add,
+    provider_token_revoke,
+    providers_create,
+    providers_disable,
+    providers_enable,
+)
 from telegram_tasks.services.pull import PullResult, lease_params, lease_sql, tasks_pull
 from telegram_tasks.services.push import PushSummary, push_breaker, push_waiting, tasks_push
 from telegram_tasks.services.rebuild import (
@@ -60,6 +69,7 @@ __all__ = [
     "HousekeepingSummary",
     "LeaseOut",
     "LeaseRef",
+    "ProviderError",
     "PullResult",
     "PushSummary",
     "RebuildSummary",
@@ -81,6 +91,11 @@ __all__ = [
     "orders_pause",
     "orders_resume",
     "orders_stop",
+    "provider_token_add",
+    "provider_token_revoke",
+    "providers_create",
+    "providers_disable",
+    "providers_enable",
     "push_breaker",
     "push_waiting",
     "retention_preview",

@@ -14,7 +14,7 @@ from django.db import transaction
 from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import Reason
-from telegram_tasks.models import TelegramAccount
+from telegram_tasks.models import TelegramAccount, default_provider_id
 from telegram_tasks.services import settle, sql
 from telegram_tasks.services.farm import forget_limited
 
@@ -26,16 +26,22 @@ class SyncResult:
     synced: int
 
 
-def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
-    """Upsert accounts by provider_account_id.
+def accounts_sync(
+    *, items: list[dict[str, Any]], now: datetime, provider_id: int | None = None
+) -> SyncResult:
+    """Upsert the provider's accounts by provider_account_id: only its own (another provider's
+    account with the same id is another account, never touched).
 
     ``items`` are validated dicts holding ``provider_account_id`` and any of ``phone``,
     ``is_active``, ``meta``; a field an item leaves out keeps its stored value (new accounts
     get the model default). One INSERT … ON CONFLICT per combination of fields present, so the
     number of queries does not grow with the batch. Accounts switched off here stop being
-    picked, and their queued tasks are released for other accounts.
+    picked, and their queued tasks are released for other accounts. ``provider_id`` None: the
+    default provider (tools and tests; the API always names the caller).
     """
     sql.check_batch(items, most=app_settings.SYNC_MAX_BATCH, what="accounts")
+    if provider_id is None:
+        provider_id = default_provider_id()
     claims.ping()
     # Sorted, and existing rows locked first in that order: two syncs of overlapping accounts
     # queue behind each other instead of deadlocking.
@@ -47,22 +53,24 @@ def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
     turned_off = [i["provider_account_id"] for i in items if i.get("is_active") is False]
     # The accounts first, committed on their own; their tasks after (the same two steps as a
     # deactivation): no transaction holds account rows while it waits for task rows.
+    mine = TelegramAccount.objects.filter(provider_id=provider_id)
     with transaction.atomic():
         list(
-            TelegramAccount.objects.select_for_update()
+            mine.select_for_update()
             .filter(provider_account_id__in=[i["provider_account_id"] for i in items])
             .order_by("provider_account_id")
             .values_list("id", flat=True)
         )
         was_active = set(
-            TelegramAccount.objects.filter(
-                provider_account_id__in=turned_off, is_active=True
-            ).values_list("id", flat=True)
+            mine.filter(provider_account_id__in=turned_off, is_active=True).values_list(
+                "id", flat=True
+            )
         )
         for present, group in groups.items():
             TelegramAccount.objects.bulk_create(
                 [
                     TelegramAccount(
+                        provider_id=provider_id,
                         provider_account_id=i["provider_account_id"],
                         **{k: i[k] for k in present},
                         created_at=now,
@@ -71,7 +79,7 @@ def accounts_sync(*, items: list[dict[str, Any]], now: datetime) -> SyncResult:
                     for i in group
                 ],
                 update_conflicts=True,
-                unique_fields=["provider_account_id"],
+                unique_fields=["provider", "provider_account_id"],
                 update_fields=[*present, "updated_at"],
             )
     tasks_release_for_accounts(account_ids=sorted(was_active), now=now)

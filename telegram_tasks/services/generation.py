@@ -28,6 +28,7 @@ from telegram_tasks.params import InvalidParams, TaskParams, task_params
 from telegram_tasks.services import orders, settle, sql
 from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
+from telegram_tasks.services.providers import push_urls, routing
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 from telegram_tasks.services.rollup import record_pass
 from telegram_tasks.services.turns import take_turns
@@ -88,6 +89,7 @@ class DueOrder(NamedTuple):
     execution_mode: str
     params: str  # JSON text
     troubled: bool  # the last pass that recorded this order found it short of accounts
+    providers: list[int] | None  # the providers it is limited to (empty or None: any)
 
 
 @dataclass
@@ -179,11 +181,19 @@ def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrd
                   "interval_seconds", "next_run_at", "status", "priority", "execution_mode",
                   "params")
     )  # fmt: skip
+    routing = sql.order_providers()
+    providers = (
+        "NULL::bigint[]"
+        if routing is None
+        else f"ARRAY(SELECT r.{routing.provider} FROM {routing.table} AS r "  # noqa: S608
+        f"WHERE r.{routing.order} = o.{o.pk})"
+    )
     rows = sql.rows(
         f"""
         SELECT o.{o.pk}, {columns},
                EXISTS (SELECT 1 FROM {sql.ORDER_STATS} AS s
-                       WHERE s.order_id = o.{o.pk} AND s.troubled)
+                       WHERE s.order_id = o.{o.pk} AND s.troubled),
+               {providers}
         FROM {o.table} AS o
         WHERE o.{o["status"]} IN {sql.literals(orders.active_statuses())}
           AND o.{o["paused_at"]} IS NULL
@@ -224,6 +234,9 @@ def tasks_generate(
     summary.failed += unsubscribed.failed
     after: OrderKey | None = None
     exhausted_actions: set[str] = set()
+    # The providers that take pushes: a push order's tasks go to their accounts (any
+    # provider's while none does: they wait until push is set up, as before providers).
+    pushed = frozenset(push_urls())
     while summary.created < limit:
         # Whole seconds: a pass shorter than a second schedules at exactly ``now``.
         page_now = now + timedelta(seconds=int(max(0.0, clock() - started)))
@@ -234,7 +247,7 @@ def tasks_generate(
                 break
             after = (page[-1].priority, page[-1].next_run_at, page[-1].pk)
             summary.examined += len(page)
-            _serve(page, limit, page_now, summary, exhausted_actions)
+            _serve(page, limit, page_now, summary, exhausted_actions, pushed)
         if len(page) < PAGE_SIZE:
             break
     summary.seconds = clock() - started
@@ -263,6 +276,7 @@ def _serve(
     now: datetime,
     summary: GenerationSummary,
     exhausted_actions: set[str],
+    pushed: frozenset[int],
 ) -> None:
     """Generate for the page's (locked) orders. If one order's data makes it fail, that order
     is logged, counted and skipped, and the others are served (``sql.isolating_bad_rows``)."""
@@ -271,7 +285,7 @@ def _serve(
         if summary.created >= limit:
             return
         part = GenerationSummary()
-        _generate_page(orders_, limit - summary.created, now, part, exhausted_actions)
+        _generate_page(orders_, limit - summary.created, now, part, exhausted_actions, pushed)
         summary.add(part)
 
     def skip(order: DueOrder) -> None:
@@ -287,6 +301,7 @@ def _generate_page(
     now: datetime,
     summary: GenerationSummary,
     exhausted_actions: set[str],
+    pushed: frozenset[int],
 ) -> None:
     # Counted after the rows are locked, in a statement of its own: every task of an order is
     # created under its row lock, so this count cannot miss a concurrent pass's tasks.
@@ -343,15 +358,20 @@ def _generate_page(
                     Target(s.order.link_hash, s.order.post_id),
                     s.token,
                     settle.queued_lock_until(s.at + lock_for),
+                    routing(s.order.providers, s.order.execution_mode, pushed),
                 )
                 for s in slots
             ]
+            routed = any(d.providers is not None for d in demands)
             results = claims.select_accounts(
                 action=action, demands=demands, now=now, most=budget - len(served)
             )
             for slot, result in zip(slots, results, strict=True):
                 if result.skipped:
                     continue  # the budget ran out before this slot's turn: not tried
+                if result.account is None and not result.tally and routed:
+                    # No account of the providers it may go to was there to try.
+                    result.tally["no_provider"] += 1
                 order_stats = stats.setdefault(slot.order.pk, OrderStats())
                 for reason, count in result.tally.items():
                     summary.refusals[reason] += count
@@ -366,6 +386,7 @@ def _generate_page(
                     order_stats.starved += 1
             if (
                 results.scanned_all
+                and not routed
                 and all(r.account is None and not r.skipped for r in results)
                 and all(all(Refusal(reason).account_wide for reason in r.tally) for r in results)
             ):
@@ -444,7 +465,7 @@ def _store(
                 slot.token, order.pk, order.action, order.link_hash, account.id,
                 account.provider_account_id, queued, slot.units, slot.at,
                 slot.at + lock_for, 0, payload, "", "", now, now,
-                order.execution_mode,
+                order.execution_mode, account.provider_id,
             )
         )  # fmt: skip
     updates = []
@@ -467,7 +488,7 @@ def _store(
     sql.copy_tasks(rows)
     orders.orders_advance(updates, now=now)
     waiting.announce(
-        (slot.at, account.provider_account_id, slot.order.execution_mode)
+        (slot.at, account.provider_id, account.provider_account_id, slot.order.execution_mode)
         for slot, account in served
     )
 

@@ -71,6 +71,14 @@ def tasks_housekeep(*, now: datetime) -> HousekeepingSummary:
         # A lease over for longer than the grace and not pulled again (its worker is gone, or
         # pulls filter by accounts that no longer include it): its lock is lapsing.
         (Reason.LEASE_ABANDONED, f"status = {sql.LEASED} AND leased_until <= %(abandoned)s"),
+        # Queued for a provider disabled since (a pass that picked its account as it was being
+        # disabled): its order moves on to other providers. On each disabled provider's own
+        # queue index; nothing to read while none is disabled.
+        (
+            Reason.PROVIDER_DISABLED,
+            f"status = {sql.QUEUED} AND provider_id IN "  # noqa: S608
+            f"(SELECT id FROM {sql.PROVIDERS} WHERE NOT enabled)",
+        ),
     ):
         # Each rule in a transaction of its own, passing over rows a report or pull holds.
         with transaction.atomic():
@@ -151,7 +159,8 @@ def sweep_skipped_rollbacks(*, now: datetime) -> int:
 
 def _end_blocked_lapsed_leases(now: datetime, summary: HousekeepingSummary) -> None:
     """A lease that ran out is never handed out again when its order is no longer active or is
-    paused, or its account is inactive (pulls check): end it now rather than after the grace."""
+    paused, its account inactive or its provider disabled (pulls check): end it now rather than
+    after the grace."""
     with transaction.atomic():
         rows = sql.fetch(
             f"SELECT {settle.CLAIM_COLUMNS} FROM {sql.TASKS} "  # noqa: S608
@@ -160,7 +169,12 @@ def _end_blocked_lapsed_leases(now: datetime, summary: HousekeepingSummary) -> N
             [now],
         )
         _, ended = settle.fail_blocked(rows, now=now)
-    for reason in (Reason.ORDER_PAUSED, Reason.ORDER_INACTIVE, Reason.ACCOUNT_INACTIVE):
+    for reason in (
+        Reason.ORDER_PAUSED,
+        Reason.ORDER_INACTIVE,
+        Reason.ACCOUNT_INACTIVE,
+        Reason.PROVIDER_DISABLED,
+    ):
         n = sum(1 for r in ended if r.get("failure_reason") == reason)
         if n:
             summary.ended[reason] += n

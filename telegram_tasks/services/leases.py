@@ -1,5 +1,6 @@
 """Leases of handed-out tasks: extend (a heartbeat for slow work) and release (hand a task back
-unfinished)."""
+unfinished). A provider reaches only its own tasks: another provider's answers as an unknown
+one does."""
 
 from __future__ import annotations
 
@@ -34,10 +35,13 @@ class LeaseOut:
         return self.error is None
 
 
-def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]:
+def tasks_extend(
+    *, leases: Sequence[LeaseRef], now: datetime, provider_id: int | None = None
+) -> list[LeaseOut]:
     """Heartbeat for slow work: push each lease's end to now + seconds, never past
     MAX_LEASE_SECONDS after the hand-out began; the tasks' locks follow, in the same
-    transaction (a Redis error leaves the leases as they were)."""
+    transaction (a Redis error leaves the leases as they were). ``provider_id``: the caller's
+    tasks only."""
     sql.check_batch(leases, most=app_settings.REPORT_MAX_BATCH, what="leases")
     if not leases:
         return []
@@ -57,10 +61,16 @@ def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]
             JOIN jsonb_to_recordset(%(rows)s::jsonb) AS r(id varchar, lease varchar, s integer)
               ON t.id = r.id
             WHERE t.status = {sql.LEASED} AND t.lease_id = r.lease AND t.leased_until > %(now)s
+              {_mine(provider_id, "t")}
             ORDER BY t.id
             FOR UPDATE OF t
             """,  # noqa: S608
-            {"rows": rows, "now": now, "cap": app_settings.MAX_LEASE_SECONDS},
+            {
+                "rows": rows,
+                "now": now,
+                "cap": app_settings.MAX_LEASE_SECONDS,
+                "provider": provider_id,
+            },
         )
         kept = settle.rearm(
             candidates, until=[r["new_until"] + settle.grace() for r in candidates], now=now
@@ -79,14 +89,19 @@ def tasks_extend(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]
                     ),
                 },
             )
-    return _in_order(leases, {r["id"]: LeaseOut(r["id"], r["new_until"]) for r in kept})
+    return _in_order(
+        leases, {r["id"]: LeaseOut(r["id"], r["new_until"]) for r in kept}, provider_id
+    )
 
 
-def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut]:
+def tasks_release(
+    *, leases: Sequence[LeaseRef], now: datetime, provider_id: int | None = None
+) -> list[LeaseOut]:
     """Hand tasks back unfinished: queued again at once, keeping their account, and the
     hand-out not counted as an attempt. A task whose COMMIT already happened is settled as
     done instead (and reported as not released); one whose order is no longer active or is
-    paused, or whose account is inactive, ends instead of going back to the queue."""
+    paused, or whose account or provider can no longer run it, ends instead of going back to
+    the queue. ``provider_id``: the caller's tasks only."""
     sql.check_batch(leases, most=app_settings.REPORT_MAX_BATCH, what="leases")
     if not leases:
         return []
@@ -97,8 +112,9 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
             r
             for r in sql.fetch(
                 f"SELECT {settle.CLAIM_COLUMNS}, lease_id FROM {sql.TASKS} "  # noqa: S608
-                f"WHERE id = ANY(%s) AND status = {sql.LEASED} ORDER BY id FOR UPDATE",
-                [list(wanted)],
+                f"WHERE id = ANY(%(ids)s) AND status = {sql.LEASED} {_mine(provider_id)} "
+                "ORDER BY id FOR UPDATE",
+                {"ids": list(wanted), "provider": provider_id},
             )
             if r["lease_id"] == wanted[r["id"]]
         ]
@@ -115,24 +131,36 @@ def tasks_release(*, leases: Sequence[LeaseRef], now: datetime) -> list[LeaseOut
                 updated_at = %(now)s, {handouts.ended(handouts.RELEASED, col="t.handouts")}
             WHERE t.id = ANY(%(ids)s)
             RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload,
-                      t.provider_account_id, t.execution_mode
+                      t.provider_id, t.provider_account_id, t.execution_mode
             """,  # noqa: S608
             {"ids": [r["id"] for r in others], "now": now, "until": until},
         )
         released = settle.rearm(released, until=settle.queued_lock_until(until), now=now)
-        waiting.announce((now, r["provider_account_id"], r["execution_mode"]) for r in released)
-    return _in_order(leases, {r["id"]: LeaseOut(r["id"]) for r in [*released, *ended]})
+        waiting.announce(
+            (now, r["provider_id"], r["provider_account_id"], r["execution_mode"]) for r in released
+        )
+    return _in_order(leases, {r["id"]: LeaseOut(r["id"]) for r in [*released, *ended]}, provider_id)
 
 
-def _in_order(refs: Sequence[LeaseRef], done: dict[str, LeaseOut]) -> list[LeaseOut]:
-    """One result per ref, in order; the refused ones say why (one query for all of them)."""
+def _mine(provider_id: int | None, alias: str = "") -> str:
+    """The condition that keeps a caller to its own tasks (nothing for the broker's own)."""
+    column = f"{alias}.provider_id" if alias else "provider_id"
+    return "" if provider_id is None else f"AND {column} = %(provider)s"
+
+
+def _in_order(
+    refs: Sequence[LeaseRef], done: dict[str, LeaseOut], provider_id: int | None
+) -> list[LeaseOut]:
+    """One result per ref, in order; the refused ones say why (one query for all of them).
+    Another provider's task is not found, as an unknown one."""
     missing = [r.task_id for r in refs if r.task_id not in done]
     known = (
         {
             row["id"]: row
             for row in sql.fetch(
-                f"SELECT id, status, lease_id FROM {sql.TASKS} WHERE id = ANY(%s)",  # noqa: S608
-                [missing],
+                f"SELECT id, status, lease_id FROM {sql.TASKS} "  # noqa: S608
+                f"WHERE id = ANY(%(ids)s) {_mine(provider_id)}",
+                {"ids": missing, "provider": provider_id},
             )
         }
         if missing

@@ -58,11 +58,12 @@ def memberships_unsubscribe_due(*, now: datetime, most: int) -> UnsubscribeSumma
         due = sql.fetch(
             f"""
             SELECT m.id, m.account_id, m.link_hash, m.link, m.order_id, m.attempts,
-                   a.provider_account_id, a.phone, a.tier,
+                   a.provider_account_id, a.phone, a.tier, a.provider_id,
                    COALESCE(o.{o["execution_mode"]}, %(pull)s) AS execution_mode
             FROM {sql.MEMBERSHIPS} AS m JOIN {sql.ACCOUNTS} AS a ON a.id = m.account_id
+            JOIN {sql.PROVIDERS} AS p ON p.id = a.provider_id
             LEFT JOIN {o.table} AS o ON o.{o.pk} = m.order_id
-            WHERE m.state = {sql.OPEN} AND m.due_at <= %(now)s AND a.is_active
+            WHERE m.state = {sql.OPEN} AND m.due_at <= %(now)s AND a.is_active AND p.enabled
               AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= %(now)s)
               AND NOT EXISTS (SELECT 1 FROM {sql.TASKS} AS t
                               WHERE t.membership_id = m.id AND t.status IN {sql.LIVE})
@@ -178,11 +179,13 @@ def _store(
             (
                 token, m["order_id"], action, m["link_hash"], m["account_id"],
                 m["provider_account_id"], queued, 1, now, until, 0, json.dumps(payload), "", "",
-                now, now, m["execution_mode"], m["id"],
+                now, now, m["execution_mode"], m["provider_id"], m["id"],
             )
         )  # fmt: skip
     sql.copy_tasks(rows)
-    waiting.announce((now, m["provider_account_id"], m["execution_mode"]) for m, _ in reserved)
+    waiting.announce(
+        (now, m["provider_id"], m["provider_account_id"], m["execution_mode"]) for m, _ in reserved
+    )
 
 
 def memberships_left(left: list[tuple[int, str]], *, now: datetime) -> int:

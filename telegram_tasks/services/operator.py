@@ -81,11 +81,14 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
                        reserved_until = %(until)s, leased_until = NULL, updated_at = %(now)s,
                        {handouts.ended(handouts.REQUEUED)}
                 WHERE id = ANY(%(ids)s) AND status IN {sql.LIVE}
-                RETURNING provider_account_id, execution_mode
+                RETURNING provider_id, provider_account_id, execution_mode
                 """,  # noqa: S608
                 {"now": now, "until": until, "ids": ok},
             )
-            waiting.announce((now, r["provider_account_id"], r["execution_mode"]) for r in requeued)
+            waiting.announce(
+                (now, r["provider_id"], r["provider_account_id"], r["execution_mode"])
+                for r in requeued
+            )
     return len(ok), len(rows) - len(ok)
 
 

@@ -202,12 +202,13 @@ def apply_retry(items: list[Item], plans: dict[str, failures.Plan], now: datetim
                   result text)
         WHERE t.id = r.id AND t.status IN {sql.HANDED_OUT} AND t.lease_id = r.lease
         RETURNING t.id, t.telegram_account_id, t.action, t.link_hash, t.payload, t.reserved_until,
-                  t.available_at, t.provider_account_id, t.execution_mode
+                  t.available_at, t.provider_id, t.provider_account_id, t.execution_mode
         """,  # noqa: S608
         {"rows": rows, "now": now},
     )
     waiting.announce(
-        (r["available_at"], r["provider_account_id"], r["execution_mode"]) for r in requeued
+        (r["available_at"], r["provider_id"], r["provider_account_id"], r["execution_mode"])
+        for r in requeued
     )
     if requeued:
         claims_ = [settle.claim_of(r) for r in requeued]

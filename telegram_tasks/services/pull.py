@@ -1,5 +1,5 @@
-"""Pull: lease a batch of tasks in one statement, re-arm their locks, shape them for the
-provider; and replay a pull repeated with the same request_id."""
+"""Pull: lease a batch of the caller's tasks in one statement, re-arm their locks, shape them for
+the provider; and replay a pull repeated with the same request_id (the provider's own)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ from telegram_tasks import claims, waiting
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import TaskConflict
 from telegram_tasks.failures import Reason
-from telegram_tasks.models import ExecutionMode, new_ulid
+from telegram_tasks.models import ExecutionMode, Provider, default_provider_id, new_ulid
+from telegram_tasks.providers import ProviderRef
 from telegram_tasks.services import handouts, settle, sql
+
+PROVIDERS = Provider._meta.db_table
 
 
 @dataclass
@@ -87,22 +90,27 @@ BARE_RETURNING = (
 def lease_sql(
     *, by_accounts: bool = False, mode: str = ExecutionMode.PULL, bare: bool = False
 ) -> str:
-    """One statement leases a batch: pick with SKIP LOCKED (concurrent pulls skip each other's
-    rows), lease, return everything the response needs (the payload snapshot: no per-task
-    query). Leases that ran out (with hand-outs left, not abandoned) first, then queued tasks
-    due, oldest first — two ordered index range scans that stop at the LIMIT (the partial
-    indexes of ``leased`` and ``queued`` tasks; with ``by_accounts``, the one by account),
-    never a sort of the backlog. Only tasks that may run now: order active and not paused,
-    account active and not held; only tasks of ``mode`` (a pull never hands out a push task,
-    nor the dispatcher a pull task). A push task whose last dispatch never reached the
-    provider is the same hand-out again: its lease_id is kept and no attempt is counted.
+    """One statement leases a batch of one provider's tasks (``%(provider)s``): pick with SKIP
+    LOCKED (concurrent pulls skip each other's rows), lease, return everything the response
+    needs (the payload snapshot: no per-task query). Leases that ran out (with hand-outs left,
+    not abandoned) first, then queued tasks due, oldest first — two ordered index range scans
+    that stop at the LIMIT (the partial indexes of ``leased`` and of the provider's ``queued``
+    tasks; with ``by_accounts``, the one by account), never a sort of the backlog. Nothing
+    while the provider is disabled (one look at its row, once per statement). Only tasks that
+    may run now: order active and not paused, account active and not held; only tasks of
+    ``mode`` (a pull never hands out a push task, nor the dispatcher a pull task). A push task
+    whose last dispatch never reached the provider is the same hand-out again: its lease_id is
+    kept and no attempt is counted.
 
     A queued task whose reservation lapsed is never handed out: it is picked (and locked) in
     its place in the queue but left as it is, and returned as ``lapsed`` for the caller to
     expire. (Filtering it out in the queue's WHERE would let the planner, misled by
     statistics of a table that is mostly history, read and sort the whole queue instead.)"""
     accounts = "AND t.provider_account_id = ANY(%(accounts)s)" if by_accounts else ""
-    accounts += f" AND t.execution_mode = {sql.literal(mode)}"
+    accounts += f" AND t.execution_mode = {sql.literal(mode)} AND t.provider_id = %(provider)s"
+    # Uncorrelated: evaluated once for the statement (a one-time filter), not per task.
+    enabled = f"(SELECT p.enabled FROM {PROVIDERS} AS p WHERE p.id = %(provider)s)"  # noqa: S608
+    accounts += f" AND {enabled}"
     runnable = settle.runnable_sql("t")
     returning = BARE_RETURNING if bare else RETURNING
     lapsed = "" if bare else f"UNION ALL {LAPSED}"
@@ -143,11 +151,12 @@ def lease_sql(
 
 
 def lease_params(
-    *, limit: int, now: datetime, accounts: Sequence[str] | None, lease_id: str
+    *, limit: int, now: datetime, accounts: Sequence[str] | None, lease_id: str, provider_id: int
 ) -> dict[str, Any]:
     """The parameters of ``lease_sql`` (shared with the pull benchmark's baseline)."""
     until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
     return {
+        "provider": provider_id,
         "now": now,
         "until": until,
         "until_text": api_time(until),
@@ -176,22 +185,28 @@ def tasks_pull(
     *,
     limit: int,
     now: datetime,
+    provider: ProviderRef | None = None,
     accounts: Sequence[str] | None = None,
     request_id: str | None = None,
     wait_seconds: float = 0,
-    caller: str = "",
 ) -> PullResult:
-    """Lease up to ``limit`` tasks: queued ones that are due and still reserved, and leases
-    that ran out (with hand-outs left), oldest first. Two pulls never get the same task.
+    """Lease up to ``limit`` of the provider's tasks (on its own accounts): queued ones that are
+    due and still reserved, and leases that ran out (with hand-outs left), oldest first. Two
+    pulls never get the same task; a disabled provider gets none.
 
     ``wait_seconds``: with nothing to hand out, wait up to that long for tasks (long-poll, see
-    ``waiting``), holding no database connection, and lease them as soon as they come. Such a
-    pull takes one of the process's places for long-polls, counted per ``caller`` (the
-    provider): with none left it raises TooManyWaiting at once, having leased nothing."""
+    ``waiting``), holding no database connection, and lease them as soon as they come; only
+    the provider's own new tasks wake it. Such a pull takes one of the process's places for
+    long-polls, counted per provider: with none left it raises TooManyWaiting at once, having
+    leased nothing. ``request_id`` replays are the provider's own (another provider's id is
+    another request). ``provider`` None: the default provider (tools and tests; the API always
+    names the caller)."""
+    if provider is None:
+        provider = ProviderRef(default_provider_id(), "")
     if request_id:
         fingerprint = replay_fingerprint(limit, accounts)
         replay = claims.pull_replay_begin(
-            request_id, fingerprint, ttl=app_settings.PULL_REPLAY_SECONDS
+            provider.id, request_id, fingerprint, ttl=app_settings.PULL_REPLAY_SECONDS
         )
         if replay is claims.REPLAY_IN_PROGRESS:
             raise TaskConflict(
@@ -205,29 +220,40 @@ def tasks_pull(
                     {"request_id": request_id},
                     code="request_id_reused",
                 )
-            return PullResult(_replayed(replay, now=now), replayed=True)
+            return PullResult(_replayed(replay, now=now, provider_id=provider.id), replayed=True)
     lease_id = new_ulid()
 
     def lease(at: datetime) -> list[Leased]:
         return lease_tasks(
-            limit=limit, now=at, accounts=accounts, mode=ExecutionMode.PULL, lease_id=lease_id
+            limit=limit,
+            now=at,
+            accounts=accounts,
+            mode=ExecutionMode.PULL,
+            lease_id=lease_id,
+            provider_id=provider.id,
         )
 
     try:
         if wait_seconds > 0:
-            with waiting.LISTENER.place(caller):
+            with waiting.LISTENER.place(provider.id):
                 tasks = _lease_waiting(
-                    lease, now, limit=limit, accounts=accounts, seconds=wait_seconds
+                    lease,
+                    now,
+                    limit=limit,
+                    accounts=accounts,
+                    seconds=wait_seconds,
+                    provider_id=provider.id,
                 )
         else:
             tasks = lease(now)
     except BaseException:
         if request_id:
-            claims.pull_replay_forget(request_id)
+            claims.pull_replay_forget(provider.id, request_id)
         raise
     if request_id:
         try:
             claims.pull_replay_store(
+                provider.id,
                 request_id,
                 {"fp": fingerprint, "lease_id": lease_id, "ids": [t.id for t in tasks]},
                 ttl=app_settings.PULL_REPLAY_SECONDS,
@@ -235,7 +261,7 @@ def tasks_pull(
         except RedisError:
             # The tasks are leased: hand them out; only a replay of this pull is lost.
             with contextlib.suppress(RedisError):
-                claims.pull_replay_forget(request_id)
+                claims.pull_replay_forget(provider.id, request_id)
     return PullResult([t.json for t in tasks])
 
 
@@ -246,13 +272,16 @@ def _lease_waiting(
     limit: int,
     accounts: Sequence[str] | None,
     seconds: float,
+    provider_id: int,
 ) -> list[Leased]:
     """Lease; with nothing, sleep until woken (or the time is up) and lease again. Registered
     as waiting before each look, so tasks announced between the look and the sleep wake it."""
     deadline = time.monotonic() + seconds
     at = now
     while True:
-        with waiting.LISTENER.registered(limit=limit, accounts=accounts) as waiter:
+        with waiting.LISTENER.registered(
+            limit=limit, accounts=accounts, provider=provider_id
+        ) as waiter:
             tasks = lease(at)
             remaining = deadline - time.monotonic()
             if tasks or remaining <= 0:
@@ -274,12 +303,20 @@ def lease_tasks(
     accounts: Sequence[str] | None = None,
     mode: str,
     lease_id: str | None = None,
+    provider_id: int | None = None,
 ) -> list[Leased]:
-    """Lease up to ``limit`` tasks of ``mode`` in one statement, in id order; pull's answer and
-    push's bodies. One round trip to Redis in the same transaction: the claim state must be
-    present (a Redis that lost it answers 503 until rebuilt), and the locks of lapsed leases
-    handed out again are re-armed (a queued task's lock already covers its lease)."""
-    params = lease_params(limit=limit, now=now, accounts=accounts, lease_id=lease_id or new_ulid())
+    """Lease up to ``limit`` of one provider's tasks of ``mode`` in one statement, in id order;
+    pull's answer and push's bodies. One round trip to Redis in the same transaction: the claim
+    state must be present (a Redis that lost it answers 503 until rebuilt), and the locks of
+    lapsed leases handed out again are re-armed (a queued task's lock already covers its
+    lease). ``provider_id`` None: the default provider's."""
+    params = lease_params(
+        limit=limit,
+        now=now,
+        accounts=accounts,
+        lease_id=lease_id or new_ulid(),
+        provider_id=default_provider_id() if provider_id is None else provider_id,
+    )
     with transaction.atomic():
         rows = sql.rows(lease_sql(by_accounts=accounts is not None, mode=mode), params)
         lapsed = [r[0] for r in rows if r[2]]
@@ -303,7 +340,7 @@ def lease_tasks(
     return sorted(Leased(r[0], r[3]) for r in rows if r[0] not in lost)
 
 
-def _replayed(replay: dict[str, Any], *, now: datetime) -> list[str]:
+def _replayed(replay: dict[str, Any], *, now: datetime, provider_id: int) -> list[str]:
     """What the first pull with this request_id leased, as far as it is still that pull's: the
     same hand-out (lease_id), still leased, its lease not run out. A lease that ran out may be
     another puller's by now; it is never returned."""
@@ -313,7 +350,7 @@ def _replayed(replay: dict[str, Any], *, now: datetime) -> list[str]:
         f"SELECT {task_json_sql(API_TIME.format('t.leased_until'))} "  # noqa: S608
         f"FROM {sql.TASKS} AS t "
         f"WHERE t.id = ANY(%s) AND t.lease_id = %s AND t.status = {sql.LEASED} "
-        "AND t.leased_until > %s ORDER BY t.id",
-        [replay["ids"], replay["lease_id"], now],
+        "AND t.leased_until > %s AND t.provider_id = %s ORDER BY t.id",
+        [replay["ids"], replay["lease_id"], now, provider_id],
     )
     return [r[0] for r in rows]

@@ -20,6 +20,7 @@ from telegram_tasks.counters import count_reports
 from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
+from telegram_tasks.providers import ProviderRef
 from telegram_tasks.services import orders, outcomes, settle, sql
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,14 @@ class _Batch:
     plans: dict[str, failures.Plan] = field(default_factory=dict)
 
 
-def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOut]:
+def tasks_report(
+    *, reports: Sequence[ReportIn], now: datetime, provider: ProviderRef | None = None
+) -> list[ReportOut]:
     """Apply provider reports; one result per report, in order. Idempotent per task.
+
+    ``provider``: the caller; its own tasks only — another provider's task is answered exactly
+    as a task that does not exist (the same statements find nothing: same status, same body,
+    same work), and changes nothing. (None: a pass of the broker's own, for any provider.)
 
     Order of effects for ``done``: with the tasks' rows locked, Redis COMMIT first, then the
     ledger step (task done, units off the order) in the same transaction. COMMIT is idempotent
@@ -88,21 +95,25 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
     outs = [ReportOut(task_id=r.task_id) for r in reports]
     if not reports:
         return outs
+    provider_id = None if provider is None else provider.id
+    label = "" if provider is None else provider.name
     if len(reports) == 1 and reports[0].state == ReportState.DONE:
-        single = _single_done(reports[0], now)
+        single = _single_done(reports[0], now, provider_id)
         if single is not None:
-            count_reports(reports, [single])
+            count_reports(reports, [single], provider=label)
             return [single]
     ids = sorted({r.task_id for r in reports})
+    mine = "" if provider_id is None else "AND provider_id = %s "
     with transaction.atomic():
         # The batch's tasks are locked (in id order, so two batches never deadlock) from this
         # read to the commit: no other report, pull or housekeeping changes them in between.
+        # (Another provider's task is not read, so not locked: it is as absent as an unknown.)
         current = {
             row["id"]: row
             for row in sql.fetch(
                 f"SELECT {settle.CLAIM_COLUMNS}, status, lease_id, attempt, per_call "  # noqa: S608
-                f"FROM {sql.TASKS} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                [ids],
+                f"FROM {sql.TASKS} WHERE id = ANY(%s) {mine}ORDER BY id FOR UPDATE",
+                [ids] if provider_id is None else [ids, provider_id],
             )
         }
         batch = _classify(reports, outs, current)
@@ -149,7 +160,7 @@ def tasks_report(*, reports: Sequence[ReportIn], now: datetime) -> list[ReportOu
     for out in outs:
         if out.duplicate and out.task_id in first:
             out.status = first[out.task_id]
-    count_reports(reports, outs)
+    count_reports(reports, outs, provider=label)
     _log_failures(batch, finished)
     return outs
 
@@ -191,13 +202,13 @@ class _NotFirst(Exception):
     general way, which keeps the first COMMIT's moment."""
 
 
-def _single_done(report: ReportIn, now: datetime) -> ReportOut | None:
+def _single_done(report: ReportIn, now: datetime, provider_id: int | None) -> ReportOut | None:
     """One done report, the commonest request of all, in one statement and one COMMIT: the
     statement marks the task done and takes its unit off its order (its row locked, then the
     order's), Redis COMMITs in the same transaction, then the transaction commits — so the
     success is counted in Redis before the ledger step is, as on the general path. None when
     this call did not finish the task (already finished, never handed out, no such task, or
-    COMMITted before): the general path answers those."""
+    COMMITted before, another provider's): the general path answers those."""
     at = now.replace(microsecond=now.microsecond // 1000 * 1000)  # COMMIT keeps milliseconds
     try:
         with transaction.atomic():
@@ -207,6 +218,7 @@ def _single_done(report: ReportIn, now: datetime) -> ReportOut | None:
                 result=outcomes.result_json(report),
                 provider_task_id=report.provider_task_id,
                 now=now,
+                provider_id=provider_id,
             )
             if row is None:
                 return None

@@ -108,12 +108,16 @@ def retention_purge(*, now: datetime, most: int) -> RetentionSummary:
         while getattr(summary, counter) < most:
             size = min(BATCH, most - getattr(summary, counter))
             with transaction.atomic():
+                # The batch is picked once (a materialized CTE): as an IN subquery, a plan
+                # that rescans it per row would skip the rows this statement already deleted
+                # (SKIP LOCKED) and pick the next ones, past the batch and past ``most``.
                 deleted = sql.rows(
                     f"""
-                    DELETE FROM {table} WHERE id IN (
+                    WITH batch AS MATERIALIZED (
                         SELECT id FROM {table} AS x WHERE {column} < %s {only}
                         ORDER BY {column} LIMIT %s FOR UPDATE SKIP LOCKED
-                    ) RETURNING 1
+                    )
+                    DELETE FROM {table} AS d USING batch WHERE d.id = batch.id RETURNING 1
                     """,  # noqa: S608
                     [cutoff, size],
                 )

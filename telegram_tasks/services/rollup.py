@@ -1,6 +1,7 @@
 """The rollup behind the dashboard and the metrics: tasks created, done and failed (by reason)
-per action and hour (``TaskHour``), done and failed per minute for the dashboard's short ranges
-(``TaskMinute``, kept a few hours), and running totals of the same (``TaskTotal``).
+per action, provider and hour (``TaskHour``), done and failed per minute for the dashboard's
+short ranges (``TaskMinute``, kept a few hours), and running totals of the same (``TaskTotal``,
+per provider too).
 
 Each housekeeping pass counts only what happened since the last one — tasks created (a range of
 their ULID keys) and finished (a range of the finished index) up to a couple of minutes ago, so
@@ -56,20 +57,20 @@ def rollup(*, now: datetime) -> int:
             f"""
             WITH made AS (
                 SELECT date_trunc('hour', created_at) AS hour, action,
-                       'created' AS outcome, '' AS reason, count(*) AS n
+                       'created' AS outcome, '' AS reason, provider_id, count(*) AS n
                 FROM {sql.TASKS}
                 WHERE id >= %(created_from)s AND id < %(created_upto)s
-                GROUP BY 1, 2
+                GROUP BY 1, 2, 5
             ), finished AS MATERIALIZED (
-                SELECT finished_at, action, status, failure_reason
+                SELECT finished_at, action, status, failure_reason, provider_id
                 FROM {sql.TASKS}
                 WHERE finished_at >= %(finished_from)s AND finished_at < %(upto)s
             ), ended AS (
                 SELECT date_trunc('hour', finished_at) AS hour, action, status AS outcome,
                        CASE WHEN status = {sql.FAILED} THEN failure_reason ELSE '' END AS reason,
-                       count(*) AS n
+                       provider_id, count(*) AS n
                 FROM finished
-                GROUP BY 1, 2, 3, 4
+                GROUP BY 1, 2, 3, 4, 5
             ), minutes AS (
                 INSERT INTO {MINUTES} AS m (minute, action, outcome, reason, count)
                 SELECT date_trunc('minute', finished_at), action, status,
@@ -85,15 +86,16 @@ def rollup(*, now: datetime) -> int:
             ), counted AS (
                 SELECT * FROM made UNION ALL SELECT * FROM ended
             ), hours AS (
-                INSERT INTO {HOURS} AS h (hour, action, outcome, reason, count)
-                SELECT hour, action, outcome, reason, n FROM counted
-                ON CONFLICT ON CONSTRAINT tg_task_hour_unique
+                INSERT INTO {HOURS} AS h (hour, action, outcome, reason, provider_id, count)
+                SELECT hour, action, outcome, reason, provider_id, n FROM counted
+                ON CONFLICT ON CONSTRAINT tg_task_hour_provider_unique
                 DO UPDATE SET count = h.count + EXCLUDED.count
                 RETURNING 1
             ), totals AS (
-                INSERT INTO {TOTALS} AS t (action, outcome, reason, count)
-                SELECT action, outcome, reason, sum(n) FROM counted GROUP BY 1, 2, 3
-                ON CONFLICT ON CONSTRAINT tg_task_total_unique
+                INSERT INTO {TOTALS} AS t (action, outcome, reason, provider_id, count)
+                SELECT action, outcome, reason, provider_id, sum(n) FROM counted
+                GROUP BY 1, 2, 3, 4
+                ON CONFLICT ON CONSTRAINT tg_task_total_provider_unique
                 DO UPDATE SET count = t.count + EXCLUDED.count
                 RETURNING 1
             )

@@ -67,8 +67,8 @@ def runnable_sql(alias: str = "t") -> str:
 
 def blocked(task_ids: Sequence[str]) -> dict[str, Reason]:
     """The tasks among these that may never run again, and why: their account is inactive,
-    their order finished or stopped, or is paused. (A held account is not a reason: its tasks
-    wait for the hold to end.)"""
+    their provider disabled, their order finished or stopped, or is paused. (A held account is
+    not a reason: its tasks wait for the hold to end.)"""
     if not task_ids:
         return {}
     o = sql.order_table()
@@ -76,6 +76,7 @@ def blocked(task_ids: Sequence[str]) -> dict[str, Reason]:
         f"""
         SELECT t.id,
                CASE WHEN a.id IS NULL OR NOT a.is_active THEN %(account)s
+                    WHEN p.id IS NULL OR NOT p.enabled THEN %(provider)s
                     WHEN t.membership_id IS NOT NULL THEN NULL
                     WHEN o.{o.pk} IS NULL
                          OR o.{o["status"]} NOT IN {sql.literals(orders.active_statuses())}
@@ -84,11 +85,13 @@ def blocked(task_ids: Sequence[str]) -> dict[str, Reason]:
         FROM {sql.TASKS} AS t
         LEFT JOIN {o.table} AS o ON o.{o.pk} = t.order_id
         LEFT JOIN {sql.ACCOUNTS} AS a ON a.id = t.telegram_account_id
+        LEFT JOIN {sql.PROVIDERS} AS p ON p.id = t.provider_id
         WHERE t.id = ANY(%(ids)s)
         """,  # noqa: S608
         {
             "ids": list(task_ids),
             "account": Reason.ACCOUNT_INACTIVE.value,
+            "provider": Reason.PROVIDER_DISABLED.value,
             "inactive": Reason.ORDER_INACTIVE.value,
             "paused": Reason.ORDER_PAUSED.value,
         },
@@ -318,14 +321,19 @@ def mark_one_done(
     result: str | None,
     provider_task_id: str | None,
     now: datetime,
+    provider_id: int | None = None,
 ) -> dict[str, Any] | None:
-    """Mark one handed-out task done, taking its unit off its order, in one statement that
-    locks the task's row (then its order's: the order every path follows); its claim
-    (``claim_of``) if this call finished it, else None (finished already, never handed out,
-    or no such task). For a report's fast path: the caller COMMITs in Redis next, in the same
-    transaction, before anything is committed."""
+    """Mark one handed-out task (of ``provider_id``, when given) done, taking its unit off its
+    order, in one statement that locks the task's row (then its order's: the order every path
+    follows); its claim (``claim_of``) if this call finished it, else None (finished already,
+    never handed out, another provider's, or no such task). For a report's fast path: the
+    caller COMMITs in Redis next, in the same transaction, before anything is committed."""
     rows = _mark_done(
-        [(task_id, at, result, provider_task_id)], now=now, durable=False, handed_out=True
+        [(task_id, at, result, provider_task_id)],
+        now=now,
+        durable=False,
+        handed_out=True,
+        provider_id=provider_id,
     )
     return rows[0] if rows else None
 
@@ -336,13 +344,20 @@ def _mark_done(
     now: datetime,
     durable: bool,
     handed_out: bool = False,
+    provider_id: int | None = None,
 ) -> list[dict[str, Any]]:
     rows = json.dumps(
         [{"id": i, "at": at.isoformat(), "result": res, "ptid": ptid} for i, at, res, ptid in done]
     )
     finished = sql.fetch(
-        _done_sql(durable=durable, handed_out=handed_out),
-        {"rows": rows, "now": now, "one_shot": one_shot_actions(), **orders.deliver_params(now)},
+        _done_sql(durable=durable, handed_out=handed_out, scoped=provider_id is not None),
+        {
+            "rows": rows,
+            "now": now,
+            "one_shot": one_shot_actions(),
+            "provider": provider_id,
+            **orders.deliver_params(now),
+        },
     )
     gated = {a: app_settings.policy(a).gate for a in app_settings.ACTIONS}
     if any(gated.get(r["action"]) for r in finished):
@@ -351,7 +366,7 @@ def _mark_done(
 
 
 @cache
-def _done_sql(*, durable: bool, handed_out: bool) -> str:
+def _done_sql(*, durable: bool, handed_out: bool, scoped: bool = False) -> str:
     """One statement: the tasks done, their units off their orders (an automatic unsubscribe
     delivers none), and each one-shot success recorded where a rebuild finds it after the task
     is gone. (Built once per shape: the text is the same on every call.)"""
@@ -374,6 +389,7 @@ def _done_sql(*, durable: bool, handed_out: bool) -> str:
             FROM r
             WHERE t.id = r.id AND t.status IN {sql.LIVE}
               {"AND t.lease_id IS NOT NULL" if handed_out else ""}
+              {"AND t.provider_id = %(provider)s" if scoped else ""}
             RETURNING t.id, t.order_id, t.per_call, t.membership_id, t.action,
                       t.telegram_account_id, t.link_hash, t.finished_at,
                       t.payload->>'link' AS link, (t.payload->>'post_id')::bigint AS post_id,

@@ -20,6 +20,7 @@ from telegram_tasks.models import (
     OneShot,
     OrderPassStats,
     OrderTurn,
+    Provider,
     TelegramAccount,
     TelegramTask,
 )
@@ -31,6 +32,7 @@ MEMBERSHIPS = Membership._meta.db_table
 ONE_SHOTS = OneShot._meta.db_table
 ORDER_STATS = OrderPassStats._meta.db_table
 ORDER_TURNS = OrderTurn._meta.db_table
+PROVIDERS = Provider._meta.db_table
 
 
 def literal(value: str) -> str:
@@ -110,6 +112,30 @@ ORDER_FIELDS = (
 OPTIONAL_ORDER_FIELDS = ("start_count",)
 
 
+@dataclass(frozen=True)
+class OrderProviders:
+    """An order model's optional ``providers`` (a many-to-many to ``Provider``: the fleets its
+    tasks may go to; none: any), as generation reads it: the link table and its columns."""
+
+    table: str
+    order: str
+    provider: str
+
+
+@cache
+def order_providers() -> OrderProviders | None:
+    """The order model's routing, or None when it has no ``providers`` field."""
+    meta = get_order_model()._meta
+    try:
+        field = meta.get_field("providers")
+    except Exception:  # FieldDoesNotExist: the model routes nothing
+        return None
+    if not field.many_to_many or field.related_model is not Provider:
+        return None
+    through = field.remote_field.through._meta.db_table
+    return OrderProviders(through, field.m2m_column_name(), field.m2m_reverse_name())
+
+
 @cache
 def order_table() -> OrderTable:
     meta = get_order_model()._meta
@@ -131,7 +157,7 @@ NEW_TASK_COLUMNS = (
     "id", "order_id", "action", "link_hash", "telegram_account_id", "provider_account_id",
     "status", "per_call", "available_at", "reserved_until", "attempt", "payload",
     "failure_reason", "last_error", "created_at", "updated_at", "execution_mode",
-    "membership_id",
+    "provider_id", "membership_id",
 )  # fmt: skip
 
 
@@ -160,12 +186,14 @@ def check_batch(items: Sequence[Any], *, most: int, what: str) -> None:
 
 
 def queued_since(columns: str) -> str:
-    """Queued tasks due after ``%(since)s`` (with an account), one query per queue, each on
-    that queue's partial index (a list of modes would match neither)."""
+    """Queued tasks due after ``%(since)s`` (with an account), one query per queue and
+    provider, each a range of that queue's partial index (which leads with the provider; a list
+    of modes would match neither): providers are few, queues may be long."""
     return " UNION ALL ".join(
-        f"(SELECT {columns} FROM {TASKS} WHERE status = {QUEUED} "  # noqa: S608
+        f"(SELECT t.* FROM {PROVIDERS} AS p CROSS JOIN LATERAL ("  # noqa: S608
+        f"SELECT {columns} FROM {TASKS} WHERE provider_id = p.id AND status = {QUEUED} "
         f"AND execution_mode = {literal(mode)} AND available_at > %(since)s "
-        "AND telegram_account_id IS NOT NULL)"
+        "AND telegram_account_id IS NOT NULL) AS t)"
         for mode in ExecutionMode
     )
 

@@ -43,6 +43,7 @@ from scripts.wheel import build  # noqa: E402
 HOST_DEPENDENCIES = ["psycopg[binary]"]
 TOKEN = secrets.token_urlsafe(24)
 ADMIN_PASSWORD = secrets.token_urlsafe(16)
+MONITOR = secrets.token_urlsafe(24)  # METRICS_TOKEN: /metrics and /readyz's details
 
 
 def step(message: str) -> None:
@@ -62,6 +63,7 @@ class Host:
             "HOST_DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "PROVIDER_TOKEN": TOKEN,
+            "METRICS_TOKEN": MONITOR,
             "TG_KEY_PREFIX": prefix,
             "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
         }
@@ -283,10 +285,17 @@ def admin_pages(http: Http) -> None:
                                      {"Accept": "application/json"})[1])  # fmt: skip
     expect("/broker/provider/telegram/tasks/pull" in schema["paths"], "schema paths")
     http.page("/broker/docs/")
-    ready = json.loads(http.page("/ops/readyz"))
-    expect(ready["ok"] and ready["checks"]["claim_state"] == "ok", f"readyz: {ready}")
-    metrics = http.page("/ops/metrics")
-    expect('telegram_tasks_tasks{action="subscribe",status="done"}' in metrics, "metrics")
+    monitor = {"Authorization": f"Bearer {MONITOR}"}
+    status, body = http.request("GET", "/ops/readyz", None, monitor)
+    ready = json.loads(body)
+    expect(status == 200 and ready["checks"]["claim_state"] == "ok", f"readyz: {ready}")
+    status, body = http.request("GET", "/ops/metrics", None, monitor)
+    expect(status == 200, f"GET /ops/metrics answered {status}")
+    metrics = body.decode()
+    expect(
+        'telegram_tasks_tasks{action="subscribe",provider="default",status="done"}' in metrics,
+        "metrics",
+    )
     expect('telegram_tasks_http_responses_total{code="200"}' in metrics, "API answers counted")
 
 

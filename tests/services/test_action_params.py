@@ -18,7 +18,7 @@ from telegram_tasks.services import (
     tasks_report,
 )
 from telegram_tasks.services.push import Accepted
-from tests.factories import make_accounts, make_order
+from tests.factories import make_accounts, make_order, push_target
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -61,11 +61,11 @@ def test_pushed_tasks_carry_their_params(kind):
     tasks_generate(limit=10, now=T0)
     sent = []
 
-    def deliver(tasks):
+    def deliver(target, tasks):
         sent.extend(tasks)
         return [Accepted() for _ in tasks]
 
-    assert tasks_push(now=T0, deliver=deliver).leased == 1
+    assert tasks_push(now=T0, deliver=deliver, targets=[push_target()]).leased == 1
     assert [t["params"] for t in sent] == [expected]
 
 

@@ -60,9 +60,11 @@ def test_request_id_replays_the_same_tasks(queued):
 
 def test_request_id_in_progress_is_a_conflict(queued, redis_client, redis_prefix):
     from telegram_tasks.claims import keys
+    from telegram_tasks.models import default_provider_id
     from telegram_tasks.services.pull import replay_fingerprint
 
-    redis_client.set(keys.pull_replay("busy"), f"in-progress:{replay_fingerprint(2, None)}")
+    busy = keys.pull_replay(default_provider_id(), "busy")
+    redis_client.set(busy, f"in-progress:{replay_fingerprint(2, None)}")
     with pytest.raises(TaskConflict):
         tasks_pull(limit=2, now=T0, request_id="busy")
 

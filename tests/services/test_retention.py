@@ -127,3 +127,20 @@ def test_a_membership_a_task_still_names_stays_until_the_task_goes():
     assert retention_purge(now=NOW, most=100).tasks == 1
     retention_purge(now=NOW, most=100)
     assert not Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_a_batch_stays_bounded_whatever_the_plan(history, monkeypatch):
+    """A plan that reads the batch once per row of the table (a nested loop over an IN
+    subquery, no materialization) would skip the rows the statement already deleted (SKIP
+    LOCKED) and delete the next ones, past the batch and past ``most``: the batch is picked
+    once. (The planner's choice follows the statistics: seen on a fresh test database.)"""
+    from django.db import connection, transaction
+
+    from telegram_tasks.services import retention
+
+    monkeypatch.setattr(retention, "BATCH", 3)
+    with transaction.atomic(), connection.cursor() as cursor:
+        for option in ("hashagg", "sort", "hashjoin", "mergejoin", "memoize", "material"):
+            cursor.execute(f"SET LOCAL enable_{option} = off")
+        assert retention_purge(now=NOW, most=5).tasks == 5
+    assert TelegramTask.objects.count() == 10 - 5

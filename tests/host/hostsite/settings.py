@@ -1,7 +1,7 @@
 """A minimal Django project that installs telegram_tasks from its wheel (docs/reuse.md): its own
 order model (shop.Purchase), its own API defaults, Redis through a second cache, and no
-django-celery-beat. tests/host/run.py gives it HOST_DATABASE_URL, REDIS_URL, PROVIDER_TOKEN and
-TG_KEY_PREFIX."""
+django-celery-beat. tests/host/run.py gives it HOST_DATABASE_URL, REDIS_URL, PROVIDER_TOKEN,
+METRICS_TOKEN and TG_KEY_PREFIX."""
 
 import os
 from urllib.parse import urlsplit
@@ -77,6 +77,7 @@ TELEGRAM_TASKS = {
 if "+cluster://" in REDIS_URL:
     TELEGRAM_TASKS["REDIS_CLUSTER_URL"] = REDIS_URL
 PROVIDER_TOKEN = os.environ["PROVIDER_TOKEN"]
+METRICS_TOKEN = os.environ["METRICS_TOKEN"]  # /metrics and /readyz's details (DEBUG is off)
 
 # The host's own API defaults, which the provider API does not take.
 REST_FRAMEWORK = {
