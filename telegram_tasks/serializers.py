@@ -12,8 +12,8 @@ from rest_framework import serializers
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import error_code
 from telegram_tasks.parsers import stored_json_size
-from telegram_tasks.services.report import ReportIn as ReportIn_
-from telegram_tasks.services.report import ReportState
+from telegram_tasks.services.report_items import ReportIn as ReportIn_
+from telegram_tasks.services.report_items import ReportState
 
 TASK_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a ULID (Crockford base32)
 MAX_WAIT_SECONDS = 20  # a long-poll's longest wait (pull's wait_seconds)

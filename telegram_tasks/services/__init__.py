@@ -56,7 +56,8 @@ from telegram_tasks.services.rebuild import (
     claims_rebuild,
     claims_restore_if_lost,
 )
-from telegram_tasks.services.report import ReportIn, ReportOut, ReportState, tasks_report
+from telegram_tasks.services.report import tasks_report
+from telegram_tasks.services.report_items import ReportIn, ReportOut, ReportState
 from telegram_tasks.services.retention import (
     RetentionSummary,
     retention_preview,

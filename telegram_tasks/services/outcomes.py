@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import DatabaseError, transaction
 from redis.exceptions import RedisError
@@ -21,14 +21,12 @@ from telegram_tasks.services.accounts import (
 )
 from telegram_tasks.services.memberships import memberships_left
 from telegram_tasks.services.operator import orders_drop_reactions, orders_stop
-
-if TYPE_CHECKING:
-    from telegram_tasks.services.report import ReportIn, ReportOut
+from telegram_tasks.services.report_items import ReportIn, ReportOut
 
 logger = logging.getLogger(__name__)
 
 # (the report, its task's locked row, its outcome)
-Item = tuple["ReportIn", dict[str, Any], "ReportOut"]
+Item = tuple[ReportIn, dict[str, Any], ReportOut]
 
 
 def result_json(report: ReportIn) -> str:

@@ -52,7 +52,8 @@ from telegram_tasks.services import settle, sql
 from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.providers import push_urls
 from telegram_tasks.services.pull import lease_tasks
-from telegram_tasks.services.report import ReportIn, tasks_report
+from telegram_tasks.services.report import tasks_report
+from telegram_tasks.services.report_items import ReportIn
 
 logger = logging.getLogger(__name__)
 

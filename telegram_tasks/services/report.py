@@ -4,7 +4,6 @@ path: every result, whatever brought it, goes through ``tasks_report``."""
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 from collections.abc import Sequence
@@ -17,49 +16,16 @@ from django.db import transaction
 from telegram_tasks import claims, failures
 from telegram_tasks.conf import app_settings
 from telegram_tasks.counters import count_reports
-from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
+from telegram_tasks.exceptions import TaskConflict, TaskNotFound
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.providers import ProviderRef
 from telegram_tasks.services import orders, outcomes, settle, sql
+from telegram_tasks.services.report_items import ReportIn, ReportOut, ReportState
 
 logger = logging.getLogger(__name__)
 
 S = TelegramTask.Status
-
-
-class ReportState(enum.StrEnum):
-    """What a provider says of a task it was handed."""
-
-    DONE = "done"
-    FAILED = "failed"
-    PENDING = "pending"
-
-
-@dataclass(frozen=True)
-class ReportIn:
-    task_id: str
-    state: str  # a ReportState
-    error_code: str | None = None
-    error_message: str | None = None
-    retry_after: int | None = None
-    provider_task_id: str | None = None
-    data: Any = None
-    lease_id: str | None = None
-
-
-@dataclass
-class ReportOut:
-    """One report's outcome: the task's status after it, or the domain error refusing it."""
-
-    task_id: str
-    duplicate: bool = False
-    status: str | None = None
-    error: DomainError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass
