@@ -86,6 +86,9 @@ DEFAULTS: dict[str, Any] = {
     # Largest sync body (other requests: Django's DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB).
     "SYNC_MAX_BODY_BYTES": 32 * 1024 * 1024,
     "REPORT_MAX_BATCH": 1000,  # most reports / leases in one report, extend or release request
+    # Group commit: most single reports one web process applies together (those that arrived
+    # while the batch before was applied; a lone report waits for nobody). 1: each alone.
+    "REPORT_GROUP_MAX": 100,
     "MAX_LEASE_SECONDS": 3600,  # a hand-out's total lease, heartbeats (extend) included
     "PULL_REPLAY_SECONDS": 300,  # how long a pull's request_id replays the same tasks
     # Long-poll pulls waiting at once in one web process, and of one provider in it;

@@ -1,19 +1,25 @@
 """The counters the web processes keep (prometheus-client; summed over the gunicorn workers
-through PROMETHEUS_MULTIPROC_DIR at each scrape, see ``metrics``): reports by outcome and the
-provider API's answers by status code."""
+through PROMETHEUS_MULTIPROC_DIR at each scrape, see ``metrics``): reports by outcome, the
+sizes of group commit's batches, and the provider API's answers by status code."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 REPORTS = Counter(
     "telegram_tasks_reports",
     "Reports received, by provider, the state reported and what came of it (the task's status "
     "after it, duplicate, or the error's code)",
     ["state", "outcome", "provider"],
+)
+REPORT_BATCHES = Histogram(
+    "telegram_tasks_report_batch_size",
+    "Single reports applied together by group commit: reports per batch (1: a report that "
+    "found no batch under way and was applied alone)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 RESPONSES = Counter(
     "telegram_tasks_http_responses",

@@ -11,16 +11,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from telegram_tasks import claims, failures
 from telegram_tasks.conf import app_settings
-from telegram_tasks.counters import count_reports
+from telegram_tasks.counters import REPORT_BATCHES, count_reports
 from telegram_tasks.exceptions import TaskConflict, TaskNotFound
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.providers import ProviderRef
-from telegram_tasks.services import orders, outcomes, settle, sql
+from telegram_tasks.services import gathering, orders, outcomes, settle, sql
 from telegram_tasks.services.report_items import ReportIn, ReportOut, ReportState
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,75 @@ def tasks_report(
     that lapses by its own deadline (and housekeeping sweeps it).
     """
     sql.check_batch(reports, most=app_settings.REPORT_MAX_BATCH, what="reports")
+    if (
+        len(reports) == 1
+        and app_settings.REPORT_GROUP_MAX > 1
+        and not transaction.get_connection().in_atomic_block
+    ):
+        return [_gathered(reports[0], now, provider)]
+    return _report(reports, now, provider)
+
+
+Gathered = tuple[ReportIn, datetime, ProviderRef | None]
+
+
+def _gathered(report: ReportIn, now: datetime, provider: ProviderRef | None) -> ReportOut:
+    """Group commit: a single report that arrives while another of its provider's is being
+    applied in this process goes in the next batch with the others that arrived meanwhile (see
+    ``gathering``): one transaction, one COMMIT round trip, one commit for all of them, each
+    answered after it with its own outcome. (Not inside a caller's transaction: the batch
+    would commit with it, after the others' answers.)"""
+    key = ("report", None if provider is None else provider.id)
+    group = gathering.gatherer(
+        key,
+        _report_one,
+        _report_many,
+        most=min(app_settings.REPORT_GROUP_MAX, app_settings.REPORT_MAX_BATCH),
+        on_batch=REPORT_BATCHES.observe,
+        before_wait=_give_back_connections,
+    )
+    return group.submit((report, now, provider))
+
+
+def _give_back_connections() -> None:
+    """A report waiting for its batch needs no database connection (the batch's leader uses
+    its own): a pooled one goes back to the pool meanwhile, as the request would give it back
+    at its end — else the waiting reports could hold every connection the leader needs."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
+
+
+def _report_one(item: Gathered) -> ReportOut:
+    report, now, provider = item
+    [out] = _report([report], now, provider)
+    return out
+
+
+def _report_many(items: Sequence[Gathered]) -> list[ReportOut]:
+    """The batch, as if its reports had come one after another: a task reported again within
+    it goes in a later round (its own transaction), which finds what the earlier one left."""
+    now = max(at for _, at, _ in items)
+    provider = items[0][2]
+    outs: list[ReportOut | None] = [None] * len(items)
+    left = list(range(len(items)))
+    while left:
+        seen: set[str] = set()
+        this, later = [], []
+        for i in left:
+            task_id = items[i][0].task_id
+            (later if task_id in seen else this).append(i)
+            seen.add(task_id)
+        reports = [items[i][0] for i in this]
+        for i, out in zip(this, _many_then_report(reports, now, provider), strict=True):
+            outs[i] = out
+        left = later
+    return outs  # type: ignore[return-value]
+
+
+def _report(
+    reports: Sequence[ReportIn], now: datetime, provider: ProviderRef | None
+) -> list[ReportOut]:
     outs = [ReportOut(task_id=r.task_id) for r in reports]
     if not reports:
         return outs
@@ -163,6 +232,24 @@ def _log_failures(batch: _Batch, finished: set[str]) -> None:
             )
 
 
+def _many_then_report(
+    reports: Sequence[ReportIn], now: datetime, provider: ProviderRef | None
+) -> list[ReportOut]:
+    """Distinct tasks' reports: the done ones the short way (``_many_done``), the rest, and any
+    done one it did not finish, the general way — one transaction each."""
+    outs: dict[str, ReportOut] = {}
+    done = [r for r in reports if r.state == ReportState.DONE]
+    if len(done) > 1:
+        outs = _many_done(done, now, None if provider is None else provider.id)
+        finished = [r for r in done if r.task_id in outs]
+        label = "" if provider is None else provider.name
+        count_reports(finished, [outs[r.task_id] for r in finished], provider=label)
+    rest = [r for r in reports if r.task_id not in outs]
+    if rest:
+        outs.update(zip([r.task_id for r in rest], _report(rest, now, provider), strict=True))
+    return [outs[r.task_id] for r in reports]
+
+
 class _NotFirst(Exception):
     """The success was COMMITted before (a retry after a lost ledger step): undo, go the
     general way, which keeps the first COMMIT's moment."""
@@ -194,6 +281,43 @@ def _single_done(report: ReportIn, now: datetime, provider_id: int | None) -> Re
     except _NotFirst:
         return None
     return ReportOut(task_id=report.task_id, status=S.DONE.value)
+
+
+def _many_done(
+    reports: Sequence[ReportIn], now: datetime, provider_id: int | None
+) -> dict[str, ReportOut]:
+    """``_single_done`` for a batch of done reports of distinct tasks: their tasks, then their
+    orders, locked in id order (one statement), the tasks this call finishes marked done with
+    their units off their orders (one statement), COMMITted in Redis (one round trip), then one
+    commit. The outcomes of the reports it finished; the others (already finished, never handed
+    out, unknown, another provider's) are the general path's to answer. Nothing when any
+    success was COMMITted before (a retry after a lost ledger step): the general path keeps
+    that COMMIT's moment."""
+    at = now.replace(microsecond=now.microsecond // 1000 * 1000)  # COMMIT keeps milliseconds
+    try:
+        with transaction.atomic():
+            orders.lock_tasks_then_orders([r.task_id for r in reports], provider_id=provider_id)
+            rows = settle.mark_many_done(
+                [(r.task_id, outcomes.result_json(r), r.provider_task_id) for r in reports],
+                at=at,
+                now=now,
+                provider_id=provider_id,
+            )
+            if not rows:
+                return {}
+            results = claims.commit_many_at(
+                [settle.claim_of(row) for row in rows], now=at, require_state=True
+            )
+            if not all(first for first, _ in results):
+                raise _NotFirst
+    except _NotFirst:
+        return {}
+    finished = {row["id"] for row in rows}
+    return {
+        r.task_id: ReportOut(task_id=r.task_id, status=S.DONE.value)
+        for r in reports
+        if r.task_id in finished
+    }
 
 
 def _note_start_counts(batch: _Batch) -> None:

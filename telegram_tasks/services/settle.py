@@ -338,6 +338,25 @@ def mark_one_done(
     return rows[0] if rows else None
 
 
+def mark_many_done(
+    done: Sequence[tuple[str, str | None, str | None]],
+    *,
+    at: datetime,
+    now: datetime,
+    provider_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """``mark_one_done`` for several tasks — (task id, result JSON, provider_task_id), each id
+    once — whose rows and orders the caller has locked (``orders.lock_tasks_then_orders``):
+    the claims of those this call finished."""
+    return _mark_done(
+        [(task_id, at, result, ptid) for task_id, result, ptid in done],
+        now=now,
+        durable=False,
+        handed_out=True,
+        provider_id=provider_id,
+    )
+
+
 def _mark_done(
     done: Sequence[tuple[str, datetime, str | None, str | None]],
     *,
