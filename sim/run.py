@@ -260,11 +260,11 @@ class Scheduler(threading.Thread):
         from django.utils import timezone
 
         from orders.services import orders_settle_due
-        from telegram_tasks import push
+        from telegram_tasks.api import push_transport
         from telegram_tasks.services import tasks_generate, tasks_housekeep, tasks_push
 
         def dispatch(now):
-            return tasks_push(now=now, deliver=push.deliver)
+            return tasks_push(now=now, deliver=push_transport.deliver)
 
         while not self.stop.is_set():
             for step in (tasks_housekeep, tasks_generate, dispatch, orders_settle_due):

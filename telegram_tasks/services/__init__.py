@@ -30,6 +30,7 @@ from telegram_tasks.services.accounts import (
     accounts_sync,
     tasks_release_for_accounts,
 )
+from telegram_tasks.services.dispatch import PushSummary, push_breaker, push_waiting, tasks_push
 from telegram_tasks.services.generation import GenerationSummary, order_slots, tasks_generate
 from telegram_tasks.services.housekeeping import HousekeepingSummary, tasks_housekeep
 from telegram_tasks.services.leases import LeaseOut, LeaseRef, tasks_extend, tasks_release
@@ -50,7 +51,6 @@ from telegram_tasks.services.providers import (
     providers_enable,
 )
 from telegram_tasks.services.pull import PullResult, lease_params, lease_sql, tasks_pull
-from telegram_tasks.services.push import PushSummary, push_breaker, push_waiting, tasks_push
 from telegram_tasks.services.rebuild import (
     RebuildSummary,
     claims_rebuild,

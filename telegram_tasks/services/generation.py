@@ -19,13 +19,13 @@ from typing import NamedTuple
 
 from django.db import connection, transaction
 
-from telegram_tasks import claims, waiting
+from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings
 from telegram_tasks.logs import log_fields
 from telegram_tasks.models import TelegramTask, new_ulid
 from telegram_tasks.params import InvalidParams, TaskParams, task_params
-from telegram_tasks.services import orders, settle, sql
+from telegram_tasks.services import available, orders, settle, sql
 from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
 from telegram_tasks.services.providers import push_urls, routing
@@ -487,7 +487,7 @@ def _store(
     ]
     sql.copy_tasks(rows)
     orders.orders_advance(updates, now=now)
-    waiting.announce(
+    available.announce(
         (slot.at, account.provider_id, account.provider_account_id, slot.order.execution_mode)
         for slot, account in served
     )

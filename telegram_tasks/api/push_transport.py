@@ -32,10 +32,10 @@ import httpcore
 import httpx
 from rest_framework.exceptions import ParseError
 
+from telegram_tasks.api.parsers import check_json
+from telegram_tasks.api.serializers import ReportIn, report_in
 from telegram_tasks.conf import app_settings
-from telegram_tasks.parsers import check_json
-from telegram_tasks.serializers import ReportIn, report_in
-from telegram_tasks.services.push import (
+from telegram_tasks.services.dispatch import (
     Accepted,
     Delivered,
     Outcome,
