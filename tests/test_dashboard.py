@@ -367,7 +367,7 @@ def test_the_rollup_keeps_minutes_a_few_hours(now_worked):
 def test_a_starved_order_shows_its_last_hour_against_the_hour_before():
     """Slots starved per ten minutes, kept two hours in the order's pass record: the last hour
     against the hour before (no account at all: every slot of every pass starves)."""
-    from telegram_tasks.services.generation import starved_bucket
+    from telegram_tasks.services.pass_stats import starved_bucket
 
     order = make_order(action="subscribe", link="t.me/starving", quantity=4)
     at = datetime(2026, 3, 10, 12, 5, tzinfo=UTC)

@@ -31,7 +31,8 @@ from telegram_tasks.services.accounts import (
     tasks_release_for_accounts,
 )
 from telegram_tasks.services.dispatch import PushSummary, push_breaker, push_waiting, tasks_push
-from telegram_tasks.services.generation import GenerationSummary, order_slots, tasks_generate
+from telegram_tasks.services.due_orders import order_slots
+from telegram_tasks.services.generation import GenerationSummary, tasks_generate
 from telegram_tasks.services.housekeeping import HousekeepingSummary, tasks_housekeep
 from telegram_tasks.services.leases import LeaseOut, LeaseRef, tasks_extend, tasks_release
 from telegram_tasks.services.operator import (
