@@ -3,8 +3,11 @@ phase of a task's life. Interfaces (DRF views, Celery tasks, commands, admin act
 app) import from here.
 
     generation    due orders become tasks (RESERVE); memberships whose time is up unsubscribe
+    due_orders    the pass's page of due orders (locked, keyset) and their slots in the tick
+    pass_stats    what each pass found for the orders short of accounts
+    available     announce tasks now available (NOTIFY; the API's long-poll listens)
     memberships   automatic unsubscribes; memberships that ended without one
-    push          the push dispatcher: lease, hand to a transport, apply the answers
+    dispatch      the push dispatcher: lease, hand to a transport, apply the answers
     pull          lease a batch of tasks
     report        the one completion path (done → COMMIT; failed, pending → ``outcomes``)
     leases        extend, release
@@ -18,6 +21,7 @@ app) import from here.
     rollup        hourly counts for the dashboard and the metrics; the passes' record
     farm          the accounts by state (active, held, cooling, capped, inactive)
     settle        the shared kernel: end, re-arm, mark done, settle a lost ledger step
+    done_sql      the statements that mark tasks done (one-shot rows, memberships)
     orders        every write to the order model
     sql           table names, status fragments, the fetch helper
 """
