@@ -65,7 +65,7 @@ def _stop_long_poll_listener(django_db_setup, django_db_blocker) -> Iterator[Non
     """The long-poll listener holds a connection to the test database: closed before the
     database is dropped."""
     yield
-    from telegram_tasks import waiting
+    from telegram_tasks.api import waiting
 
     with django_db_blocker.unblock():
         waiting.LISTENER.stop()

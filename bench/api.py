@@ -97,7 +97,8 @@ def main() -> None:
     from django.utils import timezone
 
     from orders.models import Order
-    from telegram_tasks import claims, services, waiting
+    from telegram_tasks import claims, services
+    from telegram_tasks.api import waiting
     from telegram_tasks.claims import Claim, Target
     from telegram_tasks.links import link_hash
     from telegram_tasks.models import TelegramAccount, TelegramTask, default_provider_id, new_ulid

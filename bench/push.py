@@ -41,7 +41,8 @@ def main() -> None:
     from django.utils import timezone
 
     from orders.models import Order
-    from telegram_tasks import claims, push
+    from telegram_tasks import claims
+    from telegram_tasks.api import push_transport
     from telegram_tasks.links import normalize_link
     from telegram_tasks.models import TelegramAccount, TelegramTask
     from telegram_tasks.services import tasks_generate, tasks_pull, tasks_push
@@ -78,10 +79,12 @@ def main() -> None:
         assert provider.stdout.readline().strip() == "ready"
         # --- push ------------------------------------------------------------------------------
         world("push")
-        tasks_push(now=timezone.now(), deliver=push.deliver, limit=1)  # warm the pooled client
+        tasks_push(
+            now=timezone.now(), deliver=push_transport.deliver, limit=1
+        )  # warm the pooled client
         t0 = time.perf_counter()
         while True:
-            summary = tasks_push(now=timezone.now(), deliver=push.deliver)
+            summary = tasks_push(now=timezone.now(), deliver=push_transport.deliver)
             if not summary.leased:
                 break
         push_s = time.perf_counter() - t0

@@ -13,7 +13,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 
-from telegram_tasks.exception_handlers import envelope
+from telegram_tasks.api.exception_handlers import envelope
 
 
 class ReleaseDatabase:

@@ -48,7 +48,12 @@ def probe_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> It
     from django.core.handlers.wsgi import WSGIRequest
     from django.db import close_old_connections
 
-    from telegram_tasks.metrics import INTERNAL_LISTENER, healthz_view, metrics_view, readyz_view
+    from telegram_tasks.monitoring.metrics import (
+        INTERNAL_LISTENER,
+        healthz_view,
+        metrics_view,
+        readyz_view,
+    )
 
     views = {"/healthz": healthz_view, "/readyz": readyz_view, "/metrics": metrics_view}
     view = views.get(environ.get("PATH_INFO", ""))

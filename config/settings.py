@@ -178,12 +178,14 @@ WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["telegram_tasks.parsers.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["telegram_tasks.api.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_AUTHENTICATION_CLASSES": ["telegram_tasks.authentication.ProviderTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["telegram_tasks.authentication.IsProvider"],
-    "EXCEPTION_HANDLER": "telegram_tasks.exception_handlers.api_exception_handler",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "telegram_tasks.api.authentication.ProviderTokenAuthentication"
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["telegram_tasks.api.authentication.IsProvider"],
+    "EXCEPTION_HANDLER": "telegram_tasks.api.exception_handlers.api_exception_handler",
 }
 # Request bodies: Django's default size (2.5 MB) for every route, refused with 413 by their
 # Content-Length before anything reads them (config.middleware.BodyLimit); accounts/sync takes
@@ -191,13 +193,13 @@ REST_FRAMEWORK = {
 # Django's own limit stays at the largest a route takes, as a backstop.
 REQUEST_MAX_BODY_BYTES = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
-# The schema's own settings are the app's (telegram_tasks/schema.py); these serve its docs.
+# The schema's own settings are the app's (telegram_tasks/api/schema.py); these serve its docs.
 SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # (Who may read the schema and the docs is the app's: anyone with DEBUG on, staff
-    # otherwise, telegram_tasks.schema.StaffUnlessDebug.)
+    # otherwise, telegram_tasks.api.schema.StaffUnlessDebug.)
 }
 
 # Celery's broker (kombu) has no Redis Cluster support: with a cluster in REDIS_URL, name a

@@ -4,7 +4,7 @@ from django.urls import include, path
 
 from orders.panel import panel_api
 from telegram_tasks.admin.dashboard import dashboard_view
-from telegram_tasks.metrics import healthz_view, metrics_view, readyz_view
+from telegram_tasks.monitoring.metrics import healthz_view, metrics_view, readyz_view
 
 # The operator's lists are wide (an account's state, cooldowns, caps, channels and locks): at
 # 1366 px the navigation sidebar would push their last columns out of sight. The index and the

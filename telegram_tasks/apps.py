@@ -7,4 +7,4 @@ class TelegramTasksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from telegram_tasks import checks, host_checks, schema  # noqa: F401  (registers them)
+        from telegram_tasks import checks, host_checks  # noqa: F401  (registers them)

@@ -110,7 +110,7 @@ def check_push() -> list[Error]:
         )
     url = app_settings.PROVIDER_PUSH_URL
     if url:
-        from telegram_tasks.push import check_push_url
+        from telegram_tasks.api.push_transport import check_push_url
 
         problem = check_push_url(url)
         if problem:

@@ -5,7 +5,7 @@ tasks, and receives pushes at its own URL. Registered with the app's models thro
 
 A token is ``<prefix>.<secret>``: the prefix (12 hex characters) is public and finds the row by
 an index; the table keeps only the SHA-256 digest of the whole token, compared in constant time
-(``telegram_tasks.authentication``). The ``PROVIDER_TOKEN`` setting keeps working: its tokens
+(``telegram_tasks.api.authentication``). The ``PROVIDER_TOKEN`` setting keeps working: its tokens
 are the default provider's, the one migration 0019 made to own every existing account.
 """
 

@@ -9,11 +9,12 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.utils import timezone
 
-from telegram_tasks import claims, push, schedule
+from telegram_tasks import claims, schedule
+from telegram_tasks.api import push_transport
 from telegram_tasks.claims import ClaimsStateLost
 from telegram_tasks.conf import app_settings
 from telegram_tasks.services import push_waiting, tasks_generate, tasks_housekeep, tasks_push
-from telegram_tasks.services.push import push_targets, target_problem
+from telegram_tasks.services.dispatch import push_targets, target_problem
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,9 @@ def push_telegram_tasks() -> str | None:
             )
         return None
     try:
-        return tasks_push(now=timezone.now(), deliver=push.deliver, targets=targets).line()
+        return tasks_push(
+            now=timezone.now(), deliver=push_transport.deliver, targets=targets
+        ).line()
     except ClaimsStateLost as exc:
         logger.info("push pass refused until the claim state is restored: %s", exc)
         return None

@@ -1,33 +1,9 @@
-from django.urls import path, re_path
+"""The app's URLconf, what a host project includes
+(``path("api/", include("telegram_tasks.urls"))``, docs/reuse.md): the provider API, its schema
+and its docs (``telegram_tasks.api.urls``). The operator's pages are the host's to mount: the
+dashboard (``telegram_tasks.admin.dashboard``) and the probes and metrics
+(``telegram_tasks.monitoring.metrics``)."""
 
-from telegram_tasks import views
-from telegram_tasks.exception_handlers import json_not_found
-from telegram_tasks.schema import DocsView, ProviderSchemaView
+from telegram_tasks.api.urls import provider_urlpatterns, urlpatterns
 
-provider_urlpatterns = [
-    path(
-        "provider/telegram/accounts/sync",
-        views.AccountsSyncView.as_view(),
-        name="provider-accounts-sync",
-    ),
-    path("provider/telegram/tasks/pull", views.PullView.as_view(), name="provider-tasks-pull"),
-    path(
-        "provider/telegram/tasks/report", views.ReportView.as_view(), name="provider-tasks-report"
-    ),
-    path(
-        "provider/telegram/tasks/extend", views.ExtendView.as_view(), name="provider-tasks-extend"
-    ),
-    path(
-        "provider/telegram/tasks/release",
-        views.ReleaseView.as_view(),
-        name="provider-tasks-release",
-    ),
-]
-
-urlpatterns = [
-    path("schema/", ProviderSchemaView.as_view(routes=provider_urlpatterns), name="schema"),
-    path("docs/", DocsView.as_view(url_name="schema"), name="docs"),
-    *provider_urlpatterns,
-    # Anything else under /api/ answers in the API's envelope, not Django's HTML 404.
-    re_path(r"^.*$", json_not_found, name="provider-not-found"),
-]
+__all__ = ["provider_urlpatterns", "urlpatterns"]

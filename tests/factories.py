@@ -65,7 +65,7 @@ def push_target(provider: Any = None, *, url: str = "https://provider.example/pu
     push target, for ``tasks_push(targets=[…])``."""
     from telegram_tasks.models import Provider, default_provider_id
     from telegram_tasks.providers import ProviderRef
-    from telegram_tasks.services.push import PushTarget
+    from telegram_tasks.services.dispatch import PushTarget
 
     row = Provider.objects.get(pk=provider.pk if provider else default_provider_id())
     return PushTarget(ProviderRef(row.pk, row.name, row.enabled), url, "signing-secret")

@@ -27,7 +27,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from telegram_tasks import push
+from telegram_tasks.api import push_transport
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.services import tasks_generate, tasks_push
 from tests import live
@@ -380,9 +380,9 @@ def hostile(settings):
         "PUSH_ALLOW_HTTP": True,
         "PUSH_TIMEOUT_SECONDS": 2,
     }
-    push._transport.cache_clear()
+    push_transport._transport.cache_clear()
     yield server
-    push._transport.cache_clear()
+    push_transport._transport.cache_clear()
     server.shutdown()
     server.server_close()
 
@@ -400,7 +400,7 @@ def test_a_hostile_push_endpoint_costs_one_task_not_the_pass(hostile):
         make_order(action="view", link=f"t.me/{kind}{i}/1", quantity=1, execution_mode="push")
     tasks_generate(limit=10, now=timezone.now())
     started = time.monotonic()
-    summary = tasks_push(now=timezone.now(), deliver=push.deliver)
+    summary = tasks_push(now=timezone.now(), deliver=push_transport.deliver)
     took = time.monotonic() - started
     assert summary.leased == 6
     assert took < 15, f"the pass took {took:.1f} s"

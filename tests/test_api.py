@@ -726,7 +726,7 @@ def test_schema_and_docs_are_served(admin_client, monkeypatch):
     monkeypatch.setattr(
         SchemaGenerator, "get_schema", lambda *a, **k: generated.append(1) or real(*a, **k)
     )
-    monkeypatch.setattr("telegram_tasks.schema.ProviderSchemaView._rendered", {})
+    monkeypatch.setattr("telegram_tasks.api.schema.ProviderSchemaView._rendered", {})
     for _ in range(3):
         schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
         assert schema.status_code == 200

@@ -8,7 +8,6 @@ from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from telegram_tasks import activity, dashboard
 from telegram_tasks.models import (
     GenerationPass,
     OrderPassStats,
@@ -20,6 +19,7 @@ from telegram_tasks.models import (
     TelegramTask,
     default_provider_id,
 )
+from telegram_tasks.monitoring import activity, overview
 from telegram_tasks.services import (
     ReportIn,
     accounts_deactivate,
@@ -116,7 +116,7 @@ def test_accounts_by_state(settings):
 def test_the_dashboard_page(admin_client, worked):
     with TestCase.captureOnCommitCallbacks(execute=True):
         tasks_housekeep(now=T0 + timedelta(minutes=5))
-    board = dashboard.dashboard(now=T0 + timedelta(minutes=5), range_key="1h")
+    board = overview.dashboard(now=T0 + timedelta(minutes=5), range_key="1h")
     act = board.activity
     assert act.done == {"view": [0] * 54 + [1] + [0] * 5}  # T0 + 5 s, in the minute of T0
     # (What housekeeping itself ended then is counted by the next rollup: within the lag.)
@@ -176,17 +176,17 @@ def test_starved_orders_are_those_short_of_accounts_now():
     )
     tasks_generate(limit=20, now=T0)
     later = T0 + timedelta(minutes=1)
-    assert {s["order_id"] for s in dashboard.starved_orders(now=later)} == {
+    assert {s["order_id"] for s in overview.starved_orders(now=later)} == {
         short.pk, paused.pk, done.pk, stale.pk
     }  # fmt: skip
     orders_pause(order_ids=[paused.pk], now=T0)
     type(done).objects.filter(pk=done.pk).update(status="completed")
     type(stale).objects.filter(pk=stale.pk).update(next_run_at=T0 + timedelta(days=1))
     OrderPassStats.objects.filter(order_id=stale.pk).update(
-        last_pass_at=T0 - dashboard.STARVED_WINDOW
+        last_pass_at=T0 - overview.STARVED_WINDOW
     )
-    assert [s["order_id"] for s in dashboard.starved_orders(now=later)] == [short.pk]
-    assert dashboard.short_of_accounts(now=later).count() == 1
+    assert [s["order_id"] for s in overview.starved_orders(now=later)] == [short.pk]
+    assert overview.short_of_accounts(now=later).count() == 1
 
 
 def test_inactive_accounts_are_never_counted_cooling_or_capped(settings):
@@ -256,7 +256,7 @@ def test_a_starved_order_links_to_the_order_models_own_admin_page(admin_client, 
     make_accounts(1)
     orders = [make_order(action="subscribe", link=f"t.me/hungry{n}", quantity=3) for n in (1, 2)]
     tasks_generate(limit=20, now=timezone.now())
-    starved = [s["order_id"] for s in dashboard.starved_orders(now=timezone.now())]
+    starved = [s["order_id"] for s in overview.starved_orders(now=timezone.now())]
     assert starved and set(starved) <= {o.pk for o in orders}
     html = admin_client.get(URL).content.decode()
     for pk in starved:
@@ -367,13 +367,13 @@ def test_the_rollup_keeps_minutes_a_few_hours(now_worked):
 def test_a_starved_order_shows_its_last_hour_against_the_hour_before():
     """Slots starved per ten minutes, kept two hours in the order's pass record: the last hour
     against the hour before (no account at all: every slot of every pass starves)."""
-    from telegram_tasks.services.generation import starved_bucket
+    from telegram_tasks.services.pass_stats import starved_bucket
 
     order = make_order(action="subscribe", link="t.me/starving", quantity=4)
     at = datetime(2026, 3, 10, 12, 5, tzinfo=UTC)
     for minutes in (0, 70, 80):  # more than an hour ago, then twice within the hour
         tasks_generate(limit=20, now=at + timedelta(minutes=minutes))
-    [s] = dashboard.starved_orders(now=at + timedelta(minutes=85))
+    [s] = overview.starved_orders(now=at + timedelta(minutes=85))
     assert (s["order_id"], s["starved_slots"]) == (order.pk, 4)
     assert s["per_ten_minutes"] == [0, 0, 4, 0, 0, 0, 0, 0, 0, 4, 4, 0]
     assert (s["last_hour"], s["hour_before"]) == (8, 4)

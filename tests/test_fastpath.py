@@ -6,8 +6,8 @@ import itertools
 import pytest
 from rest_framework.views import APIView
 
-from telegram_tasks import fastpath
-from telegram_tasks import serializers as s
+from telegram_tasks.api import fastpath
+from telegram_tasks.api import serializers as s
 
 from .test_api import BASE, api, generate, provider_token, pull  # noqa: F401 (fixtures)
 

@@ -12,8 +12,8 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from telegram_tasks import waiting
-from telegram_tasks.services import ReportIn, tasks_generate, tasks_pull, tasks_report
+from telegram_tasks.api import waiting
+from telegram_tasks.services import ReportIn, available, tasks_generate, tasks_pull, tasks_report
 from tests.factories import make_accounts, make_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,7 +24,7 @@ class Waiting(threading.Thread):
 
     def __init__(self, **pull):
         super().__init__(daemon=True)
-        self.pull = {"limit": 10, "wait_seconds": 5, **pull}
+        self.pull = {"limit": 10, "wait_seconds": 5, "wait": waiting.lease_waiting, **pull}
         self.tasks = None
         self.error = None
         self.seconds = None
@@ -161,7 +161,7 @@ def test_an_announcement_in_a_transaction_that_rolls_back_wakes_nobody():
     pull.start()
     settle_in(pull)
     with transaction.atomic():
-        waiting.announce([(timezone.now(), default_provider_id(), "ext_x", "pull")])
+        available.announce([(timezone.now(), default_provider_id(), "ext_x", "pull")])
         transaction.set_rollback(True)
     assert pull.result() == []
     assert pull.seconds >= 0.9

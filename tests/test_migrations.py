@@ -76,7 +76,7 @@ def test_an_existing_install_upgrades_to_providers_with_no_change(settings):
     from django.utils import timezone
     from rest_framework.test import APIClient
 
-    from telegram_tasks import authentication
+    from telegram_tasks.api import authentication
     from telegram_tasks.providers import forget_default_provider
 
     settings.PROVIDER_TOKEN = "a-token-from-before-providers-0123456789"

@@ -174,7 +174,7 @@ def test_every_pass_reports_when_it_last_ran_and_succeeded(client, admin_client,
     whoever runs them; /metrics shows them per pass (0: never), the dashboard how long ago."""
     from datetime import timedelta
 
-    from telegram_tasks import dashboard
+    from telegram_tasks.monitoring import overview
     from telegram_tasks.services import tasks_push
 
     body = client.get("/metrics", **monitoring).content.decode()
@@ -193,11 +193,11 @@ def test_every_pass_reports_when_it_last_ran_and_succeeded(client, admin_client,
         assert at == now.timestamp(), name
         assert sample(body, "telegram_tasks_pass_runs_total", name) == before[name] + 1
     assert 'telegram_tasks_pass_period_seconds{pass="push"} 5.0' in body
-    board = dashboard.dashboard(now=now + timedelta(seconds=12))
+    board = overview.dashboard(now=now + timedelta(seconds=12))
     states = {p.name: p for p in board.liveness}
     assert states["generation"].ago == "12 s ago" and not states["generation"].late
     # Three periods without a success: late (red).
-    later = dashboard.dashboard(now=now + timedelta(seconds=181))
+    later = overview.dashboard(now=now + timedelta(seconds=181))
     assert {p.name for p in later.liveness if p.late} == {"generation", "housekeeping",
                                                            "rollup", "push"}  # fmt: skip
 
@@ -243,7 +243,7 @@ def test_a_failing_pass_records_its_error_and_keeps_its_last_success(
 def test_the_dashboard_says_when_push_work_waits_for_a_dispatcher_that_does_not_run(
     admin_client, settings
 ):
-    from telegram_tasks import dashboard
+    from telegram_tasks.monitoring import overview
 
     make_accounts(1)
     make_order(action="view", link="t.me/durov/4", quantity=1, execution_mode="push")
@@ -251,11 +251,11 @@ def test_the_dashboard_says_when_push_work_waits_for_a_dispatcher_that_does_not_
     tasks_generate(limit=10, now=now)
     assert (
         "push is not set up: provider default: no push URL is set"
-        in dashboard.dashboard(now=now).push_problem
+        in overview.dashboard(now=now).push_problem
     )
     settings.PROVIDER_TOKEN = "t"
     settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "PROVIDER_PUSH_URL": "https://p.example"}
-    assert dashboard.dashboard(now=now).push_problem.startswith("dispatcher not running")
+    assert overview.dashboard(now=now).push_problem.startswith("dispatcher not running")
     assert "dispatcher not running" in admin_client.get("/admin/dashboard/").content.decode()
 
 

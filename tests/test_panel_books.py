@@ -225,25 +225,25 @@ def test_an_order_model_without_start_count_costs_a_report_nothing_more(monkeypa
     before (no start count read from the data, no extra statement for a failed report)."""
     from dataclasses import replace
 
-    from telegram_tasks.services import settle, sql
+    from telegram_tasks.services import done_sql, sql
 
     full = sql.order_table()
     bare = replace(full, columns={k: v for k, v in full.columns.items() if k != "start_count"})
     monkeypatch.setattr(sql, "order_table", lambda: bare)
-    settle._done_sql.cache_clear()
+    done_sql.done_statement.cache_clear()
     try:
         for durable in (True, False):
             for handed_out in (True, False):
-                text = settle._done_sql(durable=durable, handed_out=handed_out)
+                text = done_sql.done_statement(durable=durable, handed_out=handed_out)
                 assert "start_count" not in text
         with CaptureQueriesContext(connection) as queries:
             orders.orders_note_start_count([(1, '{"start_count": 5}')])
         assert len(queries) == 0
     finally:
         monkeypatch.undo()
-        settle._done_sql.cache_clear()
+        done_sql.done_statement.cache_clear()
     # (With the column, the same statement reads it.)
-    assert "start_count" in settle._done_sql(durable=False, handed_out=True)
+    assert "start_count" in done_sql.done_statement(durable=False, handed_out=True)
 
 
 def test_a_cancel_while_redis_is_down_is_answered_and_refunded_once_its_tasks_end(

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from telegram_tasks import authentication
+from telegram_tasks.api import authentication
 from telegram_tasks.models import Provider, ProviderToken, TelegramAccount, TelegramTask, new_ulid
 from telegram_tasks.services import tasks_generate
 from telegram_tasks.services.providers import providers_create

@@ -7,7 +7,7 @@ from django.urls import include, path
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
-from telegram_tasks.schema import SCHEMA_SETTINGS
+from telegram_tasks.api.schema import SCHEMA_SETTINGS
 from tests.factories import make_accounts
 
 pytestmark = pytest.mark.django_db

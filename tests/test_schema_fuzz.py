@@ -15,7 +15,7 @@ from drf_spectacular.settings import patched_settings
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from telegram_tasks.schema import SCHEMA_SETTINGS
+from telegram_tasks.api.schema import SCHEMA_SETTINGS
 from telegram_tasks.urls import provider_urlpatterns
 
 TOKEN = "fuzz-token"
@@ -44,9 +44,9 @@ def no_long_waits(monkeypatch):
     """A generated long-poll would wait up to 20 s for tasks that never come (the test's
     transaction announces nothing): it looks once, as a pull without waiting does. (Long-polls
     have their own tests.)"""
-    from telegram_tasks.services import pull
+    from telegram_tasks.api import waiting
 
-    monkeypatch.setattr(pull, "_lease_waiting", lambda lease, now, **kwargs: lease(now))
+    monkeypatch.setattr(waiting, "lease_waiting", lambda lease, now, **kwargs: lease(now))
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from telegram_tasks import waiting
-from telegram_tasks.authentication import ProviderTokenAuthentication
+from telegram_tasks.api import waiting
+from telegram_tasks.api.authentication import ProviderTokenAuthentication
 from telegram_tasks.models import TelegramTask
 from telegram_tasks.services import tasks_generate
 from telegram_tasks.tokens import secret_problem

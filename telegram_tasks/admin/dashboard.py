@@ -17,11 +17,11 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from telegram_tasks import dashboard
-from telegram_tasks.activity import RANGES, Activity
 from telegram_tasks.admin import reasons
 from telegram_tasks.admin.lists import moment_param
 from telegram_tasks.conf import app_settings, get_order_model
+from telegram_tasks.monitoring import overview
+from telegram_tasks.monitoring.activity import RANGES, Activity
 
 # One colour per series, readable on the admin's light and dark themes.
 PALETTE = ["#417690", "#5b9a57", "#3aa6a0", "#8a6fbf", "#c9a227", "#e07b39", "#7f8c8d"]
@@ -43,7 +43,7 @@ def dashboard_view(request: HttpRequest) -> TemplateResponse:
     if not request.user.has_perm("telegram_tasks.view_telegramtask"):
         raise PermissionDenied
     chosen = request.GET.get("range") or request.COOKIES.get(RANGE_COOKIE)
-    board = dashboard.dashboard(now=timezone.now(), range_key=chosen if chosen in RANGES else None)
+    board = overview.dashboard(now=timezone.now(), range_key=chosen if chosen in RANGES else None)
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
@@ -78,7 +78,7 @@ def window_params(window: tuple[Any, Any]) -> dict[str, str]:
     return {"finished_from": moment_param(window[0]), "finished_to": moment_param(window[1])}
 
 
-def page(board: dashboard.Dashboard) -> dict[str, Any]:
+def page(board: overview.Dashboard) -> dict[str, Any]:
     """What the template shows, each count with the link to its list."""
     act = board.activity
     window = window_params(act.whole())
@@ -211,7 +211,7 @@ def starved_row(s: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def charts(board: dashboard.Dashboard) -> dict[str, Any]:
+def charts(board: overview.Dashboard) -> dict[str, Any]:
     """The charts' data, as Chart.js takes it (rendered with json_script), with what a click
     on a bar opens: the list of the tasks of that bucket."""
     act = board.activity

@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from telegram_tasks import authentication
 from telegram_tasks.admin.lists import MachineWritten
+from telegram_tasks.api import authentication
 from telegram_tasks.models import Provider, ProviderToken
 from telegram_tasks.services.providers import (
     ProviderError,

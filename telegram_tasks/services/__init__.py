@@ -3,8 +3,11 @@ phase of a task's life. Interfaces (DRF views, Celery tasks, commands, admin act
 app) import from here.
 
     generation    due orders become tasks (RESERVE); memberships whose time is up unsubscribe
+    due_orders    the pass's page of due orders (locked, keyset) and their slots in the tick
+    pass_stats    what each pass found for the orders short of accounts
+    available     announce tasks now available (NOTIFY; the API's long-poll listens)
     memberships   automatic unsubscribes; memberships that ended without one
-    push          the push dispatcher: lease, hand to a transport, apply the answers
+    dispatch      the push dispatcher: lease, hand to a transport, apply the answers
     pull          lease a batch of tasks
     report        the one completion path (done → COMMIT; failed, pending → ``outcomes``)
     leases        extend, release
@@ -18,6 +21,7 @@ app) import from here.
     rollup        hourly counts for the dashboard and the metrics; the passes' record
     farm          the accounts by state (active, held, cooling, capped, inactive)
     settle        the shared kernel: end, re-arm, mark done, settle a lost ledger step
+    done_sql      the statements that mark tasks done (one-shot rows, memberships)
     orders        every write to the order model
     sql           table names, status fragments, the fetch helper
 """
@@ -30,7 +34,9 @@ from telegram_tasks.services.accounts import (
     accounts_sync,
     tasks_release_for_accounts,
 )
-from telegram_tasks.services.generation import GenerationSummary, order_slots, tasks_generate
+from telegram_tasks.services.dispatch import PushSummary, push_breaker, push_waiting, tasks_push
+from telegram_tasks.services.due_orders import order_slots
+from telegram_tasks.services.generation import GenerationSummary, tasks_generate
 from telegram_tasks.services.housekeeping import HousekeepingSummary, tasks_housekeep
 from telegram_tasks.services.leases import LeaseOut, LeaseRef, tasks_extend, tasks_release
 from telegram_tasks.services.operator import (
@@ -50,7 +56,6 @@ from telegram_tasks.services.providers import (
     providers_enable,
 )
 from telegram_tasks.services.pull import PullResult, lease_params, lease_sql, tasks_pull
-from telegram_tasks.services.push import PushSummary, push_breaker, push_waiting, tasks_push
 from telegram_tasks.services.rebuild import (
     RebuildSummary,
     claims_rebuild,

@@ -8,26 +8,26 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import zip_longest
-from typing import NamedTuple
 
 from django.db import connection, transaction
 
-from telegram_tasks import claims, waiting
+from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Demand, Refusal, Target
 from telegram_tasks.conf import app_settings
 from telegram_tasks.logs import log_fields
 from telegram_tasks.models import TelegramTask, new_ulid
 from telegram_tasks.params import InvalidParams, TaskParams, task_params
-from telegram_tasks.services import orders, settle, sql
+from telegram_tasks.services import available, orders, settle, sql
+from telegram_tasks.services.due_orders import DueOrder, OrderKey, due_orders, order_slots
 from telegram_tasks.services.liveness import records_pass
 from telegram_tasks.services.memberships import memberships_unsubscribe_due
+from telegram_tasks.services.pass_stats import OrderStats, record_pass_stats
 from telegram_tasks.services.providers import push_urls, routing
 from telegram_tasks.services.rebuild import claims_restore_if_lost
 from telegram_tasks.services.rollup import record_pass
@@ -72,39 +72,6 @@ class GenerationSummary:
             self.refusals[reason] += n
 
 
-class DueOrder(NamedTuple):
-    """The columns of an order that a pass reads (a tuple, not a model instance: it is hot)."""
-
-    pk: int
-    action: str
-    link: str
-    post_id: int | None
-    link_hash: str
-    remains: int
-    per_call: int
-    interval_seconds: int
-    next_run_at: datetime | None
-    status: str
-    priority: int
-    execution_mode: str
-    params: str  # JSON text
-    troubled: bool  # the last pass that recorded this order found it short of accounts
-    providers: list[int] | None  # the providers it is limited to (empty or None: any)
-
-
-@dataclass
-class OrderStats:
-    """What one pass found for one order."""
-
-    created: int = 0
-    starved: int = 0
-    refusals: Counter[str] = field(default_factory=Counter)
-
-
-# How many passes an order's stats keep (``OrderPassStats.recent``).
-RECENT_PASSES = 5
-
-
 @dataclass
 class _Slot:
     order: DueOrder
@@ -114,29 +81,6 @@ class _Slot:
     token: str = field(default_factory=new_ulid)
 
 
-def order_slots(
-    *, next_run_at: datetime | None, interval: int, open_units: int, per_call: int, now: datetime
-) -> list[datetime]:
-    """When this pass schedules an order's tasks: one per interval slot within the coming tick.
-
-    No burst after downtime: a slot already in the past is moved to ``now`` and the cadence goes
-    on from there, so however long the scheduler was away an order catches up by one slot only.
-    """
-    wanted = math.ceil(open_units / per_call)
-    most = min(wanted, app_settings.MAX_TASKS_PER_ORDER_PER_PASS)
-    if interval <= 0:
-        return [now] * most
-    start = max(next_run_at or now, now)
-    horizon = now + timedelta(seconds=app_settings.GENERATION_TICK_SECONDS)
-    step = timedelta(seconds=interval)
-    slots = []
-    at = start
-    while len(slots) < most and (at < horizon or not slots):
-        slots.append(at)
-        at += step
-    return slots
-
-
 def _relax_commit() -> None:
     """A pass's commit need not wait for the WAL flush: if PostgreSQL crashes right after, the
     lost tasks' reservations lapse by their deadline (``settle.queued_lock_until``) and their
@@ -144,72 +88,6 @@ def _relax_commit() -> None:
     next_run_at rolled back with them, are generated again. Nothing is counted twice."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit = off")
-
-
-# (priority, next_run_at, pk): the order pages are read in — higher priority first, then the
-# orders waiting longest (never scheduled first).
-OrderKey = tuple[int, datetime | None, int]
-
-
-def _due_orders(now: datetime, after: OrderKey | None, size: int) -> list[DueOrder]:
-    """Lock the next page of due orders after ``after`` (keyset: a pass never reads an order
-    twice, however many pages it reads); orders another pass holds are skipped, not waited
-    for. One statement on the due orders' index (priority, next_run_at, id)."""
-    o = sql.order_table()
-    if after is None:
-        keyset, params = "", {}
-    else:
-        priority, at, pk = after
-        # After (priority, next_run_at, id) in the index's order: priority descending, then
-        # next_run_at ascending with NULL (never scheduled) first, then id.
-        run_at = f"o.{o['next_run_at']}"
-        if at is None:
-            same = f"({run_at} IS NULL AND o.{o.pk} > %(pk)s) OR {run_at} IS NOT NULL"
-        else:
-            same = (
-                f"o.{o['next_run_at']} > %(at)s OR "
-                f"(o.{o['next_run_at']} = %(at)s AND o.{o.pk} > %(pk)s)"
-            )
-        keyset = (
-            f"AND (o.{o['priority']} < %(priority)s "
-            f"OR (o.{o['priority']} = %(priority)s AND ({same})))"
-        )
-        params = {"priority": priority, "at": at, "pk": pk}
-    columns = ", ".join(
-        f"o.{o[f]}"
-        for f in ("action", "link", "post_id", "link_hash", "remains", "per_call",
-                  "interval_seconds", "next_run_at", "status", "priority", "execution_mode",
-                  "params")
-    )  # fmt: skip
-    routing = sql.order_providers()
-    providers = (
-        "NULL::bigint[]"
-        if routing is None
-        else f"ARRAY(SELECT r.{routing.provider} FROM {routing.table} AS r "  # noqa: S608
-        f"WHERE r.{routing.order} = o.{o.pk})"
-    )
-    rows = sql.rows(
-        f"""
-        SELECT o.{o.pk}, {columns},
-               EXISTS (SELECT 1 FROM {sql.ORDER_STATS} AS s
-                       WHERE s.order_id = o.{o.pk} AND s.troubled),
-               {providers}
-        FROM {o.table} AS o
-        WHERE o.{o["status"]} IN {sql.literals(orders.active_statuses())}
-          AND o.{o["paused_at"]} IS NULL
-          AND (o.{o["next_run_at"]} IS NULL OR o.{o["next_run_at"]} <= %(now)s)
-          AND o.{o["remains"]} > COALESCE((
-              SELECT SUM(t.per_call) FROM {sql.TASKS} AS t
-              WHERE t.order_id = o.{o.pk} AND t.status IN {sql.LIVE}
-                AND t.membership_id IS NULL), 0)
-          {keyset}
-        ORDER BY o.{o["priority"]} DESC, o.{o["next_run_at"]} ASC NULLS FIRST, o.{o.pk}
-        LIMIT %(size)s
-        FOR UPDATE OF o SKIP LOCKED
-        """,  # noqa: S608
-        {"now": now, "size": size, **params},
-    )
-    return list(map(DueOrder._make, rows))
 
 
 @records_pass("generation")
@@ -242,7 +120,7 @@ def tasks_generate(
         page_now = now + timedelta(seconds=int(max(0.0, clock() - started)))
         with transaction.atomic():
             _relax_commit()
-            page = _due_orders(now, after, PAGE_SIZE)
+            page = due_orders(now, after, PAGE_SIZE)
             if not page:
                 break
             after = (page[-1].priority, page[-1].next_run_at, page[-1].pk)
@@ -487,69 +365,7 @@ def _store(
     ]
     sql.copy_tasks(rows)
     orders.orders_advance(updates, now=now)
-    waiting.announce(
+    available.announce(
         (slot.at, account.provider_id, account.provider_account_id, slot.order.execution_mode)
         for slot, account in served
     )
-
-
-def record_pass_stats(stats: dict[int, OrderStats], *, now: datetime) -> None:
-    """One upsert for the orders a page found short of accounts (and those now fine again):
-    what this pass found for each (tasks made, slots starved, refusals by reason), beside the
-    last few such passes and the slots starved in all of them."""
-    if not stats:
-        return
-    rows = json.dumps(
-        [
-            {"order_id": pk, "created": s.created, "starved": s.starved, "refusals": s.refusals}
-            for pk, s in sorted(stats.items())
-        ]
-    )
-    sql.fetch(
-        f"""
-        INSERT INTO {sql.ORDER_STATS} AS s (order_id, last_pass_at, created, starved_slots,
-                                            refusals, troubled, starved_total, recent,
-                                            starved_recent)
-        SELECT v.order_id, %(now)s, v.created, v.starved, v.refusals,
-               v.starved > 0, v.starved,
-               jsonb_build_array(jsonb_build_object('at', %(now)s::timestamptz, 'created',
-                   v.created, 'starved', v.starved, 'refusals', v.refusals)),
-               jsonb_build_object(%(bucket)s::text, v.starved)
-        FROM jsonb_to_recordset(%(rows)s::jsonb)
-             AS v(order_id bigint, created int, starved int, refusals jsonb)
-        ON CONFLICT (order_id) DO UPDATE SET
-            last_pass_at = excluded.last_pass_at,
-            created = excluded.created,
-            starved_slots = excluded.starved_slots,
-            refusals = excluded.refusals,
-            troubled = excluded.troubled,
-            starved_total = s.starved_total + excluded.starved_slots,
-            recent = jsonb_path_query_array(excluded.recent || s.recent, %(keep)s::jsonpath),
-            -- Added to the current ten minutes; buckets older than two hours dropped.
-            starved_recent = (
-                SELECT COALESCE(jsonb_object_agg(b.key, b.value), '{{}}')
-                FROM jsonb_each(s.starved_recent || jsonb_build_object(%(bucket)s::text,
-                     COALESCE((s.starved_recent->>%(bucket)s::text)::bigint, 0)
-                     + excluded.starved_slots)) AS b
-                WHERE b.key::bigint > %(oldest)s
-            )
-        """,  # noqa: S608
-        {
-            "rows": rows,
-            "now": now,
-            "keep": f"$[0 to {RECENT_PASSES - 1}]",
-            "bucket": str(starved_bucket(now)),
-            "oldest": starved_bucket(now) - STARVED_BUCKETS * STARVED_BUCKET_SECONDS,
-        },
-    )
-
-
-# ``OrderPassStats.starved_recent``: slots starved per STARVED_BUCKET_SECONDS, the last
-# STARVED_BUCKETS of them.
-STARVED_BUCKET_SECONDS = 600
-STARVED_BUCKETS = 12
-
-
-def starved_bucket(moment: datetime) -> int:
-    """The Unix seconds at which ``moment``'s ten minutes began."""
-    return int(moment.timestamp()) // STARVED_BUCKET_SECONDS * STARVED_BUCKET_SECONDS

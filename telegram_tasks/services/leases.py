@@ -11,10 +11,9 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from telegram_tasks import waiting
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import DomainError, TaskConflict, TaskNotFound
-from telegram_tasks.services import handouts, settle, sql
+from telegram_tasks.services import available, handouts, settle, sql
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def tasks_release(
             {"ids": [r["id"] for r in others], "now": now, "until": until},
         )
         released = settle.rearm(released, until=settle.queued_lock_until(until), now=now)
-        waiting.announce(
+        available.announce(
             (now, r["provider_id"], r["provider_account_id"], r["execution_mode"]) for r in released
         )
     return _in_order(leases, {r["id"]: LeaseOut(r["id"]) for r in [*released, *ended]}, provider_id)

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from telegram_tasks import claims, waiting
+from telegram_tasks import claims
 from telegram_tasks.claims import Claim, Target
 from telegram_tasks.conf import app_settings
 from telegram_tasks.models import ExecutionMode, TelegramTask, new_ulid
-from telegram_tasks.services import settle, sql
+from telegram_tasks.services import available, done_sql, settle, sql
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class UnsubscribeSummary:
 
 def unsubscribe_action() -> str | None:
     """The action that leaves a channel (the first one gated "unsubscribe")."""
-    gated = settle.gated_actions("unsubscribe")
+    gated = done_sql.gated_actions("unsubscribe")
     return gated[0] if gated else None
 
 
@@ -183,7 +183,7 @@ def _store(
             )
         )  # fmt: skip
     sql.copy_tasks(rows)
-    waiting.announce(
+    available.announce(
         (now, m["provider_id"], m["provider_account_id"], m["execution_mode"]) for m, _ in reserved
     )
 

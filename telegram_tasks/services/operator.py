@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from telegram_tasks import signals, waiting
+from telegram_tasks import signals
 from telegram_tasks.conf import app_settings, get_order_model
 from telegram_tasks.failures import Reason
 from telegram_tasks.models import TelegramTask
-from telegram_tasks.services import handouts, orders, settle, sql
+from telegram_tasks.services import available, handouts, orders, settle, sql
 
 S = TelegramTask.Status
 
@@ -85,7 +85,7 @@ def tasks_requeue(*, task_ids: Sequence[str], now: datetime) -> tuple[int, int]:
                 """,  # noqa: S608
                 {"now": now, "until": until, "ids": ok},
             )
-            waiting.announce(
+            available.announce(
                 (now, r["provider_id"], r["provider_account_id"], r["execution_mode"])
                 for r in requeued
             )

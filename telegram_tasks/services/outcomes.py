@@ -11,9 +11,9 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from redis.exceptions import RedisError
 
-from telegram_tasks import claims, failures, waiting
+from telegram_tasks import claims, failures
 from telegram_tasks.conf import app_settings
-from telegram_tasks.services import handouts, settle, sql
+from telegram_tasks.services import available, handouts, settle, sql
 from telegram_tasks.services.accounts import (
     accounts_deactivate,
     accounts_hold,
@@ -204,7 +204,7 @@ def apply_retry(items: list[Item], plans: dict[str, failures.Plan], now: datetim
         """,  # noqa: S608
         {"rows": rows, "now": now},
     )
-    waiting.announce(
+    available.announce(
         (r["available_at"], r["provider_id"], r["provider_account_id"], r["execution_mode"])
         for r in requeued
     )

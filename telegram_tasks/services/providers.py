@@ -44,7 +44,7 @@ def check_name(name: str) -> str:
 
 def check_push_url(url: str) -> str:
     """A provider's push URL as stored ("" for none); ProviderError when it cannot be used."""
-    from telegram_tasks.services.push import push_url_problem
+    from telegram_tasks.services.dispatch import push_url_problem
 
     url = (url or "").strip()
     problem = push_url_problem(url) if url else None

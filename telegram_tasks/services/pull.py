@@ -6,18 +6,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from django.db import transaction
-from django.utils import timezone
 from redis.exceptions import RedisError
 
-from telegram_tasks import claims, waiting
+from telegram_tasks import claims
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import TaskConflict
 from telegram_tasks.failures import Reason
@@ -189,18 +187,20 @@ def tasks_pull(
     accounts: Sequence[str] | None = None,
     request_id: str | None = None,
     wait_seconds: float = 0,
+    wait: Wait | None = None,
 ) -> PullResult:
     """Lease up to ``limit`` of the provider's tasks (on its own accounts): queued ones that are
     due and still reserved, and leases that ran out (with hand-outs left), oldest first. Two
     pulls never get the same task; a disabled provider gets none.
 
-    ``wait_seconds``: with nothing to hand out, wait up to that long for tasks (long-poll, see
-    ``waiting``), holding no database connection, and lease them as soon as they come; only
-    the provider's own new tasks wake it. Such a pull takes one of the process's places for
-    long-polls, counted per provider: with none left it raises TooManyWaiting at once, having
-    leased nothing. ``request_id`` replays are the provider's own (another provider's id is
-    another request). ``provider`` None: the default provider (tools and tests; the API always
-    names the caller)."""
+    ``wait_seconds``: with nothing to hand out, wait up to that long for tasks (long-poll;
+    ``wait`` waits: the HTTP layer's ``telegram_tasks.api.waiting.lease_waiting``), holding no
+    database connection, and lease them as soon as they come; only the provider's own new tasks
+    wake it. Such a pull takes one of the process's places for long-polls, counted per
+    provider: with none left it raises TooManyWaiting at once, having leased nothing.
+    ``request_id`` replays are the provider's own (another provider's id is another request).
+    ``provider`` None: the default provider (tools and tests; the API always names the
+    caller)."""
     if provider is None:
         provider = ProviderRef(default_provider_id(), "")
     if request_id:
@@ -235,15 +235,16 @@ def tasks_pull(
 
     try:
         if wait_seconds > 0:
-            with waiting.LISTENER.place(provider.id):
-                tasks = _lease_waiting(
-                    lease,
-                    now,
-                    limit=limit,
-                    accounts=accounts,
-                    seconds=wait_seconds,
-                    provider_id=provider.id,
-                )
+            if wait is None:
+                raise ValueError("wait_seconds needs a wait (the API's long-poll listener)")
+            tasks = wait(
+                lease,
+                now,
+                limit=limit,
+                accounts=accounts,
+                seconds=wait_seconds,
+                provider_id=provider.id,
+            )
         else:
             tasks = lease(now)
     except BaseException:
@@ -265,35 +266,26 @@ def tasks_pull(
     return PullResult([t.json for t in tasks])
 
 
-def _lease_waiting(
-    lease: Callable[[datetime], list[Leased]],
-    now: datetime,
-    *,
-    limit: int,
-    accounts: Sequence[str] | None,
-    seconds: float,
-    provider_id: int,
-) -> list[Leased]:
-    """Lease; with nothing, sleep until woken (or the time is up) and lease again. Registered
-    as waiting before each look, so tasks announced between the look and the sleep wake it."""
-    deadline = time.monotonic() + seconds
-    at = now
-    while True:
-        with waiting.LISTENER.registered(
-            limit=limit, accounts=accounts, provider=provider_id
-        ) as waiter:
-            tasks = lease(at)
-            remaining = deadline - time.monotonic()
-            if tasks or remaining <= 0:
-                return tasks
-            waiting.release_database_connection()
-            waiting.LISTENER.sleep(waiter, remaining)
-        at = timezone.now()
-
-
 class Leased(NamedTuple):
     id: str
     json: str  # the task as the provider receives it
+
+
+class Wait(Protocol):
+    """How a long-poll waits: lease with ``lease``; with nothing, wait up to ``seconds`` for the
+    provider's tasks to be announced and lease again. The HTTP layer's (it owns the listener
+    and the places for waiting pulls); the services only lease."""
+
+    def __call__(
+        self,
+        lease: Callable[[datetime], list[Leased]],
+        now: datetime,
+        *,
+        limit: int,
+        accounts: Sequence[str] | None,
+        seconds: float,
+        provider_id: int,
+    ) -> list[Leased]: ...
 
 
 def lease_tasks(

@@ -17,7 +17,7 @@ from telegram_tasks.services import (
     tasks_push,
     tasks_report,
 )
-from telegram_tasks.services.push import Accepted
+from telegram_tasks.services.dispatch import Accepted
 from tests.factories import make_accounts, make_order, push_target
 
 pytestmark = pytest.mark.django_db

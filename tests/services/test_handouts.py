@@ -24,8 +24,8 @@ from telegram_tasks.services import (
     tasks_report,
     tasks_requeue,
 )
+from telegram_tasks.services.dispatch import Unreachable, push_retry_later
 from telegram_tasks.services.pull import lease_tasks
-from telegram_tasks.services.push import Unreachable, push_retry_later
 from tests.factories import make_accounts, make_order
 
 pytestmark = pytest.mark.django_db

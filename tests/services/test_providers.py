@@ -13,7 +13,8 @@ from django.db import connections
 from django.test import TestCase
 from django.utils import timezone
 
-from telegram_tasks import claims, push, waiting
+from telegram_tasks import claims
+from telegram_tasks.api import push_transport, waiting
 from telegram_tasks.models import Membership, Provider, TelegramAccount, TelegramTask
 from telegram_tasks.services import (
     ReportIn,
@@ -24,6 +25,14 @@ from telegram_tasks.services import (
     tasks_release,
     tasks_report,
 )
+from telegram_tasks.services.dispatch import (
+    Accepted,
+    PushTarget,
+    Unreachable,
+    push_breaker,
+    push_targets,
+    signing_secret,
+)
 from telegram_tasks.services.leases import LeaseRef
 from telegram_tasks.services.providers import (
     provider_token_add,
@@ -31,14 +40,6 @@ from telegram_tasks.services.providers import (
     providers_create,
     providers_disable,
     providers_enable,
-)
-from telegram_tasks.services.push import (
-    Accepted,
-    PushTarget,
-    Unreachable,
-    push_breaker,
-    push_targets,
-    signing_secret,
 )
 from tests.concurrency import run_concurrently
 from tests.factories import make_accounts, make_order, make_task
@@ -213,8 +214,8 @@ def test_each_providers_pushes_are_signed_with_its_oldest_live_token():
     key = signing_secret(beta.pk, is_default=False)
     assert key == hashlib.sha256(second.encode()).hexdigest()
     body = b'{"task_id":"x"}'
-    header = push.sign(body, key, 1_700_000_000)
-    assert push.verify(body, header, [hashlib.sha256(second.encode()).hexdigest()],
+    header = push_transport.sign(body, key, 1_700_000_000)
+    assert push_transport.verify(body, header, [hashlib.sha256(second.encode()).hexdigest()],
                        now=1_700_000_000)  # fmt: skip
     provider_token_revoke(provider_id=beta.pk, prefix=second, now=T0)
     [target] = [t for t in push_targets() if t.provider.id == beta.pk]
@@ -342,7 +343,11 @@ def test_a_long_poll_is_not_woken_by_another_providers_new_tasks(monkeypatch):
     def wait(who: Provider, seconds: float) -> None:
         try:
             answers[who.name] = tasks_pull(
-                limit=5, now=timezone.now(), provider=ref(who), wait_seconds=seconds
+                limit=5,
+                now=timezone.now(),
+                provider=ref(who),
+                wait_seconds=seconds,
+                wait=waiting.lease_waiting,
             ).tasks
         finally:
             connections.close_all()

@@ -15,7 +15,8 @@ import pytest
 from django.utils import timezone
 
 from orders.models import Order
-from telegram_tasks import claims, push
+from telegram_tasks import claims
+from telegram_tasks.api import push_transport
 from telegram_tasks.models import TelegramAccount, TelegramTask
 from telegram_tasks.services import push_breaker, tasks_generate, tasks_pull, tasks_push
 from tests.factories import make_accounts, make_order
@@ -51,11 +52,11 @@ def provider(live_server, settings, tmp_path):
         "PUSH_BREAKER_FAILURES": 2,
         "PUSH_BREAKER_SECONDS": 30,
     }
-    push._transport.cache_clear()
+    push_transport._transport.cache_clear()
     yield lambda: [json.loads(line) for line in log.read_text().splitlines() if line]
     process.kill()
     process.wait()
-    push._transport.cache_clear()
+    push_transport._transport.cache_clear()
 
 
 def push_order(kind: str, quantity: int = 1, **fields) -> Order:
@@ -66,7 +67,7 @@ def push_order(kind: str, quantity: int = 1, **fields) -> Order:
 
 
 def dispatch(now=None, **kwargs):
-    return tasks_push(now=now or timezone.now(), deliver=push.deliver, **kwargs)
+    return tasks_push(now=now or timezone.now(), deliver=push_transport.deliver, **kwargs)
 
 
 def wait_for(predicate, timeout=10.0):
@@ -200,10 +201,10 @@ def test_push_and_pull_orders_side_by_side_both_complete(provider):
 
 def test_the_signature_is_what_the_provider_guide_says():
     body = b'{"task_id":"x"}'
-    header = push.sign(body, "secret", 1_700_000_000)
-    assert push.verify(body, header, ["other", "secret"], now=1_700_000_100)
-    assert not push.verify(body + b" ", header, ["secret"], now=1_700_000_100)
-    assert not push.verify(body, header, ["secret"], now=1_700_001_000)  # too old
+    header = push_transport.sign(body, "secret", 1_700_000_000)
+    assert push_transport.verify(body, header, ["other", "secret"], now=1_700_000_100)
+    assert not push_transport.verify(body + b" ", header, ["secret"], now=1_700_000_100)
+    assert not push_transport.verify(body, header, ["secret"], now=1_700_001_000)  # too old
 
 
 def test_pushes_are_signed_with_the_signing_secret_apart_from_the_api_token(provider, settings):
@@ -243,7 +244,7 @@ def test_transport_failures_of_a_paused_order_end_its_task_and_are_capped(provid
 
     [task] = [json.loads(t.json) for t in lease_tasks(limit=10, now=timezone.now(), mode="push")]
     orders_pause(order_ids=[paused.pk], now=timezone.now())
-    from telegram_tasks.services.push import PushSummary, Unreachable, apply_outcomes
+    from telegram_tasks.services.dispatch import PushSummary, Unreachable, apply_outcomes
 
     apply_outcomes([task], [Unreachable("boom")], now=timezone.now(), summary=PushSummary())
     assert TelegramTask.objects.get(pk=task["task_id"]).failure_reason == "order_paused"
@@ -263,8 +264,8 @@ def test_transport_failures_of_a_paused_order_end_its_task_and_are_capped(provid
 def test_a_task_not_sent_for_lack_of_time_counts_against_nothing(provider):
     """A pass that runs out of time before a task's turn says nothing of the provider: no
     dispatch error, no backoff, no failure of the circuit; the task is queued again at once."""
+    from telegram_tasks.services.dispatch import PushSummary, Unreachable, apply_outcomes
     from telegram_tasks.services.pull import lease_tasks
-    from telegram_tasks.services.push import PushSummary, Unreachable, apply_outcomes
 
     make_accounts(1)
     order = push_order("done")

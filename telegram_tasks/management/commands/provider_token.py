@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from telegram_tasks import authentication
+from telegram_tasks.api import authentication
 from telegram_tasks.management.outages import run_service
 from telegram_tasks.services.providers import (
     ProviderError,

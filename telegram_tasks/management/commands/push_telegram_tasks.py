@@ -3,10 +3,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from telegram_tasks import push
+from telegram_tasks.api import push_transport
 from telegram_tasks.management.outages import run_service
 from telegram_tasks.services import tasks_push
-from telegram_tasks.services.push import push_targets, target_problem
+from telegram_tasks.services.dispatch import push_targets, target_problem
 
 
 class Command(BaseCommand):
@@ -32,7 +32,7 @@ class Command(BaseCommand):
             self.stderr.write(problem)
         summary = run_service(
             lambda: tasks_push(
-                now=timezone.now(), deliver=push.deliver, limit=limit, targets=targets
+                now=timezone.now(), deliver=push_transport.deliver, limit=limit, targets=targets
             )
         )
         self.stdout.write(summary.line())

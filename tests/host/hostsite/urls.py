@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from telegram_tasks.admin.dashboard import dashboard_view
-from telegram_tasks.metrics import healthz_view, metrics_view, readyz_view
+from telegram_tasks.monitoring.metrics import healthz_view, metrics_view, readyz_view
 
 urlpatterns = [
     path("ops/healthz", healthz_view),

@@ -40,13 +40,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from telegram_tasks import claims, dashboard
+from telegram_tasks import claims
+from telegram_tasks.api.exception_handlers import envelope
 from telegram_tasks.conf import app_settings, get_order_model
-from telegram_tasks.exception_handlers import envelope
 from telegram_tasks.models import GenerationPass, Provider, TaskHour, TaskStatus, TaskTotal
+from telegram_tasks.monitoring import overview
 from telegram_tasks.services import farm, sql
+from telegram_tasks.services.dispatch import breaker_name
 from telegram_tasks.services.liveness import pass_liveness
-from telegram_tasks.services.push import breaker_name
 
 CIRCUIT_STATES = ("closed", "open", "half")
 
@@ -90,7 +91,7 @@ class LedgerCollector(Collector):
             labels=["action"],
         )
         by_action: dict[str, float] = dict.fromkeys(app_settings.ACTIONS, 0.0)
-        for queue in dashboard.queues(now=now):
+        for queue in overview.queues(now=now):
             if queue.oldest_seconds is not None:
                 by_action[queue.action] = max(
                     by_action.get(queue.action, 0.0), queue.oldest_seconds
@@ -130,9 +131,7 @@ class LedgerCollector(Collector):
         )
         action_field = f"order__{get_order_model()._meta.get_field('action').name}"
         short = dict.fromkeys(app_settings.ACTIONS, 0)
-        for row in (
-            dashboard.short_of_accounts(now=now).values(action_field).annotate(n=Count("pk"))
-        ):
+        for row in overview.short_of_accounts(now=now).values(action_field).annotate(n=Count("pk")):
             short[row[action_field]] = row["n"]
         for action, n in sorted(short.items()):
             starved.add_metric([action], n)

@@ -28,13 +28,13 @@ SCHEMA_SETTINGS: dict[str, Any] = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "telegram_tasks.schema.closed_request_bodies",
+        "telegram_tasks.api.schema.closed_request_bodies",
     ],
 }
 
 
 class ProviderTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "telegram_tasks.authentication.ProviderTokenAuthentication"
+    target_class = "telegram_tasks.api.authentication.ProviderTokenAuthentication"
     name = "ProviderToken"
 
     def get_security_definition(self, auto_schema):

@@ -21,20 +21,20 @@ from django.db.models import QuerySet
 from redis.exceptions import RedisError
 
 from telegram_tasks import claims
-from telegram_tasks.activity import Activity, activity, default_range
 from telegram_tasks.conf import get_order_model
 from telegram_tasks.models import ExecutionMode, GenerationPass, OrderPassStats, Provider
+from telegram_tasks.monitoring.activity import Activity, activity, default_range
 from telegram_tasks.services import sql
+from telegram_tasks.services.dispatch import breaker_name, push_targets, target_problem
 from telegram_tasks.services.farm import STATES, AccountCounts, account_counts
-from telegram_tasks.services.generation import (
+from telegram_tasks.services.liveness import pass_liveness
+from telegram_tasks.services.orders import active_statuses
+from telegram_tasks.services.pass_stats import (
     STARVED_BUCKET_SECONDS,
     STARVED_BUCKETS,
     starved_bucket,
 )
-from telegram_tasks.services.liveness import pass_liveness
-from telegram_tasks.services.orders import active_statuses
 from telegram_tasks.services.providers import push_urls
-from telegram_tasks.services.push import breaker_name, push_targets, target_problem
 
 PASSES = 120
 STARVED = 10

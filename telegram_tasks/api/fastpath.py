@@ -16,9 +16,9 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from telegram_tasks import services
-from telegram_tasks.authentication import ProviderCaller, authenticate_token
+from telegram_tasks.api.authentication import ProviderCaller, authenticate_token
+from telegram_tasks.api.serializers import TASK_ID, error_code
 from telegram_tasks.conf import app_settings
-from telegram_tasks.serializers import TASK_ID, error_code
 
 STATES = frozenset(s.value for s in services.ReportState)
 KEYS = frozenset(
@@ -138,7 +138,7 @@ def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> Http
 
 def _error(request: HttpRequest, exc: Exception) -> HttpResponse:
     """The error as the API's one exception handler renders it (status, envelope, headers)."""
-    from telegram_tasks.exception_handlers import api_exception_handler
+    from telegram_tasks.api.exception_handlers import api_exception_handler
 
     response = api_exception_handler(exc, {"request": request})
     if response is None:

@@ -1,8 +1,8 @@
 """Push mode: the dispatcher leases each provider's due push tasks, hands them to a transport
 that POSTs each to that provider's URL, signed with that provider's key, and applies what came
 back through the same completion path as ``/tasks/report``. The transport
-(``telegram_tasks.push``) is an interface like a view: it knows HTTP, signatures and bodies;
-this service knows providers, leases, claims and the breakers.
+(``telegram_tasks.api.push_transport``) is an interface like a view: it knows HTTP, signatures
+and bodies; this service knows providers, leases, claims and the breakers.
 
 What each answer does to its task:
 

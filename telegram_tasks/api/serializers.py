@@ -9,9 +9,9 @@ from django.core.validators import MaxValueValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from telegram_tasks.api.parsers import stored_json_size
 from telegram_tasks.conf import app_settings
 from telegram_tasks.failures import error_code
-from telegram_tasks.parsers import stored_json_size
 from telegram_tasks.services.report_items import ReportIn as ReportIn_
 from telegram_tasks.services.report_items import ReportState
 

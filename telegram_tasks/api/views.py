@@ -18,12 +18,13 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from telegram_tasks import fastpath, services
-from telegram_tasks import serializers as s
-from telegram_tasks.authentication import IsProvider, ProviderTokenAuthentication
+from telegram_tasks import services
+from telegram_tasks.api import fastpath, waiting
+from telegram_tasks.api import serializers as s
+from telegram_tasks.api.authentication import IsProvider, ProviderTokenAuthentication
+from telegram_tasks.api.exception_handlers import api_exception_handler
+from telegram_tasks.api.parsers import StrictJSONParser
 from telegram_tasks.conf import app_settings
-from telegram_tasks.exception_handlers import api_exception_handler
-from telegram_tasks.parsers import StrictJSONParser
 from telegram_tasks.services import sql
 
 ERRORS = {
@@ -156,6 +157,7 @@ class PullView(ProviderView):
             accounts=data.get("accounts"),
             request_id=data.get("request_id"),
             wait_seconds=data.get("wait_seconds", 0),
+            wait=waiting.lease_waiting,
         )
         return pull_response(result)
 

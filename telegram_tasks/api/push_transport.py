@@ -1,6 +1,6 @@
 """The push transport: POST each pushed task to its provider's push URL and say what came back.
 An interface, like a view: it signs and sends bodies and parses answers with the report
-endpoint's serializer; the dispatch service (``services.push``) decides what the answers do,
+endpoint's serializer; the dispatch service (``services.dispatch``) decides what the answers do,
 and names each provider's URL and signing key (a ``PushTarget``).
 
 Each request carries:
@@ -9,7 +9,7 @@ Each request carries:
     Idempotency-Key: <task_id>:<lease_id>    the same on every re-send of one hand-out
     X-Provider-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">
                                              keyed by the provider's signing key
-                                             (services.push.signing_secret)
+                                             (services.dispatch.signing_secret)
 
 and the body is the task exactly as ``/tasks/pull`` returns it (lease fields included).
 """
@@ -32,10 +32,10 @@ import httpcore
 import httpx
 from rest_framework.exceptions import ParseError
 
+from telegram_tasks.api.parsers import check_json
+from telegram_tasks.api.serializers import ReportIn, report_in
 from telegram_tasks.conf import app_settings
-from telegram_tasks.parsers import check_json
-from telegram_tasks.serializers import ReportIn, report_in
-from telegram_tasks.services.push import (
+from telegram_tasks.services.dispatch import (
     Accepted,
     Delivered,
     Outcome,

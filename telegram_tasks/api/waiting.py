@@ -1,8 +1,10 @@
 """Long-poll: pulls that wait for tasks, woken when tasks become available.
 
 Whatever makes pull tasks available (generation, a retry or a release putting a task back, an
-operator's requeue) says so with ``announce`` in its transaction: a PostgreSQL NOTIFY, which
-every listening process receives when (and only if) that transaction commits. Each web process
+operator's requeue) says so with ``services.available.announce`` in its transaction: a
+PostgreSQL NOTIFY, which every listening process receives when (and only if) that transaction
+commits. The services lease; the waiting is the HTTP layer's (``lease_waiting``, handed to
+``services.tasks_pull`` by the pull view). Each web process
 has one listener thread holding one connection that LISTENs; a waiting pull holds no database
 connection (it gave its own back before waiting) and sleeps on an event, costing no CPU. The
 listener wakes as many waiting pulls as the announced tasks need, of the tasks' provider only
@@ -23,66 +25,29 @@ import heapq
 import itertools
 import json
 import logging
-import math
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from telegram_tasks.conf import app_settings
 from telegram_tasks.exceptions import TooManyWaiting
-from telegram_tasks.models import ExecutionMode
+from telegram_tasks.services.available import CHANNEL
+from telegram_tasks.services.pull import Leased
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "telegram_tasks_available"
-# Accounts named in one announcement at most (NOTIFY payloads stay far below their 8 kB).
-NAMED_ACCOUNTS = 100
 # How often waiting pulls look by themselves while the listener cannot listen.
 FALLBACK_SECONDS = 2.0
 # The listener's longest sleep between checks of its connection.
 IDLE_SECONDS = 30.0
-
-
-def announce(tasks: Iterable[tuple[datetime, int, str | None, str]]) -> None:
-    """Tell waiting pulls about tasks now queued — (available_at, provider_id,
-    provider_account_id, execution_mode) each; only pull tasks count: how many become available
-    when (to the next whole second: a drip-feed order's later slots each wake pulls at their own
-    time), for which provider, of which of its accounts (if not too many to name). A NOTIFY in
-    the caller's transaction: delivered on its commit, never if it rolls back."""
-    pulled = [
-        (at, provider, account)
-        for at, provider, account, mode in tasks
-        if mode == ExecutionMode.PULL
-    ]
-    if not pulled:
-        return
-    named = {(provider, account or "") for _, provider, account in pulled}
-    name = len(named) <= NAMED_ACCOUNTS
-    groups: dict[tuple[int, int], tuple[int, set[str]]] = {}
-    for at, provider, account in pulled:
-        key = (math.ceil(at.timestamp()), provider)
-        count, accounts = groups.get(key, (0, set()))
-        if name:
-            accounts.add(account or "")
-        groups[key] = (count + 1, accounts)
-    payload = json.dumps(
-        {
-            "g": [
-                [second, count, sorted(accounts) if name else None, provider]
-                for (second, provider), (count, accounts) in sorted(groups.items())
-            ]
-        },
-        separators=(",", ":"),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])
 
 
 @dataclass(eq=False)
@@ -325,3 +290,32 @@ def release_database_connection() -> None:
     test's own transaction keeps its connection.)"""
     if not connection.in_atomic_block:
         connection.close()
+
+
+def lease_waiting(
+    lease: Callable[[datetime], list[Leased]],
+    now: datetime,
+    *,
+    limit: int,
+    accounts: Sequence[str] | None,
+    seconds: float,
+    provider_id: int,
+) -> list[Leased]:
+    """A long-poll (``services.pull.Wait``): in one of the provider's places for waiting pulls
+    (none left: TooManyWaiting at once), lease; with nothing, sleep until woken (or the time is
+    up) and lease again. Registered as waiting before each look, so tasks announced between the
+    look and the sleep wake it."""
+    deadline = time.monotonic() + seconds
+    at = now
+    with LISTENER.place(provider_id):
+        while True:
+            with LISTENER.registered(
+                limit=limit, accounts=accounts, provider=provider_id
+            ) as waiter:
+                tasks = lease(at)
+                remaining = deadline - time.monotonic()
+                if tasks or remaining <= 0:
+                    return tasks
+                release_database_connection()
+                LISTENER.sleep(waiter, remaining)
+            at = timezone.now()
