@@ -258,6 +258,8 @@ _SAME_NAME = {
     "HEAL_WINDOW_SECONDS": env.int,
     "JSON_MAX_DEPTH": env.int,
     "JSON_MAX_BYTES": env.int,
+    "REPORT_GROUP_MAX": env.int,
+    "REPORT_GROUP_WAIT_MS": env.int,
 }
 TELEGRAM_TASKS.update(
     {key: read(key) for key, read in _SAME_NAME.items() if env.str(key, default="")}

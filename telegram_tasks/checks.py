@@ -17,8 +17,10 @@ from telegram_tasks.conf import (
 )
 from telegram_tasks.params import NEEDS, PARAM_NAMES, TARGETS
 
-# Seconds that may be fractional; every other number is a positive integer.
+# Seconds that may be fractional; integers that may be 0; every other number is a positive
+# integer.
 _FLOAT_KEYS = {"PUSH_TIMEOUT_SECONDS"}
+_ZERO_OK = {"REPORT_GROUP_WAIT_MS"}
 _INT_KEYS = [
     k
     for k, v in DEFAULTS.items()
@@ -36,10 +38,12 @@ def check_settings(app_configs, **kwargs):
             )
     for key in _INT_KEYS:
         value = getattr(app_settings, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        least = 0 if key in _ZERO_OK else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            what = "a non-negative" if least == 0 else "a positive"
             errors.append(
                 Error(
-                    f"TELEGRAM_TASKS[{key!r}] must be a positive integer, got {value!r}.",
+                    f"TELEGRAM_TASKS[{key!r}] must be {what} integer, got {value!r}.",
                     id="telegram_tasks.E002",
                 )
             )

@@ -89,6 +89,9 @@ DEFAULTS: dict[str, Any] = {
     # Group commit: most single reports one web process applies together (those that arrived
     # while the batch before was applied; a lone report waits for nobody). 1: each alone.
     "REPORT_GROUP_MAX": 100,
+    # Under load (the batch before had company), how long a batch waits for as many reports
+    # as that one had. Never for a lone report. 0: no wait.
+    "REPORT_GROUP_WAIT_MS": 2,
     "MAX_LEASE_SECONDS": 3600,  # a hand-out's total lease, heartbeats (extend) included
     "PULL_REPLAY_SECONDS": 300,  # how long a pull's request_id replays the same tasks
     # Long-poll pulls waiting at once in one web process, and of one provider in it;

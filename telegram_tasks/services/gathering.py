@@ -2,10 +2,12 @@
 finish, then go in together as the next batch — one transaction, one Redis round trip and one
 PostgreSQL commit for all of them — instead of each paying its own.
 
-Nobody waits for company: the first request to find no batch under way applies itself at once
-(a lone request costs what it cost before, plus a lock). Batches form only from requests that
-would otherwise be queuing for the database, like PostgreSQL's own group commit with no
-``commit_delay``. Each waiting request is answered only after the batch that carried it
+Nobody waits for company that is not coming: the first request to find no batch under way
+applies itself at once (a lone request costs what it cost before, plus a lock). Batches form
+from requests that would otherwise be queuing for the database; under load (the batch before
+had company) a new batch's leader also waits up to ``wait`` seconds for as many requests as
+that batch had — the requests its answers set free — like PostgreSQL's ``commit_delay`` with
+``commit_siblings``. Each waiting request is answered only after the batch that carried it
 committed, with its own outcome.
 
 Per process (one web worker), on ``threading`` primitives: under the gevent worker they are
@@ -57,6 +59,7 @@ class Gatherer(Generic[I, R]):
         apply_many: Callable[[Sequence[I]], Sequence[R]],
         *,
         most: int,
+        wait: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
         before_wait: Callable[[], None] | None = None,
     ) -> None:
@@ -65,9 +68,12 @@ class Gatherer(Generic[I, R]):
         self._before_wait = before_wait
         self._apply_many = apply_many
         self._most = max(1, most)
+        self._wait = wait
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._queue: list[_Waiter[I, R]] = []
         self._busy = False
+        self._last = 1  # the size of the batch before
         self.stats = Stats()
 
     def queued(self) -> int:
@@ -80,6 +86,7 @@ class Gatherer(Generic[I, R]):
         with self._lock:
             self._queue.append(me)
             lead, self._busy = not self._busy, True
+            self._arrived.notify()
         if not lead:
             if self._before_wait is not None:
                 self._before_wait()
@@ -96,7 +103,13 @@ class Gatherer(Generic[I, R]):
         """Apply the queue's head (this request first) as one batch, then hand the lead to the
         first request that arrived meanwhile (or stand down)."""
         with self._lock:
+            if self._wait > 0 and self._last > 1:
+                # Under load (the batch before had company), the requests its answers set
+                # free are on their way: wait a moment for as many, not for nobody.
+                want = min(self._last, self._most)
+                self._arrived.wait_for(lambda: len(self._queue) >= want, timeout=self._wait)
             batch, self._queue[: self._most] = self._queue[: self._most], []
+            self._last = len(batch)
         try:
             self._apply(batch)
         finally:
@@ -158,6 +171,7 @@ def gatherer(
     apply_many: Callable[[Sequence[I]], Sequence[R]],
     *,
     most: int,
+    wait: float = 0.0,
     on_batch: Callable[[int], None] | None = None,
     before_wait: Callable[[], None] | None = None,
 ) -> Gatherer[I, R]:
@@ -165,7 +179,7 @@ def gatherer(
     found = _GATHERERS.get(key)
     if found is None:
         made = Gatherer(
-            apply_one, apply_many, most=most, on_batch=on_batch, before_wait=before_wait
+            apply_one, apply_many, most=most, wait=wait, on_batch=on_batch, before_wait=before_wait
         )
         found = _GATHERERS.setdefault(key, made)
     return found

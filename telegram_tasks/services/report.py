@@ -82,6 +82,7 @@ def _gathered(report: ReportIn, now: datetime, provider: ProviderRef | None) -> 
         _report_one,
         _report_many,
         most=min(app_settings.REPORT_GROUP_MAX, app_settings.REPORT_MAX_BATCH),
+        wait=app_settings.REPORT_GROUP_WAIT_MS / 1000,
         on_batch=REPORT_BATCHES.observe,
         before_wait=_give_back_connections,
     )

@@ -279,3 +279,39 @@ def test_inside_a_callers_transaction_a_report_is_not_gathered(leased):
         [out] = tasks_report(reports=[ReportIn(tasks[0]["task_id"], "done")], now=T0)
     assert out.status == "done"
     assert KEY not in gathering.all_stats()
+
+
+def test_a_lone_request_never_waits_for_company():
+    """However long the gather wait, a request with nobody before it is applied at once."""
+    group = gathering.Gatherer(lambda x: x * 2, lambda xs: [x * 2 for x in xs], most=10, wait=30)
+    done = threading.Event()
+    answers = []
+    thread = threading.Thread(target=lambda: (answers.append(group.submit(21)), done.set()))
+    thread.start()
+    assert done.wait(10), "a lone request waited for company"
+    assert answers == [42] and group.stats.largest == 1
+
+
+def test_under_load_a_batch_waits_for_as_many_as_the_one_before():
+    """After a batch of three, the next leader waits (up to ``wait``) until three are queued:
+    they go in one batch instead of one alone and two after it."""
+    batches: list[list[int]] = []
+    group = gathering.Gatherer(
+        lambda x: batches.append([x]) or x,
+        lambda xs: batches.append(list(xs)) or list(xs),
+        most=10,
+        wait=30,
+    )
+    group._last = 3  # (the batch before had three)
+    threads = [threading.Thread(target=group.submit, args=(1,))]
+    threads[0].start()
+    for _ in range(1000):
+        if group._busy:
+            break
+        threading.Event().wait(0.005)
+    for n in (2, 3):
+        threads.append(threading.Thread(target=group.submit, args=(n,)))
+        threads[-1].start()
+    for t in threads:
+        t.join(30)
+    assert batches == [[1, 2, 3]]
