@@ -2,15 +2,17 @@
 config/gunicorn.conf.py: the serving model of production), several rounds, best / median /
 spread of each ratio:
 
-single report  reports/s, one task per request (the seed's shape), N clients
+single report  reports/s, one task per request (the seed's shape), 8 and 64 keep-alive clients;
+               then the latency (p50, p99) of one client, one report at a time
                baseline: a no-op Django JSON POST view on the same server, same clients
-               (/bench/noop, served with BENCH_ENDPOINTS=1)                        goal >= 0.5
+               (/bench/noop, served with BENCH_ENDPOINTS=1)     goal >= 0.5 (64), >= 0.35 (8)
 pull 1,000     tasks/s, one client pulling limit=1000 until the queue is empty
                baseline: the same lease statement alone over psycopg, returning the plain
                columns (no JSON, no Redis, no Django, no HTTP)                     goal >= 0.8
 generation     tasks/s of one pass over 1,000 orders x 10,000 accounts (bench/generate.py)
-               baseline: the reserve script alone, as many calls in the same pipelines
-                                                                                   goal >= 0.33
+               baseline: its floor (the same RESERVEs, a COPY of the same task rows and one
+               UPDATE of the same orders, plain psycopg); the reserve script alone for
+               reference                                                           goal >= 0.7
 long-poll      W pulls waiting (wait_seconds=20) on an empty queue: the server's CPU while they
                wait, the database connections open, a no-op request's latency beside them (and
                without them); then tasks made available one at a time: the time from the
