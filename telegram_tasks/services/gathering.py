@@ -165,23 +165,12 @@ class Gatherer(Generic[I, R]):
 _GATHERERS: dict[Hashable, Gatherer[Any, Any]] = {}
 
 
-def gatherer(
-    key: Hashable,
-    apply_one: Callable[[I], R],
-    apply_many: Callable[[Sequence[I]], Sequence[R]],
-    *,
-    most: int,
-    wait: float = 0.0,
-    on_batch: Callable[[int], None] | None = None,
-    before_wait: Callable[[], None] | None = None,
-) -> Gatherer[I, R]:
-    """The process's gatherer for ``key`` (made on first use, after any monkey-patching)."""
+def gatherer(key: Hashable, make: Callable[[], Gatherer[I, R]]) -> Gatherer[I, R]:
+    """The process's gatherer for ``key``, made by ``make`` on first use (after any
+    monkey-patching: none is made at import)."""
     found = _GATHERERS.get(key)
     if found is None:
-        made = Gatherer(
-            apply_one, apply_many, most=most, wait=wait, on_batch=on_batch, before_wait=before_wait
-        )
-        found = _GATHERERS.setdefault(key, made)
+        found = _GATHERERS.setdefault(key, make())
     return found
 
 

@@ -76,15 +76,16 @@ def _gathered(report: ReportIn, now: datetime, provider: ProviderRef | None) -> 
     ``gathering``): one transaction, one COMMIT round trip, one commit for all of them, each
     answered after it with its own outcome. (Not inside a caller's transaction: the batch
     would commit with it, after the others' answers.)"""
-    key = ("report", None if provider is None else provider.id)
     group = gathering.gatherer(
-        key,
-        _report_one,
-        _report_many,
-        most=min(app_settings.REPORT_GROUP_MAX, app_settings.REPORT_MAX_BATCH),
-        wait=app_settings.REPORT_GROUP_WAIT_MS / 1000,
-        on_batch=REPORT_BATCHES.observe,
-        before_wait=_give_back_connections,
+        ("report", None if provider is None else provider.id),
+        lambda: gathering.Gatherer(
+            _report_one,
+            _report_many,
+            most=min(app_settings.REPORT_GROUP_MAX, app_settings.REPORT_MAX_BATCH),
+            wait=app_settings.REPORT_GROUP_WAIT_MS / 1000,
+            on_batch=REPORT_BATCHES.observe,
+            before_wait=_give_back_connections,
+        ),
     )
     return group.submit((report, now, provider))
 
