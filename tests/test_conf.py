@@ -65,6 +65,16 @@ def test_bad_numbers_and_keys_fail_the_system_check(settings):
     )
 
 
+@pytest.mark.parametrize(("wait", "refused"), [(0, False), (2, False), (-1, True), (1.5, True)])
+def test_the_group_commit_wait_may_be_zero_but_not_negative(settings, wait, refused):
+    settings.PROVIDER_TOKEN = "configured"
+    settings.TELEGRAM_TASKS = {"REPORT_GROUP_WAIT_MS": wait}
+    errors = [e for e in checks.run_checks() if e.id == "telegram_tasks.E002"]
+    assert bool(errors) is refused
+    if refused:
+        assert "REPORT_GROUP_WAIT_MS" in errors[0].msg and "non-negative" in errors[0].msg
+
+
 def test_default_configuration_passes_the_checks(settings):
     settings.PROVIDER_TOKEN = "configured"
     assert not [e for e in checks.run_checks() if e.id and e.id.startswith("telegram_tasks")]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 I = TypeVar("I")  # noqa: E741 - an item
@@ -38,13 +38,11 @@ class _Waiter(Generic[I, R]):
 
 @dataclass
 class Stats:
-    """What a gatherer did (read by /metrics and tests): batches applied and items in them."""
+    """What a gatherer did, for tests (operators see the sizes through ``on_batch``)."""
 
     batches: int = 0
-    items: int = 0
     largest: int = 0
     alone: int = 0  # items of failed batches, applied again one by one
-    sizes: dict[int, int] = field(default_factory=dict)  # batch size -> batches of that size
 
 
 class Gatherer(Generic[I, R]):
@@ -153,9 +151,7 @@ class Gatherer(Generic[I, R]):
     def _count(self, batch: Sequence[_Waiter[I, R]], *, alone: bool = False) -> None:
         s, n = self.stats, len(batch)
         s.batches += 1
-        s.items += n
         s.largest = max(s.largest, n)
-        s.sizes[n] = s.sizes.get(n, 0) + 1
         if alone:
             s.alone += n
         if self._on_batch is not None:

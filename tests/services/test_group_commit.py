@@ -271,6 +271,14 @@ def test_a_process_killed_mid_batch_is_settled_from_the_commit_markers(leased, r
     assert order.remains == 12 - 5
 
 
+def test_a_group_of_one_turns_gathering_off(leased, settings):
+    settings.TELEGRAM_TASKS = {**settings.TELEGRAM_TASKS, "REPORT_GROUP_MAX": 1}
+    _, tasks = leased
+    outs = in_threads([single(t["task_id"]) for t in tasks[:4]])
+    assert [o.status for o in outs] == ["done"] * 4
+    assert KEY not in gathering.all_stats()
+
+
 def test_inside_a_callers_transaction_a_report_is_not_gathered(leased):
     from django.db import transaction
 
